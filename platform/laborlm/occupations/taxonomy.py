@@ -1,0 +1,254 @@
+"""The occupation vocabulary: code <-> title <-> group <-> index. Every model and metric indexes through it.
+
+The default is occ1990dd (Autor & Dorn 2013 as revised by Deming 2017: 341 civilian codes) plus military
+(905) and the three special states every survey has and resumes lack: ``unemployed``, ``out_of_labor_force``
+and ``in_school``. Index order is fixed: occupations in code order, then the special states. So index
+``K - 3 .. K - 1`` are always the special states and log-probability arrays of shape ``[n, K]`` line up
+across every model.
+
+Other coding schemes load from a ``code,title[,group]`` CSV (for example O*NET-SOC), or are inferred from the
+codes seen in data, in which case the code stands in for its title.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from laborlm.errors import InputDataError
+
+UNEMPLOYED = "unemployed"
+OUT_OF_LABOR_FORCE = "out_of_labor_force"
+IN_SCHOOL = "in_school"
+SPECIAL_GROUP = "not_working"
+SPECIAL_STATES: tuple[tuple[str, str], ...] = (
+    (UNEMPLOYED, "Unemployed"),
+    (OUT_OF_LABOR_FORCE, "Out of labor force"),
+    (IN_SCHOOL, "In school"),
+)
+# CAREER's survey tokens and the crosswalks' codes for the same states.
+SPECIAL_ALIASES: dict[str, str] = {
+    "not_in_labor_force": OUT_OF_LABOR_FORCE,
+    "nilf": OUT_OF_LABOR_FORCE,
+    "olf": OUT_OF_LABOR_FORCE,
+    "out_of_labour_force": OUT_OF_LABOR_FORCE,
+    "education": IN_SCHOOL,
+    "student": IN_SCHOOL,
+    "school": IN_SCHOOL,
+    "unemployment": UNEMPLOYED,
+}
+# CAREER's own spelling, used when writing its split files.
+CAREER_TOKENS: dict[str, str] = {UNEMPLOYED: "unemployed", OUT_OF_LABOR_FORCE: "not_in_labor_force", IN_SCHOOL: "education"}
+MANUAL_GROUP = "operators_fabricators_laborers"  # CAREER Table 7's "manual laborers" (codes 703-889)
+_INT_CODE = re.compile(r"^\d+(\.0+)?$")
+
+
+@dataclass(frozen=True)
+class Occupation:
+    code: str
+    title: str
+    group: str
+    subgroup: str = ""
+    employment_weight: float = 0.0  # share of 2010 US employment (occ1990dd only; 0 when unknown)
+    special: bool = False
+
+
+class Taxonomy:
+    """An ordered occupation vocabulary with titles and groups.
+
+    Args:
+        occupations: the regular occupations, in index order. Special states are appended automatically.
+        name: a short name recorded in manifests and model artifacts (``occ1990dd``, ``inferred``, a file stem).
+        aliases: extra spellings mapped to codes (for example a crosswalk's code for unemployment).
+    """
+
+    def __init__(self, occupations: Sequence[Occupation], name: str, aliases: dict[str, str] | None = None) -> None:
+        regular = [o for o in occupations if not o.special]
+        specials = [Occupation(c, t, SPECIAL_GROUP, SPECIAL_GROUP, 0.0, True) for c, t in SPECIAL_STATES]
+        self.occupations: tuple[Occupation, ...] = tuple(regular) + tuple(specials)
+        self.name = name
+        self.codes: tuple[str, ...] = tuple(o.code for o in self.occupations)
+        if len(set(self.codes)) != len(self.codes):
+            dup = sorted({c for c in self.codes if self.codes.count(c) > 1})
+            raise ValueError(f"taxonomy '{name}' has duplicate codes: {dup[:5]}")
+        self._index = {c: i for i, c in enumerate(self.codes)}
+        self._aliases = {**SPECIAL_ALIASES, **(aliases or {})}
+        self.numeric = all(_INT_CODE.match(o.code) for o in regular) and bool(regular)
+        self.titles: tuple[str, ...] = tuple(o.title for o in self.occupations)
+        self.groups: tuple[str, ...] = tuple(sorted({o.group for o in self.occupations}))
+        self.group_index = np.array([self.groups.index(o.group) for o in self.occupations], dtype=np.int64)  # [K]
+        self.special_mask = np.array([o.special for o in self.occupations], dtype=bool)  # [K]
+
+    # -- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def default(cls) -> Taxonomy:
+        """occ1990dd with titles, groups and employment weights, plus the special states (package data)."""
+        return _default_taxonomy()
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> Taxonomy:
+        """Load any consistent coding scheme from a CSV with columns ``code,title`` and optionally ``group``.
+
+        Raises:
+            InputDataError: missing columns, empty or duplicate codes, empty titles (file and line named).
+        """
+        path = Path(path)
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                fields = [h.strip() for h in (reader.fieldnames or [])]
+                for required in ("code", "title"):
+                    if required not in fields:
+                        raise InputDataError(str(path), 1, required, f"missing column; a taxonomy file needs code,title[,group], found {fields}")
+                occs: list[Occupation] = []
+                seen: dict[str, int] = {}
+                for line_no, raw in enumerate(reader, start=2):
+                    row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+                    code, title = row.get("code", ""), row.get("title", "")
+                    if not code:
+                        raise InputDataError(str(path), line_no, "code", "empty occupation code")
+                    if code in seen:
+                        raise InputDataError(str(path), line_no, "code", f"duplicate code (first on line {seen[code]})", code)
+                    if not title:
+                        raise InputDataError(str(path), line_no, "title", "empty title", code)
+                    seen[code] = line_no
+                    occs.append(Occupation(code, title, row.get("group") or "all"))
+        except UnicodeDecodeError as exc:
+            raise InputDataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:
+            raise InputDataError(str(path), None, None, f"cannot read taxonomy file: {exc.strerror}") from None
+        if not occs:
+            raise InputDataError(str(path), None, "code", "taxonomy file lists no occupations")
+        return cls(occs, name=path.stem)
+
+    @classmethod
+    def infer(cls, codes: Iterable[str], name: str = "inferred") -> Taxonomy:
+        """A taxonomy of the distinct codes seen in data; each code stands in for its own title.
+
+        Special-state spellings (``unemployed``, ``not_in_labor_force``, ...) become the special states, not codes.
+        """
+        distinct = {c.strip() for c in codes if c is not None and c.strip()}
+        regular = sorted(
+            (c for c in distinct if c not in SPECIAL_ALIASES and c not in dict(SPECIAL_STATES)),
+            key=_natural_key,
+        )
+        return cls([Occupation(c, c, "all") for c in regular], name=name)
+
+    # -- lookup -------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.occupations)
+
+    def __contains__(self, code: object) -> bool:
+        return isinstance(code, str) and self.normalize(code) is not None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Taxonomy) and self.occupations == other.occupations
+
+    def __hash__(self) -> int:
+        return hash(self.occupations)
+
+    def __repr__(self) -> str:
+        return f"Taxonomy(name={self.name!r}, K={len(self)})"
+
+    def normalize(self, code: str) -> str | None:
+        """The canonical code for a spelling seen in data, or None if it is not in this taxonomy.
+
+        Accepts surrounding whitespace, special-state aliases (CAREER's ``not_in_labor_force`` and
+        ``education``), and, for numeric schemes, zero padding and a trailing ``.0`` (``"004"``, ``"4.0"``).
+        """
+        c = code.strip()
+        if c in self._index:
+            return c
+        low = c.lower().replace(" ", "_")
+        if low in self._index:
+            return low
+        if low in self._aliases:
+            return self._aliases[low]
+        if c in self._aliases:
+            return self._aliases[c]
+        if self.numeric and _INT_CODE.match(c):
+            n = str(int(float(c)))
+            if n in self._index:
+                return n
+        return None
+
+    def index(self, code: str) -> int:
+        """Index of a code (after normalisation). Raises KeyError for an unknown code."""
+        norm = self.normalize(code)
+        if norm is None:
+            raise KeyError(f"occupation code {code!r} is not in taxonomy '{self.name}'")
+        return self._index[norm]
+
+    def indices(self, codes: Sequence[str]) -> np.ndarray:
+        """Vectorised ``index``: int64 array, -1 where a code is unknown. Codes are expected canonical."""
+        get = self._index.get
+        out = np.fromiter((get(c, -1) for c in codes), dtype=np.int64, count=len(codes))
+        if (out < 0).any():
+            for j in np.flatnonzero(out < 0):
+                norm = self.normalize(codes[j]) if codes[j] is not None else None
+                if norm is not None:
+                    out[j] = self._index[norm]
+        return out
+
+    def code(self, index: int) -> str:
+        return self.codes[index]
+
+    def title(self, code: str) -> str:
+        return self.occupations[self.index(code)].title
+
+    def group(self, code: str) -> str:
+        return self.occupations[self.index(code)].group
+
+    def is_special(self, code: str) -> bool:
+        return self.occupations[self.index(code)].special
+
+    @property
+    def special_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.special_mask)
+
+    @property
+    def regular_indices(self) -> np.ndarray:
+        return np.flatnonzero(~self.special_mask)
+
+    def employment_weights(self) -> np.ndarray:
+        """Employment share per index (``[K]``, zeros for the special states and unknown weights)."""
+        return np.array([o.employment_weight for o in self.occupations], dtype=np.float64)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of codes, titles and groups, recorded wherever a result depends on the taxonomy."""
+        h = hashlib.sha256()
+        for o in self.occupations:
+            h.update(f"{o.code}\x1f{o.title}\x1f{o.group}\x1e".encode())
+        return h.hexdigest()[:12]
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write ``code,title,group`` (regular occupations; special states are implied) so ``from_csv`` reloads it."""
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["code", "title", "group"])
+            for o in self.occupations:
+                if not o.special:
+                    w.writerow([o.code, o.title, o.group])
+
+
+def _natural_key(code: str) -> tuple[int, float, str]:
+    return (0, float(code), code) if _INT_CODE.match(code) else (1, 0.0, code)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_taxonomy() -> Taxonomy:
+    text = resources.files("laborlm.occupations").joinpath("occ1990dd.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    occs = [
+        Occupation(r["code"], r["title"], r["group"], r["subgroup"], float(r["employment_weight"])) for r in rows
+    ]
+    # The crosswalks in shared/data code unemployment as 991 (see SOURCES.md).
+    return Taxonomy(occs, name="occ1990dd", aliases={"991": UNEMPLOYED})

@@ -127,7 +127,10 @@ class Taxonomy:
             raise InputDataError(str(path), None, None, f"cannot read taxonomy file: {exc.strerror}") from None
         if not occs:
             raise InputDataError(str(path), None, "code", "taxonomy file lists no occupations")
-        return cls(occs, name=path.stem)
+        loaded = cls(occs, name=path.stem)
+        # A file that is exactly occ1990dd (as every panel folder carries) is occ1990dd, weights and all.
+        default = cls.default()
+        return default if loaded.fingerprint() == default.fingerprint() else loaded
 
     @classmethod
     def infer(cls, codes: Iterable[str], name: str = "inferred") -> Taxonomy:

@@ -1,0 +1,240 @@
+"""The `laborlm` command. The only module that configures logging or exits the process.
+
+    laborlm quickstart                      # the main job on the embedded defaults
+    laborlm data {import,export,validate,stats,synth} ...
+    laborlm config show CONFIG.yaml [key.path=value ...]
+
+Each subcommand parses its arguments, calls one library function, and prints its result. A ``LaborLMError``
+becomes a one-line message and exit code 2; any other exception keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from laborlm import __version__
+from laborlm.errors import LaborLMError
+
+logger = logging.getLogger("laborlm")
+
+# Quiet, offline defaults for the libraries underneath; an explicit environment setting wins.
+_ENV_DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_DATA_LOG_LEVEL": "WARNING",
+}
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> None:
+    """Start (or connect to) Ray for a CLI command; library functions never call ``ray.init`` themselves."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+
+def _cmd_data_import(a: argparse.Namespace) -> int:
+    from laborlm.workflows.data import import_data
+
+    s = import_data(Path(a.path), Path(a.out), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source)
+    print(s.line())
+    print(f"panel written to {a.out}")
+    return 0
+
+
+def _cmd_data_export(a: argparse.Namespace) -> int:
+    from laborlm.splits import SplitConfig
+    from laborlm.workflows.data import export_data
+
+    out = export_data(Path(a.panel), Path(a.out), fmt=a.format, split=SplitConfig(seed=a.split_seed))
+    print(f"{a.format} export written to {out}")
+    return 0
+
+
+def _cmd_data_validate(a: argparse.Namespace) -> int:
+    from laborlm.workflows.data import validate_data
+
+    s = validate_data(Path(a.path), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source)
+    print(s.line())
+    return 0 if s.rows_rejected == 0 else 1
+
+
+def _cmd_data_stats(a: argparse.Namespace) -> int:
+    from laborlm.stats import format_stats
+    from laborlm.workflows.data import describe_data
+
+    stats = describe_data(Path(a.path), taxonomy=a.taxonomy)
+    if a.json:
+        print(json.dumps(stats.to_json(), indent=2))
+    else:
+        print(format_stats({Path(a.path).name: stats}))
+    return 0
+
+
+def _cmd_data_synth(a: argparse.Namespace) -> int:
+    from laborlm.config import apply_overrides, build, load_yaml, to_dict
+    from laborlm.synthetic import SynthConfig, generate_panel, load_preset
+
+    base = to_dict(load_preset(a.preset)) if a.preset else {}
+    if a.config:
+        data = load_yaml(a.config)
+        data.pop("kind", None)
+        base = _merge(base, data)
+    flags = [f"people={a.people}"] if a.people is not None else []
+    flags += [f"seed={a.seed}"] if a.seed is not None else []
+    cfg = build(SynthConfig, apply_overrides(SynthConfig, base, list(a.overrides) + flags), source=a.config)
+    if a.workers:
+        _init_ray(a.address, a.workers)
+    summary = generate_panel(cfg, Path(a.out), num_workers=a.workers)
+    print(summary.line())
+    return 0
+
+
+# --- config -------------------------------------------------------------------------------------------------
+
+
+def _cmd_config_show(a: argparse.Namespace) -> int:
+    from laborlm.config import dump_yaml, load_config, load_yaml
+
+    kind = load_yaml(a.config).get("kind")
+    cls = _job_class(kind, a.config)
+    print(dump_yaml(load_config(cls, a.config, a.overrides), kind=kind), end="")
+    return 0
+
+
+def _job_class(kind: object, source: str) -> type:
+    """The config dataclass for a job YAML's ``kind`` (the registry ``laborlm run`` will dispatch on)."""
+    from laborlm.errors import ConfigError
+    from laborlm.synthetic import SynthConfig
+    from laborlm.workflows.quickstart import QuickstartConfig
+
+    registry: dict[str, type] = {"synth": SynthConfig, "quickstart": QuickstartConfig}
+    if kind not in registry:
+        raise ConfigError(f"kind: expected one of {', '.join(sorted(registry))}, got {kind!r}", source=source)
+    return registry[str(kind)]
+
+
+# --- quickstart ---------------------------------------------------------------------------------------------
+
+
+def _cmd_quickstart(a: argparse.Namespace) -> int:
+    from laborlm.config import load_config
+    from laborlm.workflows.quickstart import QuickstartConfig, run_quickstart
+
+    cfg = load_config(QuickstartConfig, a.config, a.overrides)
+    _init_ray(a.address, cfg.workers)
+    report = run_quickstart(cfg)
+    print(report)
+    return 0
+
+
+# --- plumbing -----------------------------------------------------------------------------------------------
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="laborlm", description="Predict careers with language models (CAREER, LABOR-LLM) on Ray.")
+    p.add_argument("--version", action="version", version=f"laborlm {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(parent: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    data = sub.add_parser("data", help="import, export, validate, describe and synthesise career panels")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    taxonomy_help = "occ1990dd, infer, or a code,title CSV (default: taxonomy.csv in the input folder, else auto)"
+
+    s = add(dsub, "import", _cmd_data_import, "read a Parquet/CSV panel or CAREER split files, validate, write a canonical panel")
+    s.add_argument("path")
+    s.add_argument("--out", required=True, help="output panel folder")
+    s.add_argument("--taxonomy", help=taxonomy_help)
+    s.add_argument("--rejects", help="write bad rows here (JSONL) and keep going, instead of stopping at the first")
+    s.add_argument("--source", help="source name for inputs without a source column (default: the input's name)")
+
+    s = add(dsub, "export", _cmd_data_export, "write a canonical panel as CAREER split files, Parquet or CSV")
+    s.add_argument("panel")
+    s.add_argument("--format", choices=["career", "parquet", "csv"], required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--split-seed", type=int, default=0, help="seed of the person-level 70/10/20 split (career format)")
+
+    s = add(dsub, "validate", _cmd_data_validate, "check a panel; exit 1 if any row is rejected")
+    s.add_argument("path")
+    s.add_argument("--taxonomy", help=taxonomy_help)
+    s.add_argument("--rejects", help="write bad rows here (JSONL) and report counts instead of stopping at the first")
+    s.add_argument("--source")
+
+    s = add(dsub, "stats", _cmd_data_stats, "CAREER Table 7 statistics and yearly occupation-change shares")
+    s.add_argument("path")
+    s.add_argument("--taxonomy", help=taxonomy_help)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = add(dsub, "synth", _cmd_data_synth, "generate a synthetic panel with its exact oracle log-likelihood")
+    s.add_argument("--preset", choices=["psid", "nlsy79", "nlsy97", "resumes"])
+    s.add_argument("--config", help="YAML overriding the preset (see jobs/synth_*.yaml)")
+    s.add_argument("--people", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", required=True)
+    s.add_argument("--workers", type=int, help="Ray Data CPU workers (default: generate in this process)")
+    s.add_argument("--address", help="Ray cluster address (default: a local Ray started for this command)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. dynamics.num_types=16")
+
+    cfg = sub.add_parser("config", help="inspect job configs")
+    csub = cfg.add_subparsers(dest="config_command", required=True)
+    s = add(csub, "show", _cmd_config_show, "print the resolved config of a job YAML with overrides applied")
+    s.add_argument("config")
+    s.add_argument("overrides", nargs="*")
+
+    s = add(sub, "quickstart", _cmd_quickstart, "the whole pipeline on the embedded defaults (local Ray, synthetic data)")
+    s.add_argument("--config", help="YAML overriding the embedded defaults")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. psid_people=5000")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for k, v in _ENV_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+    args = build_parser().parse_args(argv)
+    _configure_logging(-1 if args.quiet else args.verbose)
+    try:
+        return int(args.fn(args))
+    except LaborLMError as exc:
+        print(f"laborlm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("laborlm: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Scoring: one metric module for every model (baselines, CAREER, language models, the oracle)."""

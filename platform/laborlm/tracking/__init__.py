@@ -1,0 +1,1 @@
+"""Experiment tracking: a narrow Tracker interface with MLflow and no-op implementations, and metric names."""

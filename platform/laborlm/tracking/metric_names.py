@@ -1,0 +1,23 @@
+"""Every metric key LaborLM logs, defined once. Keys are ``split/name`` in lower_snake_case with units in the
+name; dashboards/ and tests read these constants rather than spelling keys themselves."""
+
+from __future__ import annotations
+
+TRAIN_LOSS = "train/loss"
+TRAIN_LR = "train/lr"
+VALID_LOSS = "valid/loss"
+VALID_PERPLEXITY = "valid/perplexity"
+TEST_PERPLEXITY = "test/perplexity"
+TEST_ORACLE_PERPLEXITY = "test/oracle_perplexity"
+TEST_ORACLE_GAP = "test/oracle_gap"
+TEST_STAY_AUC = "test/stay_auc"
+TEST_STAY_CALIBRATION_ERROR = "test/stay_calibration_error"
+THROUGHPUT_TOKENS_PER_S = "throughput/tokens_per_s"
+DATA_ROWS_IN = "data/rows_in"
+DATA_ROWS_KEPT = "data/rows_kept"
+DATA_ROWS_REJECTED = "data/rows_rejected"
+
+
+def test_perplexity_of(transition: str) -> str:
+    """Per-transition-type test perplexity key (CAREER Table 4), e.g. ``test/perplexity_new_job``."""
+    return f"{TEST_PERPLEXITY}_{transition}"

@@ -1,0 +1,90 @@
+"""MLflow implementation of ``Tracker``. The default store is a local SQLite file, any tracking URI works.
+
+Why a SQLite default rather than MLflow's ``./mlruns`` file store: the model registry needs a database
+backend, and the same file can later be served by ``mlflow server`` for the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+logger = logging.getLogger(__name__)
+
+_MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = True  # false: log nothing (NullTracker)
+    tracking_uri: str | None = None  # None: sqlite:///<run dir>/mlflow.db; or http://127.0.0.1:5000, ...
+    experiment: str = "laborlm"  # MLflow experiment name
+
+
+def default_uri(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+
+
+class MlflowTracker:
+    """One MLflow run. ``parent_run_id`` makes it a nested child run (one per sweep trial or seed)."""
+
+    def __init__(
+        self,
+        config: TrackingConfig,
+        run_name: str,
+        run_dir: Path,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self._mlflow = mlflow
+        uri = config.tracking_uri or default_uri(run_dir)
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(config.experiment)
+        if exp is None:
+            # Keep artifacts beside the database for local stores instead of in the current directory.
+            location = (run_dir / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite") else None
+            exp_id = self.client.create_experiment(config.experiment, artifact_location=location)
+        else:
+            exp_id = exp.experiment_id
+        all_tags = dict(tags or {})
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
+        self.run_id: str | None = self.run.info.run_id
+        self.tracking_uri = uri
+        logger.info("MLflow run %s (%s) at %s", run_name, self.run_id, uri)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run.info.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(self.run.info.run_id, metrics=items[i : i + 500])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if Path(path).is_dir():
+            self.client.log_artifacts(self.run.info.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run.info.run_id, str(path), artifact_path)
+
+    def log_dict(self, data: Mapping[str, Any], name: str) -> None:
+        self.client.log_dict(self.run.info.run_id, dict(data), name)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run.info.run_id, status=status)

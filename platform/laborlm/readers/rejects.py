@@ -1,0 +1,99 @@
+"""Where dropped rows go: ``rejects.jsonl`` and the row counts that prove none was lost.
+
+STYLE.md: readers never drop rows silently. A reader given a :class:`RejectWriter` writes each bad row there
+as one JSON object ``{"file", "row", "field", "value", "reason"}`` (the fields of
+:class:`~laborlm.errors.InputDataError`, ``row`` 1-based as an editor shows it) and returns the good rows
+with a :class:`ReadCounts`, whose invariant ``rows_in == rows_kept + rows_rejected`` the corpus manifest and
+MLflow record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from laborlm.errors import InputDataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadCounts:
+    """Rows read from an input, split into kept and rejected; ``rows_in == rows_kept + rows_rejected``.
+
+    A row is a person-year: a CSV data line, a Parquet row, or one token position of a CAREER line.
+    """
+
+    rows_in: int
+    rows_kept: int
+    rows_rejected: int
+
+    def __post_init__(self) -> None:
+        if min(self.rows_in, self.rows_kept, self.rows_rejected) < 0 or (
+            self.rows_in != self.rows_kept + self.rows_rejected
+        ):
+            raise ValueError(f"inconsistent read counts: {self}")
+
+    def __add__(self, other: ReadCounts) -> ReadCounts:
+        return ReadCounts(
+            self.rows_in + other.rows_in,
+            self.rows_kept + other.rows_kept,
+            self.rows_rejected + other.rows_rejected,
+        )
+
+    @property
+    def rejected_fraction(self) -> float:
+        """Share of input rows rejected (0 for an empty input); what a fail-fast threshold compares to."""
+        return self.rows_rejected / self.rows_in if self.rows_in else 0.0
+
+    def to_dict(self) -> dict[str, int]:
+        """The manifest / MLflow form."""
+        return asdict(self)
+
+
+class RejectWriter:
+    """Appends rejected rows to a JSON-lines file, one object per row; use it as a context manager.
+
+    The file (and its parent folders) is created on construction, so an empty rejects file is proof that a
+    run rejected nothing. Appending lets several inputs of one run share a single rejects file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Held open across writes and closed by close()/__exit__: this class is the context manager.
+        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self.rows_written = 0
+
+    def write(self, problem: InputDataError) -> None:
+        """Record one rejected row (or one rejected line of a CAREER file)."""
+        if self._file is None:
+            raise ValueError(f"rejects file {self.path} is closed")
+        self._file.write(json.dumps(problem.to_record(), ensure_ascii=False) + "\n")
+        self.rows_written += 1
+
+    def write_all(self, problems: Iterable[InputDataError]) -> None:
+        for problem in problems:
+            self.write(problem)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            logger.debug("closed %s after %d reject record(s)", self.path, self.rows_written)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -40,6 +40,11 @@ def _configure_logging(verbosity: int) -> None:
 
 def _init_ray(address: str | None, num_cpus: int | None) -> None:
     """Start (or connect to) Ray for a CLI command; library functions never call ``ray.init`` themselves."""
+    if not address:
+        # A local Ray started for one command is private to this user and process tree: skip its token
+        # auth (which would also write ~/.ray/auth_token). A cluster's own settings apply when connecting.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0" if sys.stdout.isatty() else "1")
     import ray
 
     if ray.is_initialized():

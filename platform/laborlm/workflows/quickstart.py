@@ -48,8 +48,7 @@ def run_quickstart(cfg: QuickstartConfig) -> str:
     for preset, people in ((cfg.survey, cfg.survey_people), ("resumes", cfg.resume_people)):
         logger.info("[1/3] generating %s (%d people) with %d Ray workers", preset, people, cfg.workers)
         synth = build(SynthConfig, apply_overrides(SynthConfig, to_dict(load_preset(preset)), [f"people={people}", f"seed={cfg.seed}"]))
-        summary = generate_panel(synth, out / preset, num_workers=cfg.workers)
-        logger.info("%s", summary.line())
+        generate_panel(synth, out / preset, num_workers=cfg.workers)
         with RejectWriter(out / f"{preset}.rejects.jsonl") as rejects:
             read = read_panel(out / preset, rejects=rejects)
         c = read.counts

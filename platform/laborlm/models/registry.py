@@ -1,0 +1,79 @@
+"""Every next-occupation model of CAREER's comparison by name, so a benchmark can list and build them.
+
+    for name in model_names(): model = create_model(name, taxonomy); model.fit(train, valid); ...
+
+Neural models come in a one-stage variant (a softmax over all occupations, CAREER's Figure 2a baselines)
+and a two-stage variant (stay or move, then where: Eq. 18, Table 8), named ``<model>-one_stage`` and
+``<model>-two_stage``. Training defaults follow Appendix G (learning rate and warm-up per model; NEMO's
+are not reported, so it uses CAREER's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from laborlm.baselines.bag_of_jobs import BagOfJobs, BagOfJobsConfig
+from laborlm.baselines.base import NextOccupationModel
+from laborlm.baselines.logistic import MarkovRegression, RegressionConfig
+from laborlm.baselines.lstm import LstmConfig, NemoLstm
+from laborlm.baselines.markov import MarkovModel
+from laborlm.models.architectures import NetworkConfig
+from laborlm.models.career import CAREER_PRETRAINED, CAREER_SMALL, CAREER_TINY, CareerTransformer
+from laborlm.models.fitting import FitConfig, NeuralModelConfig
+from laborlm.models.neural import NeuralOccupationModel
+from laborlm.occupations.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class MarkovConfig:
+    order: int  # 1 or 2: condition on the last job, or the last two
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    module: type  # MarkovModel, or the torch module computing the representation (the body)
+    config: MarkovConfig | NetworkConfig  # the architecture's defaults
+    fit: FitConfig | None = None  # training defaults; None for models estimated by counting
+
+
+_FROM_SCRATCH = FitConfig(lr=5e-4, warmup_steps=500)  # CAREER without pretraining (also used for NEMO)
+_FINE_TUNE = FitConfig(lr=1e-4, warmup_steps=500)  # CAREER initialised from resumes
+_NEURAL: dict[str, tuple[type, NetworkConfig, FitConfig]] = {
+    "regression": (MarkovRegression, RegressionConfig(), FitConfig(lr=5e-4, warmup_steps=4000)),
+    "bag-of-jobs": (BagOfJobs, BagOfJobsConfig(), FitConfig(lr=5e-4, warmup_steps=5000)),
+    "nemo": (NemoLstm, LstmConfig(), _FROM_SCRATCH),
+    "career-small": (CareerTransformer, CAREER_SMALL, _FROM_SCRATCH),
+    "career-pretrained": (CareerTransformer, CAREER_PRETRAINED, _FINE_TUNE),
+    "career-tiny": (CareerTransformer, CAREER_TINY, FitConfig(lr=1e-3, warmup_steps=50)),
+}
+
+REGISTRY: dict[str, RegistryEntry] = {
+    "markov1": RegistryEntry(MarkovModel, MarkovConfig(order=1)),
+    "markov2": RegistryEntry(MarkovModel, MarkovConfig(order=2)),
+    **{
+        f"{base}-{head}": RegistryEntry(module, replace(network, two_stage=head == "two_stage"), fit)
+        for base, (module, network, fit) in _NEURAL.items()
+        for head in ("one_stage", "two_stage")
+    },
+}
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def create_model(
+    name: str, taxonomy: Taxonomy, fit: FitConfig | None = None, seed: int = 0
+) -> NextOccupationModel:
+    """A fresh (unfitted) model; ``fit`` overrides the registry's training defaults.
+
+    Raises:
+        KeyError: an unknown name (the message lists the known ones).
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
+    entry = REGISTRY[name]
+    if isinstance(entry.config, MarkovConfig):
+        return MarkovModel(taxonomy, order=entry.config.order)
+    assert entry.fit is not None
+    return NeuralOccupationModel(NeuralModelConfig(name, entry.config, fit or entry.fit, seed), taxonomy)

@@ -25,4 +25,5 @@ def test_same_panel_in_process_and_on_1_or_2_ray_workers(ray_session: object, tm
         assert (summary.people, summary.rows, summary.files) == (local.people, local.rows, 5)
         assert summary.oracle_perplexity == local.oracle_perplexity
         assert _read(out).equals(reference)
-        assert (out / "taxonomy.csv").read_text() == (tmp_path / "local" / "taxonomy.csv").read_text()
+        for name in ("taxonomy.csv", "synth.yaml"):
+            assert (out / name).read_text() == (tmp_path / "local" / name).read_text()

@@ -4,6 +4,11 @@ Both folder kinds carry a ``taxonomy.csv`` (``code,title,group``) so that they d
 one back gives the same taxonomy and so the same occupation indices. This module owns the rule that picks a
 taxonomy when the caller names none, the default ``source`` of an input, and how a writer replaces a folder
 it wrote before without ever deleting files it did not write.
+
+A synthetic panel folder also carries ``synth.yaml``, the config it was generated with (the exact parameters
+of its oracle, ``laborlm.synthetic.oracle``). Readers skip it like any other file that is not a shard. Only
+``generate_panel`` owns it: ``write_panel`` refuses a synthetic folder as its destination instead of deleting
+the record of how those data were made (write the rows to a new folder).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from laborlm.occupations.taxonomy import SPECIAL_ALIASES, SPECIAL_STATES, Taxono
 logger = logging.getLogger(__name__)
 
 TAXONOMY_FILE = "taxonomy.csv"
+SYNTH_CONFIG_FILE = "synth.yaml"  # written by laborlm.synthetic.generate_panel beside the shards it generated
 OCC1990DD = "occ1990dd"
 INFER = "infer"
 _SPECIAL_SPELLINGS = frozenset(SPECIAL_ALIASES) | {code for code, _ in SPECIAL_STATES}

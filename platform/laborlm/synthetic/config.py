@@ -14,16 +14,26 @@ A ``SynthConfig`` has three kinds of knobs, kept apart on purpose:
 - ``recording``: what the dataset records (special states, demographics, education, coding noise).
 
 The dataclass defaults are the PSID preset, so ``SynthConfig()`` is a valid, runnable configuration.
+
+``generate_panel`` records the resolved config as ``synth.yaml`` in the panel folder (``write_synth_config``):
+the data then carry the exact parameters of their generator, and ``load_synth_config`` gives the oracle back
+(``laborlm.synthetic.oracle.OracleModel.from_panel``) without the caller having to remember presets,
+overrides and seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+from laborlm.config import build, dump_yaml, load_yaml
 from laborlm.errors import ConfigError
+from laborlm.readers.layout import SYNTH_CONFIG_FILE
 from laborlm.schema import EDUCATION_LEVELS, RACES, REGIONS, SOURCE_PATTERN
+
+CONFIG_KIND = "synth"  # the ``kind`` of a synth job YAML and of a panel's synth.yaml
 
 PRESETS: tuple[str, ...] = ("psid", "nlsy79", "nlsy97", "resumes")
 
@@ -303,3 +313,30 @@ def load_preset(name: str) -> SynthConfig:
         recording=RecordingConfig(special_states=False, demographics=False, education_missing=0.5, code_noise=0.07),
         wages=dataclasses.replace(base.wages, enabled=False),
     )
+
+
+def write_synth_config(config: SynthConfig, folder: Path) -> Path:
+    """Write ``config`` as ``folder/synth.yaml`` (a ``kind: synth`` job YAML) and return its path.
+
+    The same file is a valid ``laborlm data synth --config``, so a recorded panel can be regenerated as is.
+    """
+    path = Path(folder) / SYNTH_CONFIG_FILE
+    path.write_text(dump_yaml(config, kind=CONFIG_KIND), encoding="utf-8")
+    return path
+
+
+def load_synth_config(folder: str | Path) -> SynthConfig | None:
+    """The config recorded in a synthetic panel folder (or a saved oracle); None if the folder has none.
+
+    Raises:
+        ConfigError: ``synth.yaml`` is there but is not a valid synth config (it is never silently ignored: a
+            wrong config would give a wrong oracle).
+    """
+    path = Path(folder) / SYNTH_CONFIG_FILE
+    if not path.is_file():
+        return None
+    data = load_yaml(path)
+    kind = data.pop("kind", CONFIG_KIND)
+    if kind != CONFIG_KIND:
+        raise ConfigError(f"kind: expected {CONFIG_KIND!r}, got {kind!r}", source=str(path))
+    return build(SynthConfig, data, source=str(path))

@@ -6,7 +6,8 @@ People are split into fixed-size shards by global person index (``SynthConfig.sh
 the number of workers). Shard ``i`` is a pure function of ``(seed, source, i)`` and the market, so the same
 config gives the same panel in-process or on any number of Ray workers. Each shard becomes one Parquet file
 ``part-{i:05d}.parquet`` (canonical panel schema, sorted by person then year, persons never split), next to
-``taxonomy.csv``.
+``taxonomy.csv`` and ``synth.yaml`` (the resolved config: the data carry their generator's parameters, so
+``OracleModel.from_panel`` can score any subset of them later).
 
 The oracle (column ``oracle_logp``) is ``log p(y_t | y_<t, covariates up to t, static covariates)`` under the
 generator, by forward filtering over the latent type: ``p(z | data so far)`` is updated with the likelihood
@@ -37,9 +38,9 @@ from tqdm import tqdm
 
 from laborlm.errors import LaborLMError
 from laborlm.occupations.taxonomy import Taxonomy
-from laborlm.readers.layout import TAXONOMY_FILE, replace_folder
+from laborlm.readers.layout import SYNTH_CONFIG_FILE, TAXONOMY_FILE, replace_folder
 from laborlm.schema import EDUCATION_LEVELS, GENDERS, PANEL_SCHEMA, RACES, REGIONS
-from laborlm.synthetic.config import SynthConfig
+from laborlm.synthetic.config import SynthConfig, write_synth_config
 from laborlm.synthetic.population import Population, draw_population
 from laborlm.synthetic.process import (
     EDU_MISSING,
@@ -50,11 +51,11 @@ from laborlm.synthetic.process import (
     Market,
     StepInputs,
     build_market,
-    dense_log_probs,
     education_log_lik,
     education_rise_prob,
     log_prob_given_type,
     logsumexp,
+    next_state_log_probs,
     record_states,
     sample_education,
     sample_state,
@@ -109,9 +110,10 @@ def simulate(
 
     Args:
         observed: ``(occ, edu)`` arrays ``[n, T]`` to condition on instead of sampling (teacher forcing): the
-            oracle of an existing synthetic panel, or of a chosen history prefix in tests.
-        full: also return the oracle's whole next-state distribution at every step (``[n, K]`` per step;
-            small ``n`` only: it is computed densely over all types).
+            oracle of an existing synthetic panel (``oracle.OracleModel``), or of a chosen history prefix in
+            tests. ``rng`` then only draws the latent types and wages, which the oracle never reads.
+        full: also return the oracle's whole next-state distribution at every step (``[n_active, K]`` per
+            step, ``process.next_state_log_probs``).
     """
     n, T = map(int, pop.years.shape)
     K, Z = market.K, market.Z
@@ -173,8 +175,7 @@ def simulate(
             y = record_states(market, sample_state(market, sm, z[act], rng), noise, rng)
         lik = log_prob_given_type(market, sm, y, noise)  # [n_act, Z]
         if dists is not None:
-            per_type = dense_log_probs(market, sm, noise)  # [n_act, Z, K]
-            dists.append(logsumexp(log_post[act][:, :, None] + per_type, axis=1)[:, 0, :])
+            dists.append(next_state_log_probs(market, sm, log_post[act], noise))  # [n_act, K]
         # Oracle: log sum_z p(z | past) p(y | z, past); then the posterior absorbs y.
         joint = log_post[act] + lik
         logp = logsumexp(joint, axis=1)[:, 0]
@@ -292,7 +293,7 @@ def _write_shard_batch(batch: dict[str, np.ndarray], config: SynthConfig, out_di
 
 
 def generate_panel(config: SynthConfig, out_dir: Path, *, num_workers: int | None = None) -> SynthSummary:
-    """Generate the configured synthetic panel into ``out_dir`` (Parquet shards + ``taxonomy.csv``).
+    """Generate the configured synthetic panel into ``out_dir`` (Parquet shards, ``taxonomy.csv``, ``synth.yaml``).
 
     The folder is written beside ``out_dir`` and swapped in at the end (``readers.layout.replace_folder``), so
     a failed run leaves the previous panel intact and no stale shard of a larger earlier run survives.
@@ -312,6 +313,7 @@ def generate_panel(config: SynthConfig, out_dir: Path, *, num_workers: int | Non
     build_market(config.dynamics, config.market_seed)  # fail fast (and warm the cache) before any shard
 
     def write(folder: Path) -> list[dict[str, float]]:
+        write_synth_config(config, folder)
         Taxonomy.default().to_csv(folder / TAXONOMY_FILE)
         if num_workers is None:
             shards = tqdm(range(config.num_shards), desc=f"synth {config.source}", unit="shard",
@@ -319,7 +321,7 @@ def generate_panel(config: SynthConfig, out_dir: Path, *, num_workers: int | Non
             return [write_shard(config, i, folder) for i in shards]
         return _run_ray(config, folder, num_workers)
 
-    results = replace_folder(out_dir, lambda name: name == TAXONOMY_FILE or bool(_SHARD.match(name)), write)
+    results = replace_folder(out_dir, _owned, write)
     rows = int(sum(r["rows"] for r in results))
     people = int(sum(r["people"] for r in results))
     sum_logp = float(sum(r["sum_logp"] for r in results))
@@ -330,6 +332,11 @@ def generate_panel(config: SynthConfig, out_dir: Path, *, num_workers: int | Non
     )
     logger.info("%s", summary.line())
     return summary
+
+
+def _owned(name: str) -> bool:
+    """The files ``generate_panel`` writes, and so may replace in a folder it generated before."""
+    return name in (TAXONOMY_FILE, SYNTH_CONFIG_FILE) or bool(_SHARD.match(name))
 
 
 def _check_ray(num_workers: int) -> None:

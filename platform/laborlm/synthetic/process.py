@@ -28,6 +28,8 @@ Why the type-free/type split: the within-work normaliser of type ``z`` is
 ``N_z = sum_c exp(V[z, c]) * S_c + sum_f exp(A_f + V[z, c(f)]) * (exp(F[z, f]) - 1)`` with
 ``S_c = sum_{j in c} exp(A_j)``, so the oracle costs ``O(K + Z*C + Z*F)`` per person-step instead of
 ``O(Z*K)``. ``dense_log_probs`` computes the same distribution the direct way; the tests compare the two.
+The oracle's whole next-state distribution (``next_state_log_probs``, what ``OracleModel`` reports) mixes
+the type posterior in first and applies the recording noise last, at ``O(Z*K)`` per person-step.
 """
 
 from __future__ import annotations
@@ -509,10 +511,45 @@ def log_prob_given_type(m: Market, sm: StepModel, y: IntArray, noise: float) -> 
     return logsumexp(terms, axis=1)[:, 0, :]
 
 
+def next_state_log_probs(m: Market, sm: StepModel, log_post: FloatArray, noise: float) -> FloatArray:
+    """log p(recorded next state | history): the oracle's whole distribution over all ``K`` states, ``[n, K]``.
+
+    The type posterior ``log_post`` (``[n, Z]``, normalised) is mixed in *before* the recording noise, since
+    both are linear in the true-state probabilities; that keeps the cost at ``O(n Z K)`` (one ``[n, Z] @
+    [Z, K]`` product) instead of the ``O(n Z K^2)`` of ``dense_log_probs``, so whole test splits can be scored:
+
+    - working codes: ``w_j * sum_z c_z exp(V[z, c(j)] + F[z, j])`` with ``c_z = p(z) P(move | z) P(work | z) / N_z``;
+    - special states: ``sum_z p(z) P(move | z) P(nest | z)``; the current state also gets ``sum_z p(z) P(stay | z)``;
+    - recording: ``p(y) = keep(y) p_true(y) + noise * sum_{x: y neighbours x} p_true(x) / #neighbours(x)``.
+
+    States the process cannot produce (special states without ``special_states``, the current special
+    state's own nest when moving) get probability 0, i.e. ``-inf``. Sums in the linear domain are relatively
+    exact; the tests compare the result with ``dense_log_probs`` and with ``log_prob_given_type``.
+    """
+    post = np.exp(log_post)  # [n, Z]
+    mix_work = np.exp(log_post + sm.log_move + sm.log_nest[:, :, WORK] - sm.log_norm)  # [n, Z] c_z
+    type_code = m.exp_type_cluster[:, m.cluster_of] * m.exp_type_fav  # [Z, K] exp(V[z, c(j)] + F[z, j])
+    p = sm.w * (mix_work @ type_code)  # [n, K]; 0 at special states and the current code
+    nest = (post[:, :, None] * np.exp(sm.log_move[:, :, None] + sm.log_nest)).sum(axis=1)  # [n, NESTS]
+    for kind in (UNEMP, OLF, SCHOOL):
+        p[:, m.state_of_nest[kind]] = nest[:, kind]
+    has_cur = np.flatnonzero(sm.cur >= 0)
+    p[has_cur, sm.cur[has_cur]] += (post[has_cur] * np.exp(sm.log_stay[has_cur])).sum(axis=1)
+    if noise > 0.0:
+        recorded = p * np.where(m.neighbour_count > 0, 1.0 - noise, 1.0)[None, :]
+        for slot in range(m.sources.shape[1]):  # a few [n, K] gathers; padded slots have weight 0
+            recorded += np.take(p, np.maximum(m.sources[:, slot], 0), axis=1) * (noise * m.source_weight[:, slot])
+        p = recorded
+    with np.errstate(divide="ignore"):
+        out: FloatArray = np.log(p)
+    return out
+
+
 def dense_log_probs(m: Market, sm: StepModel, noise: float) -> FloatArray:
     """The full recorded-state distribution per type, computed the direct way: ``[n, Z, K]``.
 
-    For checks (each row sums to 1; it agrees with ``log_prob_given_type`` everywhere) and small runs only.
+    For checks (each row sums to 1; it agrees with ``log_prob_given_type`` and, mixed over a posterior, with
+    ``next_state_log_probs`` everywhere) and small runs only.
     """
     n = len(sm.w)
     with np.errstate(divide="ignore"):

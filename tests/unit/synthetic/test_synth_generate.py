@@ -15,7 +15,7 @@ from laborlm.errors import ConfigError, LaborLMError
 from laborlm.occupations.taxonomy import MANUAL_GROUP, Taxonomy
 from laborlm.readers import read_panel
 from laborlm.schema import COLLEGE_LEVELS, PANEL_SCHEMA
-from laborlm.synthetic import PRESETS, SynthConfig, generate_panel, load_preset
+from laborlm.synthetic import PRESETS, SynthConfig, generate_panel, load_preset, load_synth_config
 from laborlm.synthetic.generate import generate_shard
 
 TAX = Taxonomy.default()
@@ -77,7 +77,10 @@ def test_panel_folder_validates_and_records_what_the_preset_says(preset: str, tm
     out = tmp_path / preset
     summary = generate_panel(cfg, out)
     assert summary.people == cfg.people and summary.files == cfg.num_shards == 3
-    assert sorted(p.name for p in out.iterdir()) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "taxonomy.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "synth.yaml", "taxonomy.csv"
+    ]
+    assert load_synth_config(out) == cfg  # the data carry their generator's exact config
     read = read_panel(out)  # the real reader: schema, allowed values, static columns, one row per person-year
     table = read.table
     assert read.counts.rows_rejected == 0 and table.num_rows == summary.rows
@@ -130,7 +133,8 @@ def test_generate_panel_replaces_its_own_folder_only(tmp_path: Path) -> None:
     out = tmp_path / "panel"
     generate_panel(_small("resumes", people=450), out)
     generate_panel(_small("resumes", people=100), out)  # fewer shards: no stale shard survives
-    assert sorted(p.name for p in out.iterdir()) == ["part-00000.parquet", "taxonomy.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["part-00000.parquet", "synth.yaml", "taxonomy.csv"]
+    assert load_synth_config(out) == _small("resumes", people=100)
     (out / "notes.txt").write_text("mine")
     with pytest.raises(LaborLMError, match="refusing"):
         generate_panel(_small("resumes", people=100), out)

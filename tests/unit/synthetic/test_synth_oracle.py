@@ -11,7 +11,16 @@ from laborlm.schema import EDUCATION_LEVELS
 from laborlm.synthetic import SynthConfig, load_preset
 from laborlm.synthetic.generate import shard_rngs, simulate
 from laborlm.synthetic.population import Population, draw_population
-from laborlm.synthetic.process import WORK, build_market
+from laborlm.synthetic.process import (
+    EDU_MISSING,
+    WORK,
+    StepInputs,
+    build_market,
+    dense_log_probs,
+    logsumexp,
+    next_state_log_probs,
+    step_model,
+)
 
 
 @pytest.mark.parametrize("preset", ["psid", "nlsy79", "resumes"])
@@ -97,3 +106,32 @@ def test_monte_carlo_next_state_matches_oracle(prefix_len: int) -> None:
     rest = np.setdiff1d(np.arange(market.K), check)
     p_rest, f_rest = p[rest].sum(), freq[rest].sum()
     assert abs(f_rest - p_rest) < 4.5 * np.sqrt(p_rest * (1 - p_rest) / len(match))
+
+
+@pytest.mark.parametrize(("allow_special", "noise"), [(True, 0.06), (True, 0.0), (False, 0.07)])
+def test_mixed_next_state_distribution_equals_the_dense_mixture(allow_special: bool, noise: float) -> None:
+    """``next_state_log_probs`` (posterior mixed in first, noise last, O(Z*K)) equals mixing the direct
+    per-type computation, for first observations, working and special current states, any posterior."""
+    market = build_market(SynthConfig().dynamics, SynthConfig().market_seed)
+    rng = np.random.default_rng(3)
+    n, K = 60, market.K
+    cur = np.where(rng.random(n) < 0.2, -1, rng.choice(np.flatnonzero(~market.special), n))
+    anchor = np.where(cur >= 0, cur, K)  # the last job held (K: none yet)
+    if allow_special:  # some people out of work now; their anchor stays the job before the spell
+        cur[:10] = rng.choice(np.flatnonzero(market.special), 10)
+    returns = np.where(rng.random((n, K)) < 0.02, np.exp(market.dyn.return_bonus), 1.0)
+    x = StepInputs(
+        year=rng.integers(1980, 2019, n), age=rng.uniform(16, 70, n), gap=np.where(cur >= 0, rng.integers(1, 3, n), 0),
+        edu=rng.integers(0, EDU_MISSING + 1, n), gender=rng.integers(0, 3, n), race=rng.integers(0, 7, n),
+        region=rng.integers(0, 5, n), cur=cur, anchor=anchor, tenure=rng.integers(0, 9, n).astype(np.float64),
+        returns=returns,
+    )
+    sm = step_model(market, x, allow_special)
+    log_post = rng.normal(0.0, 2.0, (n, market.Z))
+    log_post -= logsumexp(log_post, axis=1)
+    fast = next_state_log_probs(market, sm, log_post, noise)
+    dense = logsumexp(log_post[:, :, None] + dense_log_probs(market, sm, noise), axis=1)[:, 0, :]
+    np.testing.assert_allclose(fast, dense, rtol=0, atol=1e-10)  # -inf (impossible states) in the same places
+    np.testing.assert_allclose(logsumexp(fast, axis=1)[:, 0], 0.0, rtol=0, atol=1e-12)
+    impossible = market.special & (not allow_special)  # without special states only they are impossible
+    assert np.array_equal(np.isneginf(fast), np.broadcast_to(impossible, fast.shape))

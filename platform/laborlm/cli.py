@@ -2,6 +2,10 @@
 
     laborlm quickstart                      # the main job on the embedded defaults
     laborlm data {import,export,validate,stats,synth} ...
+    laborlm corpus {build,tokenizer} ...
+    laborlm evaluate --model DIR --panel DIR
+    laborlm benchmark careers [--preset P] [overrides]
+    laborlm run JOB.yaml [key.path=value ...]   # any job config under jobs/, dispatched on its `kind`
     laborlm config show CONFIG.yaml [key.path=value ...]
 
 Each subcommand parses its arguments, calls one library function, and prints its result. A ``LaborLMError``
@@ -11,6 +15,7 @@ becomes a one-line message and exit code 2; any other exception keeps its traceb
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -128,15 +133,64 @@ def _cmd_config_show(a: argparse.Namespace) -> int:
 
 
 def _job_class(kind: object, source: str) -> type:
-    """The config dataclass for a job YAML's ``kind`` (the registry ``laborlm run`` will dispatch on)."""
+    """The config dataclass for a job YAML's ``kind``."""
     from laborlm.errors import ConfigError
-    from laborlm.synthetic import SynthConfig
-    from laborlm.workflows.quickstart import QuickstartConfig
 
-    registry: dict[str, type] = {"synth": SynthConfig, "quickstart": QuickstartConfig}
-    if kind not in registry:
-        raise ConfigError(f"kind: expected one of {', '.join(sorted(registry))}, got {kind!r}", source=source)
-    return registry[str(kind)]
+    if kind not in _JOBS:
+        raise ConfigError(f"kind: expected one of {', '.join(sorted(_JOBS))}, got {kind!r}", source=source)
+    module, name, _ = _JOBS[str(kind)]
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    """Run any job YAML: load it strictly as its kind's config and call that kind's runner."""
+    from laborlm.config import load_config, load_yaml
+    from laborlm.errors import ConfigError
+
+    kind = load_yaml(a.config).get("kind")
+    cls = _job_class(kind, a.config)
+    runner = _JOBS[str(kind)][2]
+    if runner is None:
+        raise ConfigError(f"kind: {kind!r} jobs run with their own command (see the YAML's header)", source=a.config)
+    cfg = load_config(cls, a.config, a.overrides)
+    return runner(cfg, a)
+
+
+def _run_quickstart(cfg: Any, a: argparse.Namespace) -> int:
+    from laborlm.workflows.quickstart import run_quickstart
+
+    _init_ray(a.address, cfg.workers)
+    print(run_quickstart(cfg))
+    return 0
+
+
+def _run_build_corpus(cfg: Any, a: argparse.Namespace) -> int:
+    from laborlm.corpus import build_corpus
+
+    _init_ray(a.address, a.workers)
+    manifest = build_corpus(cfg, num_workers=a.workers)
+    print(manifest.line(cfg.out_dir))
+    return 0
+
+
+def _run_benchmark_careers(cfg: Any, a: argparse.Namespace) -> int:
+    from laborlm.workflows.benchmark_careers import run_careers_benchmark
+
+    if cfg.workers or cfg.fit.num_workers:
+        _init_ray(a.address, None)
+    result = run_careers_benchmark(cfg)
+    print(result.markdown_path.read_text(), end="")
+    print(f"\nwritten to {result.markdown_path} and {result.json_path}" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+    return 0
+
+
+# kind -> (module, config class, runner or None when the kind has its own command)
+_JOBS: dict[str, tuple[str, str, Callable[[Any, argparse.Namespace], int] | None]] = {
+    "synth": ("laborlm.synthetic", "SynthConfig", None),  # laborlm data synth --config X --out DIR
+    "quickstart": ("laborlm.workflows.quickstart", "QuickstartConfig", _run_quickstart),
+    "build_corpus": ("laborlm.corpus.build", "CorpusConfig", _run_build_corpus),
+    "benchmark_careers": ("laborlm.workflows.benchmark_careers", "CareersBenchmarkConfig", _run_benchmark_careers),
+}
 
 
 # --- quickstart ---------------------------------------------------------------------------------------------
@@ -144,12 +198,55 @@ def _job_class(kind: object, source: str) -> type:
 
 def _cmd_quickstart(a: argparse.Namespace) -> int:
     from laborlm.config import load_config
-    from laborlm.workflows.quickstart import QuickstartConfig, run_quickstart
+    from laborlm.workflows.quickstart import QuickstartConfig
 
-    cfg = load_config(QuickstartConfig, a.config, a.overrides)
-    _init_ray(a.address, cfg.workers)
-    report = run_quickstart(cfg)
-    print(report)
+    return _run_quickstart(load_config(QuickstartConfig, a.config, a.overrides), a)
+
+
+# --- models -------------------------------------------------------------------------------------------------
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from laborlm.config import build
+    from laborlm.workflows.evaluate import EvaluateConfig, run_evaluate
+
+    data: dict[str, Any] = {"model": a.model, "panel": a.panel, "split": None if a.split == "all" else a.split,
+                            "split_seed": a.split_seed, "out": a.out}
+    data["tracking"] = {"enabled": not a.no_mlflow, "tracking_uri": a.tracking_uri}
+    metrics, out = run_evaluate(build(EvaluateConfig, data, source="command line"))
+    gap = "" if metrics.oracle_gap is None else f", oracle {metrics.oracle_perplexity:.3f} (gap {metrics.oracle_gap:.3f})"
+    print(f"perplexity {metrics.perplexity:.3f} on {metrics.person_years:,} person-years{gap}; stay AUC {metrics.stay_auc:.3f}")
+    print(f"metrics written to {out}")
+    return 0
+
+
+def _cmd_benchmark_careers(a: argparse.Namespace) -> int:
+    from laborlm.config import load_config
+    from laborlm.workflows.benchmark_careers import CareersBenchmarkConfig
+
+    overrides = list(a.overrides) + ([f"presets={','.join(a.preset)}"] if a.preset else [])
+    return _run_benchmark_careers(load_config(CareersBenchmarkConfig, a.config, overrides), a)
+
+
+# --- corpus -------------------------------------------------------------------------------------------------
+
+
+def _cmd_corpus_build(a: argparse.Namespace) -> int:
+    from laborlm.config import build
+    from laborlm.corpus.build import CorpusConfig
+
+    data: dict[str, Any] = {"inputs": a.input, "out_dir": a.out, "template": a.template, "taxonomy": a.taxonomy,
+                            "split": {"seed": a.split_seed}, "rows_per_shard": a.rows_per_shard,
+                            "max_reject_fraction": a.max_reject_fraction}
+    return _run_build_corpus(build(CorpusConfig, data, source="command line"), a)
+
+
+def _cmd_corpus_tokenizer(a: argparse.Namespace) -> int:
+    from laborlm.corpus.tokenizer import TokenizerConfig, train_tokenizer
+
+    cfg = TokenizerConfig(vocab_size=a.vocab_size, min_frequency=a.min_frequency, max_documents=a.max_documents)
+    out = train_tokenizer(a.corpus, a.out, cfg)
+    print(f"tokenizer written to {out}")
     return 0
 
 
@@ -222,6 +319,48 @@ def build_parser() -> argparse.ArgumentParser:
     s = add(csub, "show", _cmd_config_show, "print the resolved config of a job YAML with overrides applied")
     s.add_argument("config")
     s.add_argument("overrides", nargs="*")
+
+    corpus = sub.add_parser("corpus", help="resume-like texts from panels (Ray Data) and tokenizers")
+    csub2 = corpus.add_subparsers(dest="corpus_command", required=True)
+    s = add(csub2, "build", _cmd_corpus_build, "render panels into a text corpus with a template (Ray Data); idempotent")
+    s.add_argument("--input", action="append", required=True, help="panel folder or Parquet file; repeatable (sources mix)")
+    s.add_argument("--out", required=True, help="corpus folder")
+    s.add_argument("--template", default="labor-llm", help="labor-llm | codes | bare | a template YAML (default labor-llm)")
+    s.add_argument("--taxonomy", help="occ1990dd or a code,title CSV (default: the inputs' taxonomy.csv)")
+    s.add_argument("--split-seed", type=int, default=0, help="hash split for persons without one")
+    s.add_argument("--rows-per-shard", type=int, default=100_000, help="documents per output file")
+    s.add_argument("--max-reject-fraction", type=float, help="fail when an input loses a larger share of rows")
+    s.add_argument("--workers", type=int, help="Ray Data parallelism (cannot change the output)")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    s = add(csub2, "tokenizer", _cmd_corpus_tokenizer, "train a byte-level BPE tokenizer on a corpus's train split")
+    s.add_argument("--corpus", required=True, help="corpus folder from `laborlm corpus build`")
+    s.add_argument("--out", required=True, help="tokenizer folder (loads with AutoTokenizer.from_pretrained)")
+    s.add_argument("--vocab-size", type=int, default=4096)
+    s.add_argument("--min-frequency", type=int, default=2)
+    s.add_argument("--max-documents", type=int, help="train on at most this many documents")
+
+    s = add(sub, "run", _cmd_run, "run any job YAML (jobs/*.yaml), dispatched on its kind")
+    s.add_argument("config")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. out_dir=runs/x seeds=0")
+    s.add_argument("--workers", type=int, help="Ray parallelism where the job uses it")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+
+    s = add(sub, "evaluate", _cmd_evaluate, "score a saved model on a panel split; write metrics.json; log to MLflow")
+    s.add_argument("--model", required=True, help="saved model folder")
+    s.add_argument("--panel", required=True, help="panel to score")
+    s.add_argument("--split", default="test", choices=["train", "valid", "test", "all"])
+    s.add_argument("--split-seed", type=int, default=0)
+    s.add_argument("--out", help="metrics.json path (default: in the model folder)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite next to the metrics file)")
+    s.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+    bench = sub.add_parser("benchmark", help="reproduce the papers' comparison tables")
+    bsub = bench.add_subparsers(dest="benchmark_command", required=True)
+    s = add(bsub, "careers", _cmd_benchmark_careers, "CAREER's Figure 2a table on the synthetic surveys, with the oracle")
+    s.add_argument("--preset", action="append", choices=["psid", "nlsy79", "nlsy97"], help="repeatable; default psid")
+    s.add_argument("--config", help="YAML (see jobs/benchmark_careers*.yaml)")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. seeds=0 survey_people=1000")
 
     s = add(sub, "quickstart", _cmd_quickstart, "the whole pipeline on the embedded defaults (local Ray, synthetic data)")
     s.add_argument("--config", help="YAML overriding the embedded defaults")

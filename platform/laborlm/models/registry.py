@@ -11,12 +11,14 @@ are not reported, so it uses CAREER's).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from laborlm.baselines.bag_of_jobs import BagOfJobs, BagOfJobsConfig
 from laborlm.baselines.base import NextOccupationModel
 from laborlm.baselines.logistic import MarkovRegression, RegressionConfig
 from laborlm.baselines.lstm import LstmConfig, NemoLstm
 from laborlm.baselines.markov import MarkovModel
+from laborlm.errors import CheckpointError
 from laborlm.models.architectures import NetworkConfig
 from laborlm.models.career import CAREER_PRETRAINED, CAREER_SMALL, CAREER_TINY, CareerTransformer
 from laborlm.models.fitting import FitConfig, NeuralModelConfig
@@ -77,3 +79,21 @@ def create_model(
         return MarkovModel(taxonomy, order=entry.config.order)
     assert entry.fit is not None
     return NeuralOccupationModel(NeuralModelConfig(name, entry.config, fit or entry.fit, seed), taxonomy)
+
+
+def load_model(path: Path) -> NextOccupationModel:
+    """Load any saved model folder (Markov chain, neural model, or the synthetic oracle) by its marker file.
+
+    Raises:
+        CheckpointError: the folder holds no saved LaborLM model.
+    """
+    path = Path(path)
+    if (path / "model.json").exists():
+        return MarkovModel.load(path)
+    if (path / "config.json").exists():
+        return NeuralOccupationModel.load(path)
+    if (path / "synth.yaml").exists():
+        from laborlm.synthetic.oracle import OracleModel
+
+        return OracleModel.load(path)
+    raise CheckpointError(f"{path}: no saved model here (expected model.json, config.json or synth.yaml)")

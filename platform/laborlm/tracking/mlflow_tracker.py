@@ -7,6 +7,7 @@ backend, and the same file can later be served by ``mlflow server`` for the UI.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,15 @@ class TrackingConfig:
 
 def default_uri(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+
+
+_INVALID_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def mlflow_key(key: str) -> str:
+    """MLflow accepts only alphanumerics and ``_-. :/`` in names; map anything else (``+`` in
+    ``career-small-two_stage+pretrain``) to ``_`` so a model's name never fails a run at its last step."""
+    return _INVALID_KEY_CHARS.sub("_", key)
 
 
 class MlflowTracker:
@@ -63,7 +73,7 @@ class MlflowTracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()]
+        items = [Param(mlflow_key(k), str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run.info.run_id, params=items[i : i + 100])
 
@@ -73,7 +83,7 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
+        items = [Metric(mlflow_key(k), float(v), ts, step or 0) for k, v in metrics.items()]
         for i in range(0, len(items), 500):
             self.client.log_batch(self.run.info.run_id, metrics=items[i : i + 500])
 

@@ -1,0 +1,195 @@
+"""Tokenizers for career texts: train a byte-level BPE on a corpus, load any local HF tokenizer, map spans.
+
+    laborlm corpus tokenizer --corpus runs/corpus --out runs/tokenizer --vocab-size 4096
+
+:func:`train_tokenizer` trains on the *train* split only (so no valid/test text leaks into the vocabulary),
+with ``tokenizers`` locally (no hub), and saves a ``PreTrainedTokenizerFast`` that
+``AutoTokenizer.from_pretrained(path)`` loads. It prepends BOS to every text, as Llama's tokenizer does, so
+training documents and evaluation prompts start the same way; documents are separated by EOS when packed.
+
+:func:`token_spans` maps the character spans of occupation labels (``corpus.render``) to token spans with
+the tokenizer's offset mapping. Convention (labor_llm_spec.md §5.2): a label's token span covers the
+*scored continuation* ``" " + label + "\\n"``: the leading space belongs to the label's first token in
+byte-level BPE (``"ĠCashiers"``) and SentencePiece (``"▁Cashiers"``) alike, and the newline ends the line.
+``terminator=False`` gives ``" " + label`` only. A tokenizer whose tokens straddle those boundaries (say, a
+token ``": "``) cannot score labels separately from their context, so that raises instead of guessing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from laborlm.config import to_dict
+from laborlm.corpus.build import corpus_files, iter_texts
+from laborlm.corpus.manifest import read_manifest
+from laborlm.corpus.template import LINE_END, OCCUPATION_SEPARATOR
+from laborlm.errors import ConfigError, LaborLMError
+from laborlm.schema import SPLITS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+INFO_FILE = "laborlm_tokenizer.json"
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    vocab_size: int = 4096  # byte-level BPE: 256 byte symbols + 3 specials + merges
+    min_frequency: int = 2  # a merge must be seen this often
+    split: str = "train"  # train only: valid/test text never shapes the vocabulary
+    max_documents: int | None = None  # None: every document of the split
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.vocab_size < 260:
+            problems.append(f"vocab_size: must be >= 260 (256 bytes + specials), got {self.vocab_size}")
+        if self.split not in SPLITS:
+            problems.append(f"split: expected one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.max_documents is not None and self.max_documents < 1:
+            problems.append(f"max_documents: must be >= 1, got {self.max_documents}")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True)
+class TokenSpans:
+    """A text's token ids and, per occupation label, the token range ``[start, end)`` of its scored string."""
+
+    input_ids: tuple[int, ...]  # [n_tokens], with the tokenizer's special tokens (BOS for ours)
+    spans: tuple[tuple[int, int], ...]  # [T]
+
+
+def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, config: TokenizerConfig = TokenizerConfig()) -> Path:
+    """Train a byte-level BPE tokenizer on a corpus's texts of ``config.split`` and save it to ``out_dir``.
+
+    Returns:
+        ``out_dir``, loadable with :func:`load_tokenizer` or ``AutoTokenizer.from_pretrained``.
+
+    Raises:
+        LaborLMError: the corpus is not built, or has no document in the split.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    files = corpus_files(corpus_dir)
+    manifest = read_manifest(corpus_dir)
+    documents = 0
+
+    def texts() -> Iterator[list[str]]:
+        nonlocal documents
+        left = config.max_documents
+        for batch in iter_texts(files, config.split, 4096):
+            if left is not None:
+                batch = batch[:left]
+                left -= len(batch)
+            documents += len(batch)
+            yield batch
+            if left is not None and left <= 0:
+                return
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=config.vocab_size,
+        min_frequency=config.min_frequency,
+        special_tokens=[PAD, BOS, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts(), trainer=trainer)
+    if documents == 0:
+        raise LaborLMError(f"{corpus_dir}: no {config.split} documents to train a tokenizer on")
+    bos_id = tokenizer.token_to_id(BOS)
+    # trim_offsets=False: a token's offsets cover exactly its characters, leading space included.
+    tokenizer.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]),
+    ])
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out_dir))
+    info = {
+        "corpus": str(corpus_dir.resolve()),
+        "corpus_config_hash": manifest.config_hash if manifest else None,
+        "template": manifest.template if manifest else None,
+        "documents": documents,
+        "vocab_size": tokenizer.get_vocab_size(),
+        "config": to_dict(config),
+    }
+    (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    logger.info("tokenizer: %d tokens trained on %d %s documents of %s -> %s",
+                tokenizer.get_vocab_size(), documents, config.split, corpus_dir, out_dir)
+    return out_dir
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+    """A fast HF tokenizer from a local folder or an already cached model id; never downloads.
+
+    Raises:
+        ConfigError: nothing loadable there, or a slow (Python) tokenizer, which has no offset mapping.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"tokenizer {str(name_or_path)!r}: not a local tokenizer folder or cached model id ({exc}); "
+            "train one with `laborlm corpus tokenizer` or pre-download the model"
+        ) from None
+    if not tokenizer.is_fast:
+        raise ConfigError(f"tokenizer {str(name_or_path)!r} is not a fast tokenizer; offsets need one")
+    return tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def cached_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """``load_tokenizer`` once per process: Ray workers reuse it across batches."""
+    return load_tokenizer(name_or_path)
+
+
+def token_spans(
+    text: str, char_spans: Sequence[tuple[int, int]], tokenizer: PreTrainedTokenizerBase, *, terminator: bool = True
+) -> TokenSpans:
+    """Tokenize ``text`` once and find the tokens of each label's scored string (module docstring).
+
+    Args:
+        char_spans: ``[T]`` (start, end) of each label, as ``render_with_spans`` or a corpus row gives them.
+
+    Raises:
+        LaborLMError: a token crosses a scored string's boundary.
+    """
+    encoding = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    ids: list[int] = encoding["input_ids"]
+    offsets: list[tuple[int, int]] = encoding["offset_mapping"]
+    special: list[int] = encoding["special_tokens_mask"]
+    real = [k for k in range(len(ids)) if not special[k]]
+    out = []
+    for start, end in char_spans:
+        lo = start - len(OCCUPATION_SEPARATOR)
+        hi = end + (len(LINE_END) if terminator else 0)
+        inside = [k for k in real if offsets[k][0] < hi and offsets[k][1] > lo]
+        if not inside:
+            raise LaborLMError(f"no token covers characters {lo}..{hi} ({text[lo:hi]!r})")
+        crossing = [k for k in inside if offsets[k][0] < lo or offsets[k][1] > hi]
+        if crossing:
+            k = crossing[0]
+            raise LaborLMError(
+                f"token {k} ({text[offsets[k][0]:offsets[k][1]]!r}) crosses the boundary of the scored string "
+                f"{text[lo:hi]!r}; this tokenizer cannot score occupation labels separately from their context"
+            )
+        out.append((inside[0], inside[-1] + 1))
+    return TokenSpans(tuple(ids), tuple(out))

@@ -1,0 +1,267 @@
+"""CAREER's comparison (Figure 2a, Tables 4, 5 and 8) on the synthetic surveys, against the exact oracle.
+
+    laborlm benchmark careers --preset psid --preset nlsy79          # the quick configuration
+    laborlm benchmark careers --config jobs/benchmark_careers_full.yaml
+
+For each survey preset: generate the survey (and, for the pretrained CAREER, the resume corpus) once with
+``data_seed``; split persons 70/10/20; for each training seed fit every model on train with valid for early
+stopping, score it on test with the shared harness, save it and its ``metrics.json``. The pretrained CAREER
+is first trained on the resume corpus (special states and gender/race absent there), then fine-tuned on the
+survey from that checkpoint with those parameters freshly initialised, as the paper does (pretraining runs
+once, with the first seed; each seed fine-tunes from it). The table reports
+mean ± sample standard deviation over seeds (the data stay fixed; seeds change initialisation and batch
+order, as in the paper). Markov chains and the oracle are deterministic (± 0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from laborlm.config import apply_overrides, build, config_hash, flatten, to_dict
+from laborlm.errors import ConfigError
+from laborlm.evaluation.compare import ComparisonTable
+from laborlm.evaluation.harness import evaluate_model
+from laborlm.evaluation.metrics import Metrics
+from laborlm.models.fitting import FitConfig
+from laborlm.models.neural import NeuralOccupationModel
+from laborlm.models.registry import REGISTRY, create_model
+from laborlm.readers import read_panel
+from laborlm.splits import SplitConfig, select_split
+from laborlm.tracking.mlflow_tracker import MlflowTracker, TrackingConfig
+from laborlm.tracking.tracker import NullTracker, Tracker
+
+logger = logging.getLogger(__name__)
+
+PRETRAINED_SUFFIX = "+pretrain"
+# Row labels in the paper's words (Figure 2a and Table 8).
+LABELS = {
+    "oracle": "Oracle (exact DGP)",
+    "markov1": "Markov chain, order 1",
+    "markov2": "Markov chain, order 2",
+    "regression-one_stage": "Markov regression",
+    "regression-two_stage": "Markov regression (two-stage)",
+    "bag-of-jobs-one_stage": "Bag-of-jobs",
+    "bag-of-jobs-two_stage": "Bag-of-jobs (two-stage)",
+    "nemo-one_stage": "NEMO",
+    "nemo-two_stage": "NEMO (two-stage)",
+}
+
+
+def label(name: str) -> str:
+    base, pretrained = (name[: -len(PRETRAINED_SUFFIX)], True) if name.endswith(PRETRAINED_SUFFIX) else (name, False)
+    if base.startswith("career-"):
+        arch = base.split("-")[1]
+        text = f"CAREER-{arch} ({'two-stage' if base.endswith('two_stage') else 'vanilla'}{' + pretrain' if pretrained else ''})"
+        return text
+    return LABELS.get(base, base) + (" + pretrain" if pretrained else "")
+
+
+@dataclass(frozen=True)
+class FitOverrides:
+    """Training settings applied to every neural model on top of its registry defaults (App. G).
+
+    The registry's warm-ups (up to 5,000 steps) assume CAREER's 16k-token batches over hundreds of thousands of
+    person-years; on small synthetic surveys the quick configuration uses smaller batches and warm-ups.
+    """
+
+    max_tokens: int = 500  # padded person-years per batch
+    lr: float | None = 2e-3  # peak learning rate of models trained from scratch; None: each model's registry lr
+    lr_by_model: dict[str, float] = field(default_factory=lambda: {"regression": 5e-2})  # per architecture
+    # (registry name without -one_stage/-two_stage): a multinomial logit on one-hot features needs far larger
+    # steps than a deep network to reach its optimum in a few hundred updates.
+    warmup_steps: int | None = 100  # None: keep each model's registry warm-up
+    max_epochs: int = 30
+    patience: int | None = 3  # evaluations (epochs) without improvement before stopping
+    num_workers: int | None = None  # None: fit in-process; n: Ray Train with n workers (cluster runs)
+    use_gpu: bool = False
+
+
+@dataclass(frozen=True)
+class CareersBenchmarkConfig:
+    presets: tuple[str, ...] = ("psid",)  # survey presets, one table column each
+    survey_people: int | None = 3000  # people per survey; None: the preset's full size (~9-12k)
+    resume_people: int = 20000  # resume corpus for the pretrained CAREER
+    data_seed: int = 0  # the generated data and the person split
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds
+    models: tuple[str, ...] = (
+        "markov1",
+        "markov2",
+        "regression-one_stage",
+        "regression-two_stage",
+        "bag-of-jobs-one_stage",
+        "bag-of-jobs-two_stage",
+        "nemo-one_stage",
+        "career-small-one_stage",
+        "career-small-two_stage",
+        "career-small-two_stage+pretrain",
+    )  # registry names; "<name>+pretrain" = pretrain on resumes, then fine-tune
+    pretrain_lr: float = 2e-3  # resumes pretraining (CAREER: 5e-4 over 85k steps of 16k tokens)
+    pretrain_max_tokens: int = 2000  # bigger batches for the much bigger resume corpus
+    pretrain_epochs: int = 8
+    finetune_lr: float = 5e-4  # fine-tuning a pretrained model (CAREER: 1e-4 over 5k steps)
+    fit: FitOverrides = field(default_factory=FitOverrides)
+    out_dir: Path = Path("runs/benchmark_careers")
+    workers: int = 2  # Ray Data workers for data generation
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in self.models:
+            base = name.removesuffix(PRETRAINED_SUFFIX)
+            if base not in REGISTRY:
+                problems.append(f"models: unknown model {name!r}; known: {', '.join(REGISTRY)}")
+            elif name.endswith(PRETRAINED_SUFFIX) and base.startswith("markov"):
+                problems.append(f"models: {name!r}: Markov chains are counted, not pretrained")
+        if not self.seeds:
+            problems.append("seeds: at least one seed")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass
+class BenchmarkResult:
+    table: ComparisonTable
+    metrics: dict[str, dict[str, list[dict[str, Any]]]]  # preset -> model -> per-seed Metrics.to_json()
+    run_id: str | None
+    markdown_path: Path
+    json_path: Path
+
+
+def _fit_config(
+    base: FitConfig, cfg: CareersBenchmarkConfig, lr: float | None = None, epochs: int | None = None,
+    max_tokens: int | None = None, arch: str = "",
+) -> FitConfig:
+    o = cfg.fit
+    lr = lr or o.lr_by_model.get(arch)
+    return replace(
+        base,
+        max_tokens=max_tokens or o.max_tokens,
+        warmup_steps=base.warmup_steps if o.warmup_steps is None else o.warmup_steps,
+        max_epochs=epochs or o.max_epochs,
+        patience=o.patience,
+        num_workers=o.num_workers,
+        use_gpu=o.use_gpu,
+        lr=lr or o.lr or base.lr,
+    )
+
+
+def _generate(preset: str, people: int | None, cfg: CareersBenchmarkConfig, out: Path) -> Path:
+    from laborlm.synthetic import SynthConfig, generate_panel, load_preset
+
+    overrides = [f"seed={cfg.data_seed}"] + ([f"people={people}"] if people is not None else [])
+    synth = build(SynthConfig, apply_overrides(SynthConfig, to_dict(load_preset(preset)), overrides))
+    folder = out / "data" / f"{preset}-{config_hash(synth, 8)}"
+    if not (folder / "synth.yaml").exists():  # generation is deterministic: reuse an identical panel
+        generate_panel(synth, folder, num_workers=cfg.workers or None)
+    return folder
+
+
+def _pretrain(name: str, cfg: CareersBenchmarkConfig, resumes: Path, out: Path) -> Path:
+    """Train ``name`` on the resume corpus once (first seed); every seed fine-tunes from it. Reused if saved."""
+    seed = cfg.seeds[0]
+    folder = out / "pretrained" / f"{name}-s{seed}-{config_hash(cfg, 6)}"
+    if (folder / "config.json").exists():
+        return folder
+    read = read_panel(resumes)
+    split = SplitConfig(seed=cfg.data_seed)
+    entry = REGISTRY[name]
+    assert entry.fit is not None
+    fit = _fit_config(entry.fit, cfg, lr=cfg.pretrain_lr, epochs=cfg.pretrain_epochs, max_tokens=cfg.pretrain_max_tokens)
+    model = create_model(name, read.taxonomy, fit=fit, seed=seed)
+    logger.info("pretraining %s (seed %d) on %d resume person-years", name, seed, read.table.num_rows)
+    model.fit(select_split(read.table, "train", split), select_split(read.table, "valid", split))
+    model.save(folder)
+    return folder
+
+
+def _tracker(cfg: CareersBenchmarkConfig) -> Tracker:
+    if not cfg.tracking.enabled:
+        return NullTracker()
+    return MlflowTracker(cfg.tracking, run_name=f"benchmark-careers-{config_hash(cfg, 6)}", run_dir=cfg.out_dir)
+
+
+def run_careers_benchmark(cfg: CareersBenchmarkConfig) -> BenchmarkResult:
+    """Fit and score every model on every preset for every seed; write and log the comparison table."""
+    from laborlm.synthetic.oracle import OracleModel
+
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = _tracker(cfg)
+    tracker.log_params(flatten(cfg))
+    table = ComparisonTable()
+    all_metrics: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    split = SplitConfig(seed=cfg.data_seed)
+    needs_resumes = any(m.endswith(PRETRAINED_SUFFIX) for m in cfg.models)
+    resumes = _generate("resumes", cfg.resume_people, cfg, out) if needs_resumes else None
+    started = time.monotonic()
+    for preset in cfg.presets:
+        panel_dir = _generate(preset, cfg.survey_people, cfg, out)
+        read = read_panel(panel_dir)
+        train, valid, test = (select_split(read.table, s, split) for s in ("train", "valid", "test"))
+        logger.info("%s: %d train / %d valid / %d test person-years", preset, train.num_rows, valid.num_rows, test.num_rows)
+        per_model: dict[str, list[dict[str, Any]]] = {}
+        oracle = evaluate_model(OracleModel.from_panel(panel_dir), test)
+        table.add(label("oracle"), preset, oracle.perplexity)
+        per_model["oracle"] = [oracle.to_json()]
+        for name in cfg.models:
+            base = name.removesuffix(PRETRAINED_SUFFIX)
+            deterministic = base.startswith("markov")
+            for seed in cfg.seeds[:1] if deterministic else cfg.seeds:
+                metrics = _fit_and_score(name, base, seed, cfg, read.taxonomy, train, valid, test, resumes, out / preset)
+                table.add(label(name), preset, metrics.perplexity)
+                per_model.setdefault(name, []).append(metrics.to_json())
+                tracker.log_metrics({f"{preset}/{name}/s{seed}/{k}": v for k, v in metrics.flat().items()})
+        all_metrics[preset] = per_model
+    md = "\n\n".join([table.to_markdown(), _transition_table(all_metrics), f"_{time.monotonic() - started:.0f} s on this machine; config {config_hash(cfg, 6)}_"])
+    md_path, json_path = out / "comparison.md", out / "comparison.json"
+    md_path.write_text(md + "\n")
+    json_path.write_text(json.dumps({"config": to_dict(cfg), "table": table.to_json(), "metrics": all_metrics}, indent=2, default=str))
+    tracker.log_artifact(md_path)
+    tracker.log_artifact(json_path)
+    tracker.finish()
+    return BenchmarkResult(table, all_metrics, getattr(tracker, "run_id", None), md_path, json_path)
+
+
+def _fit_and_score(
+    name: str, base: str, seed: int, cfg: CareersBenchmarkConfig, taxonomy: Any, train: Any, valid: Any, test: Any,
+    resumes: Path | None, out: Path,
+) -> Metrics:
+    entry = REGISTRY[base]
+    fit = None
+    if entry.fit is not None:
+        lr = cfg.finetune_lr if name.endswith(PRETRAINED_SUFFIX) else None
+        fit = _fit_config(entry.fit, cfg, lr=lr, arch=base.rsplit("-", 1)[0])
+    model = create_model(base, taxonomy, fit=fit, seed=seed)
+    if name.endswith(PRETRAINED_SUFFIX):
+        assert resumes is not None and isinstance(model, NeuralOccupationModel)
+        model.init_from_pretrained(_pretrain(base, cfg, resumes, out.parent))
+    t0 = time.monotonic()
+    model.fit(train, valid)
+    metrics = evaluate_model(model, test, taxonomy)
+    folder = out / f"{name}-s{seed}"
+    model.save(folder / "model")
+    (folder / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2))
+    logger.info("%s seed %d: test perplexity %.3f (%.0f s)", name, seed, metrics.perplexity, time.monotonic() - t0)
+    return metrics
+
+
+def _transition_table(all_metrics: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """CAREER Tables 4 and 5: perplexity by transition type and stay-vs-move AUC (mean over seeds)."""
+    lines = []
+    for preset, per_model in all_metrics.items():
+        lines += [f"**{preset}**: perplexity by transition type, stay-vs-move AUC (means over seeds)", "",
+                  "| model | first year | consecutive repeat | non-consecutive repeat | new job | stay AUC |",
+                  "|---|---|---|---|---|---|"]
+        for name, runs in per_model.items():
+            def mean(get: Any) -> str:
+                vals = [get(r) for r in runs]
+                return f"{sum(vals) / len(vals):.2f}"
+            cells = [mean(lambda r, k=k: r["by_transition"][k]) for k in ("first", "consecutive_repeat", "nonconsecutive_repeat", "new_job")]
+            lines.append(f"| {label(name)} | " + " | ".join(cells) + f" | {mean(lambda r: r['stay_auc'])} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()

@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from laborlm import __version__
 from laborlm.errors import LaborLMError

@@ -16,8 +16,9 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
@@ -309,9 +310,8 @@ def _coerce(value: Any, hint: Any, path: str, problems: list[str]) -> Any:
     elif hint is Path:
         if isinstance(value, (str, Path)):
             return Path(value)
-    elif hint is type(None):
-        if value is None:
-            return None
+    elif hint is type(None) and value is None:
+        return None
     problems.append(f"{path}: expected {_type_name(hint)}, got {value!r}")
     return _MISSING
 

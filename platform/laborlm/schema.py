@@ -29,8 +29,8 @@ Static columns are constant within a person; the validator rejects persons where
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa

@@ -9,8 +9,8 @@ other people are in the panel, so every worker of a Ray pipeline agrees without 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from laborlm.occupations.taxonomy import MANUAL_GROUP, Taxonomy
 from laborlm.schema import COLLEGE_LEVELS, EDUCATION, GENDER, RACE, SOURCE
-from laborlm.sequences import FIRST, CONSECUTIVE_REPEAT, panel_arrays
+from laborlm.sequences import CONSECUTIVE_REPEAT, FIRST, panel_arrays
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def test_quickstart_runs_and_every_model_sits_above_the_oracle(ray_session: obje
         assert (out / name / "taxonomy.csv").exists()
         assert (out / f"{name}.rejects.jsonl").read_text() == ""  # synthetic data validates cleanly
     assert (out / "models" / "markov1" / "model.json").exists()
-    ppl = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\| (oracle \(exact DGP\)|Markov order \d) \| ([\d.]+) \|$", report, re.M)}
+    ppl = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\| (oracle \(exact DGP\)|Markov order \d) \| ([\d.]+) \|$", report, re.MULTILINE)}
     assert set(ppl) == {"oracle (exact DGP)", "Markov order 1", "Markov order 2"}
     assert all(v > ppl["oracle (exact DGP)"] for k, v in ppl.items() if k.startswith("Markov"))
     assert "| Percent college graduates |" in report

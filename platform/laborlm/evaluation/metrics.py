@@ -9,8 +9,10 @@ scored; only occupations are. Token-level losses are never compared across model
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +114,7 @@ class Metrics:
         if self.oracle_perplexity is not None:
             out[f"{prefix}/oracle_perplexity"] = self.oracle_perplexity
             out[f"{prefix}/oracle_gap"] = float(self.oracle_gap or 0.0)
-        return {k: float(v) for k, v in out.items() if v == v}  # drop NaN
+        return {k: float(v) for k, v in out.items() if not math.isnan(v)}
 
 
 def evaluate_log_probs(
@@ -145,7 +147,7 @@ def evaluate_log_probs(
         by_subgroup[name] = {str(v): perplexity(lp, vals == v) for v in sorted(set(vals))}
     return Metrics(
         perplexity=perplexity(lp),
-        person_years=int(len(lp)),
+        person_years=len(lp),
         by_transition=by_transition,
         stay_auc=roc_auc(stay[has_prev], stayed[has_prev]),
         stay_calibration_error=expected_calibration_error(bins),

@@ -7,8 +7,9 @@ metrics are aggregates, artifacts are models, tables and figures.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 
 class Tracker(Protocol):

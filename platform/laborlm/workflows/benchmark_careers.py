@@ -96,6 +96,7 @@ class CareersBenchmarkConfig:
         "bag-of-jobs-one_stage",
         "bag-of-jobs-two_stage",
         "nemo-one_stage",
+        "nemo-two_stage",
         "career-small-one_stage",
         "career-small-two_stage",
         "career-small-two_stage+pretrain",
@@ -258,10 +259,8 @@ def _transition_table(all_metrics: dict[str, dict[str, list[dict[str, Any]]]]) -
                   "| model | first year | consecutive repeat | non-consecutive repeat | new job | stay AUC |",
                   "|---|---|---|---|---|---|"]
         for name, runs in per_model.items():
-            def mean(get: Any) -> str:
-                vals = [get(r) for r in runs]
-                return f"{sum(vals) / len(vals):.2f}"
-            cells = [mean(lambda r, k=k: r["by_transition"][k]) for k in ("first", "consecutive_repeat", "nonconsecutive_repeat", "new_job")]
-            lines.append(f"| {label(name)} | " + " | ".join(cells) + f" | {mean(lambda r: r['stay_auc'])} |")
+            columns = [[r["by_transition"][k] for r in runs] for k in ("first", "consecutive_repeat", "nonconsecutive_repeat", "new_job")]
+            columns.append([r["stay_auc"] for r in runs])
+            lines.append(f"| {label(name)} | " + " | ".join(f"{sum(c) / len(c):.2f}" for c in columns) + " |")
         lines.append("")
     return "\n".join(lines).rstrip()

@@ -73,11 +73,11 @@ def import_data(
     return _summary(path, read, rej)
 
 
-def export_data(panel: Path, out: Path, *, fmt: ExportFormat, split: SplitConfig = SplitConfig()) -> Path:
+def export_data(panel: Path, out: Path, *, fmt: ExportFormat, split: SplitConfig | None = None) -> Path:
     """Write a canonical panel as CAREER split files (a folder), a Parquet panel folder, or one CSV file."""
     read = read_panel(panel)
     if fmt == "career":
-        write_career_files(read.table, out, read.taxonomy, split)
+        write_career_files(read.table, out, read.taxonomy, split or SplitConfig())
     elif fmt == "parquet":
         write_panel(read.table, out, read.taxonomy)
     else:

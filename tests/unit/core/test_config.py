@@ -3,7 +3,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -15,7 +15,7 @@ from laborlm.errors import ConfigError
 class Optim:
     lr: float = 1e-3
     schedule: Literal["cosine", "inverse_sqrt"] = "cosine"
-    eval_every: Optional[int] = None
+    eval_every: int | None = None
     targets: tuple[str, ...] = ("q_proj", "v_proj")
 
     def __post_init__(self) -> None:

@@ -5,7 +5,13 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from laborlm.evaluation.metrics import calibration_bins, evaluate_log_probs, perplexity, roc_auc, stay_probabilities
+from laborlm.evaluation.metrics import (
+    calibration_bins,
+    evaluate_log_probs,
+    perplexity,
+    roc_auc,
+    stay_probabilities,
+)
 from laborlm.occupations import Taxonomy
 from laborlm.schema import conform
 from laborlm.sequences import panel_arrays

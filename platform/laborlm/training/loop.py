@@ -1,0 +1,593 @@
+"""The per-worker training loop of one phase: setup -> restore -> train -> evaluate/save -> report.
+
+Ray Train runs ``train_loop_per_worker`` on every worker. Each worker streams its shard of the packed
+blocks (``ray.train.get_dataset_shard("train").iter_torch_batches``; Ray Data splits the stream with
+``equal=True``, so every rank gets the same number of blocks and takes the same number of steps, which DDP
+and ZeRO collectives need) and trains one of two engines with the same interface:
+
+* ``_DdpEngine``: ``ray.train.torch.prepare_model`` (DDP over gloo or NCCL), torch AdamW, ``no_sync`` for
+  the accumulated micro-batches, gradient clipping, bf16 autocast where chosen;
+* ``_DeepSpeedEngine``: ``deepspeed.initialize`` with a ZeRO-2/3 config filled from the training config; the
+  optimizer (torch AdamW by default) and the LR schedule are passed in; DeepSpeed accumulates and clips.
+
+Steps, not epochs, bound a phase; the shard is re-read epoch after epoch. Evaluation on the valid split every
+``eval_every_steps`` all-reduces the token-weighted loss; when it improves, the model is exported (adapter
+or full weights; under ZeRO-3 gathered parameter by parameter, so a LoRA adapter never saves empty) into a
+rank-0 folder that every checkpoint carries as ``model/``: the last checkpoint always holds the best model.
+
+Checkpoints (every ``checkpoint_every_steps`` and at the end): every rank writes into a temporary folder and
+calls ``ray.train.report(metrics, checkpoint)``; Ray merges the folders. DDP: rank 0 writes the trainable
+weights, optimizer and scheduler. DeepSpeed: every rank writes its ZeRO shard (``engine.save_checkpoint``),
+optimizer and scheduler included. ``state.json`` holds the step counter and the data position (epoch and
+micro-batches consumed in it): a restarted worker group (``FailureConfig``) or a re-run with the same
+``RunConfig(name, storage_path)`` gets the latest checkpoint from ``ray.train.get_checkpoint()``, restores
+everything and skips the consumed micro-batches. Which blocks land on which rank is decided by Ray Data's
+streaming split at run time, so the skipped blocks are the same *number*, not necessarily the same blocks.
+
+Rank 0 alone writes to MLflow: params at start, train loss / lr / tokens per second every
+``log_every_steps``, validation loss at each evaluation, and the final model as artifacts. Nothing from the
+data goes there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from laborlm.config import flatten, to_dict
+from laborlm.errors import CheckpointError, LaborLMError
+from laborlm.tracking import metric_names as mn
+from laborlm.training.config import PhaseConfig, TrainConfig
+from laborlm.training.deepspeed import fill_deepspeed_config, load_template
+from laborlm.training.models import apply_lora, build_model, write_model_info
+from laborlm.training.schedule import lr_lambda
+
+logger = logging.getLogger(__name__)
+
+# Keys of Ray Train reports (and MLflow metrics beyond tracking.metric_names).
+STEP = "train/step"  # optimiser steps taken in this phase
+EPOCH = "train/epoch"  # completed passes over the train split
+VALID_BEST_LOSS = "valid/best_loss"  # the best valid/loss so far: the model the checkpoint's model/ holds
+INITIAL_VALID_LOSS = "valid/initial_loss"  # before the first step (eval_at_start)
+
+STATE_FILE = "state.json"
+MODEL_DIR = "model"  # in every checkpoint: the best model so far, ready for from_pretrained
+_STATE_FORMAT = "laborlm.train/1"
+_TRAINABLE = "trainable.safetensors"
+_OPTIMIZER = "optimizer.pt"
+_SCHEDULER = "scheduler.pt"
+_DS_TAG = "ds"
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class PhaseJob:
+    """Everything a worker needs for one phase; small and picklable (shipped in ``train_loop_config``)."""
+
+    config: TrainConfig
+    phase: str  # pretrain | finetune
+    run_name: str  # the Ray Train run (and MLflow run) of this phase
+    tokenizer: str  # tokenizer folder
+    init_path: str | None  # weights to start from (a previous phase's model); None: config.model
+    has_valid: bool  # the corpus has a valid split (else the last model is the best)
+    model_info: dict[str, Any] = field(default_factory=dict)  # template, taxonomy, corpus: into laborlm_model.json
+    taxonomy_file: str | None = None  # the corpus's taxonomy.csv, copied next to the exported model
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None  # None: no tracking
+    fail_at_step: int | None = None  # test hook: a worker exits hard after this step, once (see fail_marker)
+    fail_marker: str | None = None  # the file that records the injected failure happened
+    fail_rank: int = 1
+
+    @property
+    def settings(self) -> PhaseConfig:
+        phase: PhaseConfig = getattr(self.config, self.phase)
+        return phase
+
+
+@dataclass
+class LoopState:
+    """Where the phase stands; ``state.json`` of every checkpoint."""
+
+    step: int = 0  # optimiser steps taken
+    epoch: int = 0  # completed passes over this rank's shard
+    batches_in_epoch: int = 0  # micro-batches of the current epoch consumed (skipped on resume)
+    tokens: int = 0  # real (unpadded) training tokens seen, all ranks
+    best_valid_loss: float | None = None
+    initial_valid_loss: float | None = None
+    last_valid_loss: float | None = None
+
+
+def seed_for(seed: int, *keys: int) -> int:
+    """A child of the top-level seed (``numpy.random.SeedSequence``), e.g. ``(seed, stream, rank)``."""
+    return int(np.random.SeedSequence(seed, spawn_key=keys).generate_state(1)[0])
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 where the GPU supports it, else fp32 (CPU bf16 is slower than fp32 for these models)."""
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        return "bf16" if cuda_bf16 else "fp32"
+    if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
+        raise LaborLMError("strategy.precision: bf16 requested but this GPU does not support it")
+    if precision == "fp16" and device.type != "cuda":
+        raise LaborLMError("strategy.precision: fp16 needs a GPU (DeepSpeed refuses it on CPU); use bf16 or fp32")
+    return precision
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: decay on matrices, none on norms and biases (GPT-2/Llama practice)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+# --- engines ----------------------------------------------------------------------------------------------
+
+
+class _DdpEngine:
+    """Plain data parallelism: every rank holds the whole model and optimizer."""
+
+    def __init__(self, model: torch.nn.Module, job: PhaseJob, device: torch.device, precision: str) -> None:
+        cfg, phase = job.config, job.settings
+        self.module = model.to(device)
+        self.model: torch.nn.Module = ray.train.torch.prepare_model(self.module, move_to_device=False)
+        self.optimizer = torch.optim.AdamW(decay_groups(self.module, cfg.optim.weight_decay), lr=phase.lr,
+                                           betas=cfg.optim.betas, eps=cfg.optim.eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
+            kind=phase.schedule, warmup_steps=phase.warmup_steps, max_steps=phase.max_steps,
+            min_lr_ratio=phase.min_lr_ratio))
+        self.accum = cfg.grad_accum_steps
+        self.max_grad_norm = cfg.optim.max_grad_norm
+        self.device = device
+        self.dtype = torch.bfloat16 if precision == "bf16" else None
+        self.partitioned = False
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> torch.Tensor:
+        """Forward and backward of one micro-batch; gradients are all-reduced only on the last one."""
+        sync = last or not isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
+        with (contextlib.nullcontext() if sync else self.model.no_sync()):  # type: ignore[operator]
+            with self.autocast():
+                loss = self.model(**batch).loss
+            (loss / self.accum).backward()  # type: ignore[no-untyped-call]
+        return loss.detach().float()
+
+    def optimizer_step(self) -> None:
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in self.module.parameters() if p.requires_grad],
+                                           self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def eval_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The unwrapped module: no DDP collective, whatever the number of batches per rank.
+        with self.autocast():
+            return self.module(**batch).loss.float()
+
+    def save(self, folder: Path, rank: int) -> None:
+        if rank != 0:
+            return
+        trainable = {n: p.detach().cpu().contiguous() for n, p in self.module.named_parameters() if p.requires_grad}
+        save_file(trainable, str(folder / _TRAINABLE))
+        torch.save(self.optimizer.state_dict(), folder / _OPTIMIZER)
+        torch.save(self.scheduler.state_dict(), folder / _SCHEDULER)
+
+    def load(self, folder: Path) -> None:
+        state = load_file(str(folder / _TRAINABLE))
+        missing, unexpected = self.module.load_state_dict(state, strict=False)
+        trainable = {n for n, p in self.module.named_parameters() if p.requires_grad}
+        if unexpected or trainable & set(missing):
+            raise CheckpointError(f"{folder}: weights do not match the model (missing {sorted(trainable & set(missing))[:3]}, "
+                                  f"unexpected {unexpected[:3]})")
+        self.optimizer.load_state_dict(torch.load(folder / _OPTIMIZER, weights_only=True))
+        self.scheduler.load_state_dict(torch.load(folder / _SCHEDULER, weights_only=True))
+
+
+class _DeepSpeedEngine:
+    """DeepSpeed ZeRO-2/3: optimizer state (and under ZeRO-3 the parameters) partitioned over ranks."""
+
+    def __init__(self, model: torch.nn.Module, job: PhaseJob, device: torch.device, precision: str,
+                 world_size: int) -> None:
+        import deepspeed
+
+        cfg, phase, strategy = job.config, job.settings, job.config.strategy
+        hidden = int(getattr(model.config, "hidden_size", 1024))
+        self.ds_config = fill_deepspeed_config(
+            load_template(strategy.deepspeed_config, strategy.kind, strategy.offload),
+            micro_batch_size=cfg.micro_batch_size, grad_accum_steps=cfg.grad_accum_steps, world_size=world_size,
+            max_grad_norm=cfg.optim.max_grad_norm, precision=precision, hidden_size=hidden,
+            torch_optimizer=cfg.optim.impl == "torch",
+            source=str(strategy.deepspeed_config or f"built-in {strategy.kind} template"))
+        groups = decay_groups(model, cfg.optim.weight_decay)
+        optimizer: torch.optim.Optimizer
+        if cfg.optim.impl == "torch":
+            optimizer = torch.optim.AdamW(groups, lr=phase.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+        elif strategy.offload:
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(groups, lr=phase.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                                         adamw_mode=True)
+        else:
+            from deepspeed.ops.adam import FusedAdam
+
+            optimizer = FusedAdam(groups, lr=phase.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, adam_w_mode=True)
+        schedule = lr_lambda(kind=phase.schedule, warmup_steps=phase.warmup_steps, max_steps=phase.max_steps,
+                             min_lr_ratio=phase.min_lr_ratio)
+        # A callable: DeepSpeed builds the scheduler on its own (wrapped) optimizer and saves it with the shards.
+        self.engine, _, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=self.ds_config,
+            lr_scheduler=functools.partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=schedule))
+        self.module: torch.nn.Module = self.engine.module
+        self.partitioned = strategy.kind == "zero3"
+        self.lora = job.settings.lora
+        self.accum = cfg.grad_accum_steps
+        self.device = device
+
+    def lr(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> torch.Tensor:
+        """DeepSpeed scales by accumulation, reduces at the boundary and steps optimizer + scheduler there."""
+        loss = self.engine(**batch).loss
+        self.engine.backward(loss)
+        self.engine.step()
+        return loss.detach().float()
+
+    def optimizer_step(self) -> None:
+        """Nothing: ``engine.step()`` in ``micro_step`` already stepped at the accumulation boundary."""
+
+    def eval_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # Under ZeRO-3 the forward gathers parameters collectively: every rank must run the same number of
+        # batches, which the equal streaming split guarantees.
+        return self.module(**batch).loss.float()
+
+    def save(self, folder: Path, rank: int) -> None:
+        # Every rank writes its own shard; Ray merges the rank folders into one checkpoint.
+        self.engine.save_checkpoint(str(folder), tag=_DS_TAG, exclude_frozen_parameters=self.lora)
+
+    def load(self, folder: Path) -> None:
+        path, _ = self.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_module_strict=not self.lora)
+        if path is None:
+            raise CheckpointError(f"{folder}: no DeepSpeed checkpoint '{_DS_TAG}' to resume from")
+
+
+Engine = _DdpEngine | _DeepSpeedEngine
+
+
+def gathered_state(module: torch.nn.Module, *, trainable_only: bool, partitioned: bool, rank: int
+                   ) -> dict[str, torch.Tensor]:
+    """The module's weights as CPU tensors on rank 0 (empty dict elsewhere).
+
+    Under ZeRO-3 each rank holds a slice of every parameter (the module's own tensors are empty), which is why
+    saving an adapter with ``save_pretrained`` there writes empty tensors. Here every rank gathers one
+    parameter at a time (a collective: all ranks call this together, in the same order) and rank 0 copies it,
+    so at most one full parameter is materialised at a time.
+    """
+    out: dict[str, torch.Tensor] = {}
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad or not trainable_only]
+    if partitioned:
+        import deepspeed
+
+        for name, param in named:
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                if rank == 0:
+                    out[name] = param.detach().to("cpu", copy=True).contiguous()
+    elif rank == 0:
+        out = {n: p.detach().to("cpu", copy=True).contiguous() for n, p in named}
+    if rank == 0 and not trainable_only:
+        # Persistent buffers are in the state dict (never partitioned); RoPE's inv_freq is not persistent.
+        keys = set(module.state_dict(keep_vars=True))
+        out.update({n: b.detach().to("cpu", copy=True) for n, b in module.named_buffers() if n in keys})
+    return out
+
+
+# --- the loop ---------------------------------------------------------------------------------------------
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """What Ray Train runs on every worker."""
+    _PhaseRun(loop_config["job"]).run()
+
+
+class _PhaseRun:
+    def __init__(self, job: PhaseJob) -> None:
+        self.job = job
+        self.cfg = job.config
+        self.phase = job.settings
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world = context.get_world_size()
+        self.device = ray.train.torch.get_device() if self.cfg.strategy.use_gpu else torch.device("cpu")
+        self.best_dir = Path(tempfile.mkdtemp(prefix=f"laborlm-best-{job.phase}-"))
+        self.tracker: Any = None
+        self.exported = False  # a best model exists (every checkpoint carries one, so True after a restore)
+
+    def log0(self, message: str, *args: object) -> None:
+        if self.rank == 0:
+            logger.info(message, *args)
+
+    # setup -> restore -> train -> save -> cleanup
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            shutil.rmtree(self.best_dir, ignore_errors=True)
+
+    def _setup(self) -> tuple[Any, Engine, str]:
+        from laborlm.corpus.tokenizer import load_tokenizer
+
+        cfg, job = self.cfg, self.job
+        if self.device.type == "cpu" and not torch.cuda.is_available():
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # silence DeepSpeed's accelerator probe on CPU
+        precision = resolve_precision(cfg.strategy.precision, self.device)
+        tokenizer = load_tokenizer(job.tokenizer)
+        # The same initial weights on every rank (ZeRO-3 partitions each rank's own copy) ...
+        model = build_model(cfg.model, tokenizer, block_size=cfg.block_size, init_path=job.init_path,
+                            seed=seed_for(cfg.seed, 0))
+        if self.phase.lora:
+            model = apply_lora(model, cfg.lora)
+            base = job.init_path or cfg.model.path or cfg.model.size
+            model.peft_config["default"].base_model_name_or_path = str(base)
+        # ... then different dropout masks per rank.
+        torch.manual_seed(seed_for(cfg.seed, 1, self.rank))
+        engine: Engine
+        if cfg.strategy.deepspeed:
+            engine = _DeepSpeedEngine(model, job, self.device, precision, self.world)
+        else:
+            engine = _DdpEngine(model, job, self.device, precision)
+        self.log0("%s: %s on %d worker(s), %s, %s parameters (%s trainable)", job.phase, cfg.strategy.kind,
+                  self.world, precision, f"{sum(p.numel() for p in model.parameters()):,}",
+                  f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}")
+        return tokenizer, engine, precision
+
+    def _restore(self, engine: Engine) -> LoopState:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return LoopState()
+        with checkpoint.as_directory() as folder_name:
+            folder = Path(folder_name)
+            try:
+                saved = json.loads((folder / STATE_FILE).read_text())
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"{folder}: unreadable {STATE_FILE}: {exc}") from None
+            expected = {"format": _STATE_FORMAT, "run_name": self.job.run_name, "phase": self.job.phase,
+                        "strategy": self.cfg.strategy.kind}
+            if self.cfg.strategy.deepspeed:
+                expected["world_size"] = self.world  # ZeRO shards are per rank
+            for key, value in expected.items():
+                if saved.get(key) != value:
+                    raise CheckpointError(f"{folder}: checkpoint has {key}={saved.get(key)!r}, this run {value!r}; "
+                                          "use another run_name or storage_path to start afresh")
+            engine.load(folder)
+            if isinstance(engine, _DeepSpeedEngine):
+                engine.engine.micro_steps = saved["state"]["step"] * self.cfg.grad_accum_steps
+            if self.rank == 0 and (folder / MODEL_DIR).is_dir():
+                shutil.copytree(folder / MODEL_DIR, self.best_dir, dirs_exist_ok=True)
+            self.exported = True
+        state = LoopState(**saved["state"])
+        self.log0("%s: resumed at step %d (epoch %d, %d micro-batches into it)", self.job.phase, state.step,
+                  state.epoch, state.batches_in_epoch)
+        return state
+
+    def _open_tracker(self, precision: str, engine: Engine) -> None:
+        job = self.job
+        if self.rank != 0 or job.mlflow_run_id is None or job.tracking_uri is None:
+            return
+        from laborlm.training.mlflow_run import AttachedRun
+
+        self.tracker = AttachedRun(job.tracking_uri, job.mlflow_run_id)
+        params = flatten(self.cfg)
+        params.update({"phase": job.phase, "resolved.world_size": self.world, "resolved.precision": precision,
+                       "resolved.global_batch_blocks": self.cfg.micro_batch_size * self.cfg.grad_accum_steps
+                       * self.world, "resolved.init": job.init_path or self.cfg.model.path or self.cfg.model.size})
+        self.tracker.log_params(params)
+        if isinstance(engine, _DeepSpeedEngine):
+            self.tracker.log_dict(engine.ds_config, "deepspeed.json")
+
+    def _run(self) -> None:
+        job, phase = self.job, self.phase
+        tokenizer, engine, precision = self._setup()
+        state = self._restore(engine)
+        self._open_tracker(precision, engine)
+        train_shard = ray.train.get_dataset_shard("train")
+        valid_shard = ray.train.get_dataset_shard("valid") if job.has_valid else None
+        reported = False
+
+        if phase.eval_at_start and state.step == 0 and valid_shard is not None:
+            loss = self._evaluate(engine, valid_shard)
+            state.initial_valid_loss = state.last_valid_loss = loss
+            self._log_metrics({mn.VALID_LOSS: loss, INITIAL_VALID_LOSS: loss}, 0)
+            self.log0("%s step 0: valid loss %.4f", job.phase, loss)
+
+        batches = self._micro_batches(train_shard, state)
+        window = {"loss": 0.0, "n": 0, "tokens": 0, "seconds": 0.0}
+        since_report = {"loss": 0.0, "n": 0}
+        engine.module.train()
+        while state.step < phase.max_steps:
+            started = time.perf_counter()
+            lr = engine.lr()
+            for micro in range(self.cfg.grad_accum_steps):
+                batch = next(batches)
+                loss = engine.micro_step(batch, last=micro == self.cfg.grad_accum_steps - 1)
+                window["loss"] += float(loss)
+                window["n"] += 1
+                since_report["loss"] += float(loss)
+                since_report["n"] += 1
+                window["tokens"] += int(batch["attention_mask"].sum())
+            engine.optimizer_step()
+            state.step += 1
+            window["seconds"] += time.perf_counter() - started
+            self._maybe_fail(state.step)
+
+            if state.step % phase.log_every_steps == 0 or state.step == phase.max_steps:
+                self._log_window(window, lr, state)
+                window = {"loss": 0.0, "n": 0, "tokens": 0, "seconds": 0.0}
+            final = state.step == phase.max_steps
+            eval_due = final or (phase.eval_every_steps is not None and state.step % phase.eval_every_steps == 0)
+            ckpt_due = final or (phase.checkpoint_every_steps is not None
+                                 and state.step % phase.checkpoint_every_steps == 0)
+            if eval_due or ckpt_due:
+                self._evaluate_and_report(engine, tokenizer, valid_shard, state, since_report, eval_due, ckpt_due)
+                since_report = {"loss": 0.0, "n": 0}
+                reported = final
+        if not reported:
+            # A restarted group with nothing left to do still hands back its checkpoint (and best model).
+            self._evaluate_and_report(engine, tokenizer, valid_shard, state, since_report, False, True)
+        if self.tracker is not None:
+            # The best model (adapter or full weights, tokenizer, taxonomy, template name) and the config.
+            self.tracker.log_artifact(self.best_dir, MODEL_DIR)
+            self.tracker.log_dict(to_dict(self.cfg), "config.yaml")
+
+    def _micro_batches(self, shard: Any, state: LoopState) -> Iterator[dict[str, torch.Tensor]]:
+        """Micro-batches forever, epoch after epoch, keeping ``state``'s data position; skips the consumed ones."""
+        skip = state.batches_in_epoch
+        while True:
+            seen = 0
+            for batch in shard.iter_torch_batches(batch_size=self.cfg.micro_batch_size, dtypes=torch.long,
+                                                  device=self.device, drop_last=True):
+                seen += 1
+                if skip:
+                    skip -= 1
+                    continue
+                state.batches_in_epoch += 1
+                yield batch
+            if seen == 0:
+                raise LaborLMError(f"{self.job.phase}: the train split gives this worker no full micro-batch of "
+                                   f"{self.cfg.micro_batch_size} blocks; use a larger corpus or fewer workers")
+            state.epoch += 1
+            state.batches_in_epoch = 0
+
+    def _evaluate(self, engine: Engine, shard: Any) -> float:
+        """Token-weighted mean NLL over this phase's valid blocks, all ranks.
+
+        Denominator: every predicted position, i.e. label positions after the first of each block that are
+        not padding (HF shifts labels by one inside the loss).
+        """
+        engine.module.eval()
+        total = torch.zeros(2, dtype=torch.float64)
+        with torch.no_grad():
+            for batch in shard.iter_torch_batches(batch_size=self.cfg.micro_batch_size, dtypes=torch.long,
+                                                  device=self.device, drop_last=False):
+                n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+                loss = engine.eval_forward(batch)
+                total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
+        engine.module.train()
+        total = self._all_reduce(total)
+        return float(total[0] / total[1]) if total[1] > 0 else math.nan
+
+    def _all_reduce(self, values: torch.Tensor) -> torch.Tensor:
+        if dist.is_available() and dist.is_initialized():
+            values = values.to(self.device)
+            dist.all_reduce(values)
+        return values.cpu()
+
+    def _log_window(self, window: dict[str, Any], lr: float, state: LoopState) -> None:
+        sums = self._all_reduce(torch.tensor([window["loss"], window["n"], window["tokens"]], dtype=torch.float64))
+        state.tokens += int(sums[2])
+        if sums[1] == 0:
+            return
+        metrics = {mn.TRAIN_LOSS: float(sums[0] / sums[1]), mn.TRAIN_LR: lr,
+                   mn.THROUGHPUT_TOKENS_PER_S: float(sums[2]) / max(window["seconds"], 1e-9), EPOCH: state.epoch}
+        self._log_metrics(metrics, state.step)
+        self.log0("%s step %d: loss %.4f, lr %.3g, %.0f tokens/s", self.job.phase, state.step,
+                  metrics[mn.TRAIN_LOSS], lr, metrics[mn.THROUGHPUT_TOKENS_PER_S])
+
+    def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        if self.tracker is not None:
+            self.tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=step)
+
+    def _export(self, engine: Engine, tokenizer: Any, state: LoopState) -> None:
+        """Write the current model (adapter or full weights) into the rank-0 best-model folder (collective)."""
+        lora = self.phase.lora
+        weights = gathered_state(engine.module, trainable_only=lora, partitioned=engine.partitioned, rank=self.rank)
+        if self.rank != 0:
+            return
+        shutil.rmtree(self.best_dir, ignore_errors=True)
+        self.best_dir.mkdir(parents=True)
+        engine.module.save_pretrained(str(self.best_dir), state_dict=weights)
+        tokenizer.save_pretrained(str(self.best_dir))
+        if self.job.taxonomy_file and Path(self.job.taxonomy_file).is_file():
+            shutil.copy(self.job.taxonomy_file, self.best_dir / "taxonomy.csv")
+        write_model_info(self.best_dir, {
+            **self.job.model_info, "phase": self.job.phase, "run_name": self.job.run_name, "step": state.step,
+            "valid_loss": state.last_valid_loss, "kind": "lora_adapter" if lora else "full",
+            "base_model": self.job.init_path or self.cfg.model.path or self.cfg.model.size,
+        })
+
+    def _evaluate_and_report(self, engine: Engine, tokenizer: Any, valid_shard: Any, state: LoopState,
+                             since_report: dict[str, Any], eval_due: bool, ckpt_due: bool) -> None:
+        metrics: dict[str, float] = {STEP: state.step, EPOCH: state.epoch}
+        if since_report["n"]:
+            metrics[mn.TRAIN_LOSS] = since_report["loss"] / since_report["n"]  # this rank's; rank 0 reports
+        improved = False
+        if eval_due and valid_shard is not None:
+            loss = self._evaluate(engine, valid_shard)
+            state.last_valid_loss = loss
+            metrics[mn.VALID_LOSS] = loss
+            if not math.isnan(loss) and (state.best_valid_loss is None or loss < state.best_valid_loss):
+                state.best_valid_loss, improved = loss, True
+            self._log_metrics({mn.VALID_LOSS: loss, mn.VALID_PERPLEXITY: math.exp(min(loss, 50.0))}, state.step)
+            self.log0("%s step %d: valid loss %.4f (best %.4f)", self.job.phase, state.step, loss,
+                      state.best_valid_loss if state.best_valid_loss is not None else math.nan)
+        if state.best_valid_loss is not None:
+            metrics[VALID_BEST_LOSS] = state.best_valid_loss
+        if state.initial_valid_loss is not None:
+            metrics[INITIAL_VALID_LOSS] = state.initial_valid_loss
+        # Same decision on every rank (the export is a collective under ZeRO-3).
+        if improved or (ckpt_due and (valid_shard is None or not self.exported)):
+            self._export(engine, tokenizer, state)
+            self.exported = True
+        if not ckpt_due:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory(prefix="laborlm-ckpt-") as tmp:
+            folder = Path(tmp)
+            engine.save(folder, self.rank)
+            if self.rank == 0:
+                record = {"format": _STATE_FORMAT, "run_name": self.job.run_name, "phase": self.job.phase,
+                          "strategy": self.cfg.strategy.kind, "world_size": self.world, "state": asdict(state)}
+                (folder / STATE_FILE).write_text(json.dumps(record, indent=2))
+                shutil.copytree(self.best_dir, folder / MODEL_DIR)
+            has_files = any(folder.iterdir())
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if has_files else None)
+
+    def _maybe_fail(self, step: int) -> None:
+        """Test hook: exit hard once after ``fail_at_step`` on ``fail_rank`` (a killed worker, not an exception)."""
+        job = self.job
+        if job.fail_at_step is None or step != job.fail_at_step or self.rank != job.fail_rank or not job.fail_marker:
+            return
+        marker = Path(job.fail_marker)
+        if marker.exists():
+            return
+        marker.write_text(f"killed rank {self.rank} after step {step}\n")
+        logger.warning("injected failure: rank %d exits after step %d", self.rank, step)
+        os._exit(1)

@@ -1,0 +1,162 @@
+"""Causal LMs to train: a named Llama-style size family (no download), or any local HF model; LoRA via peft.
+
+The family keeps one architecture (Llama: RoPE, RMSNorm, SwiGLU, untied embeddings) from ~1M to ~1B
+parameters so scaling runs change one thing at a time. Nominal sizes are for the corpus tokenizer's default
+vocabulary (4,096 tokens); a larger vocabulary adds ``2 * vocab * hidden`` (embeddings and output head).
+``llama-1b`` has TinyLlama-1.1B's shape (grouped-query attention, 4 KV heads); with a 32k vocabulary it is
+1.1B parameters.
+
+Nothing here downloads: config-built models are random-initialised from a seed, ``from_pretrained`` runs with
+``local_files_only=True``. Models built on different ranks from the same seed are identical, which ZeRO-3
+relies on (each rank partitions its own copy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from laborlm.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from laborlm.training.config import LoraConfig, ModelConfig
+
+logger = logging.getLogger(__name__)
+
+# name -> LlamaConfig shape. Parameter counts (vocab 4,096): 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
+SIZES: dict[str, dict[str, int]] = {
+    "llama-1m": dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=4,
+                     intermediate_size=256),
+    "llama-10m": dict(hidden_size=256, num_hidden_layers=10, num_attention_heads=4, num_key_value_heads=4,
+                      intermediate_size=688),
+    "llama-50m": dict(hidden_size=512, num_hidden_layers=14, num_attention_heads=8, num_key_value_heads=8,
+                      intermediate_size=1376),
+    "llama-150m": dict(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=16,
+                       intermediate_size=2816),
+    "llama-400m": dict(hidden_size=1280, num_hidden_layers=20, num_attention_heads=20, num_key_value_heads=20,
+                       intermediate_size=3456),
+    "llama-1b": dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                     intermediate_size=5632),
+}
+NOMINAL_PARAMS = {"llama-1m": 1e6, "llama-10m": 10e6, "llama-50m": 50e6, "llama-150m": 150e6,
+                  "llama-400m": 400e6, "llama-1b": 1e9}
+
+MODEL_INFO = "laborlm_model.json"  # beside the weights: phase, step, losses, template and taxonomy names
+
+
+def llama_config(size: str, *, vocab_size: int, max_positions: int, bos_token_id: int | None = None,
+                 eos_token_id: int | None = None, pad_token_id: int | None = None) -> Any:
+    """The ``LlamaConfig`` of a family size, sized to a tokenizer (special token ids inside the vocabulary)."""
+    from transformers import LlamaConfig
+
+    if size not in SIZES:
+        raise ConfigError(f"model.size: expected one of {', '.join(SIZES)}, got {size!r}")
+    return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_positions, tie_word_embeddings=False,
+                       bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+                       **SIZES[size])
+
+
+def parameter_count(size: str, vocab_size: int = 4096) -> int:
+    """Parameters of a family size, counted on the meta device (no memory, no time, even for 1B)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(llama_config(size, vocab_size=vocab_size, max_positions=2048))
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, block_size: int,
+                init_path: str | Path | None = None, seed: int = 0, dtype: torch.dtype | None = None
+                ) -> PreTrainedModel:
+    """The model a phase starts from.
+
+    ``init_path`` (a previous phase's saved model) wins; else ``config.path`` (local HF model); else a fresh
+    family model whose weights depend only on ``seed`` (the global RNG is left as it was).
+
+    Raises:
+        ConfigError: nothing loadable at the path, or a tokenizer larger than the model's vocabulary.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    source = init_path if init_path is not None else config.path
+    if source is not None:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"model {str(source)!r}: not a local causal LM folder or cached model id ({exc})"
+                              ) from None
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            raise ConfigError(f"model {str(source)!r}: vocabulary {model.get_input_embeddings().num_embeddings} "
+                              f"is smaller than the tokenizer's {len(tokenizer)}")
+    else:
+        assert config.size is not None
+        cfg = llama_config(config.size, vocab_size=len(tokenizer), max_positions=config.max_positions or block_size,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                           pad_token_id=tokenizer.pad_token_id)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(cfg)
+        if dtype is not None:
+            model = model.to(dtype)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model
+
+
+def apply_lora(model: PreTrainedModel, config: LoraConfig) -> Any:
+    """Wrap ``model`` in a peft LoRA ``PeftModel``: only the adapter matrices train.
+
+    Raises:
+        ConfigError: none of ``target_modules`` exists in the model.
+    """
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in config.target_modules if m not in names]
+    if len(missing) == len(config.target_modules):
+        raise ConfigError(f"lora.target_modules: none of {list(config.target_modules)} is a module of this model")
+    peft_config = PeftLoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                 target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, peft_config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    logger.info("LoRA rank %d on %s: %d trainable parameters", config.rank, list(config.target_modules), trainable)
+    return peft_model
+
+
+def merge_adapter(base_path: str | Path, adapter_path: str | Path, out_dir: str | Path) -> Path:
+    """Load a base model and a LoRA adapter, merge the adapter into the weights and save a plain model.
+
+    The merged model computes the same logits as base + adapter (to float rounding), without peft.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True)
+    merged = PeftModel.from_pretrained(base, str(adapter_path), local_files_only=True).merge_and_unload()
+    out_dir = Path(out_dir)
+    merged.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def is_adapter(folder: str | Path) -> bool:
+    """Whether a saved model folder holds a peft adapter rather than full weights."""
+    return (Path(folder) / "adapter_config.json").is_file()
+
+
+def read_model_info(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / MODEL_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_model_info(folder: str | Path, info: Mapping[str, Any]) -> None:
+    (Path(folder) / MODEL_INFO).write_text(json.dumps(dict(info), indent=2, default=str) + "\n")

@@ -1,0 +1,286 @@
+"""The training workflow: phase (a) pretrain on a resume corpus, phase (b) fine-tune on a survey corpus.
+
+    laborlm train jobs/train_tiny.yaml
+    laborlm run jobs/train_tiny.yaml finetune.lora=true
+
+``run_training(config)`` runs the enabled phases in order, each as one Ray Train ``TorchTrainer`` fit
+(``loop.train_loop_per_worker`` on ``strategy.num_workers`` workers) over the packed blocks of its corpus
+(``corpus.packed_dataset``, streamed, never materialised here). Phase (b) starts from phase (a)'s best model
+(merged first if (a) trained an adapter) or from the model section. Before training, the driver makes what is
+missing: the synthetic panel and corpus of a phase with ``synthesize`` set, and the tokenizer (a byte-level
+BPE on the first phase's train split). Everything is idempotent: existing corpora and tokenizers are reused,
+a phase whose best model already records its final step is skipped, and an interrupted phase resumes from
+its latest checkpoint because its Ray Train run name and storage path are the same.
+
+Names are deterministic: the workflow is ``train-<model>-s<seed>-<config hash>`` and phase runs (Ray Train
+and MLflow) append ``-pretrain`` / ``-finetune``. The driver opens the MLflow runs (a parent, a child per
+phase) and rank 0 fills them. Library code never calls ``ray.init``.
+
+Outputs under ``out_dir``: ``config.yaml``, ``tokenizer/``, ``data/<phase>/`` (synthetic panels and corpora),
+``<phase>/model`` (best model: adapter or full weights, tokenizer, taxonomy.csv, laborlm_model.json),
+``<phase>/merged`` (adapter phases: the merged full model), ``ray/`` (checkpoints), ``mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from laborlm.config import dump_yaml
+from laborlm.errors import CheckpointError, LaborLMError
+from laborlm.training.config import PhaseConfig, TrainConfig
+from laborlm.training.loop import MODEL_DIR, STATE_FILE, PhaseJob, train_loop_per_worker
+from laborlm.training.models import is_adapter, merge_adapter, read_model_info
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FailureInjection:
+    """Test hook: worker ``rank`` of ``phase`` exits hard (``os._exit``) right after ``step``, once.
+
+    ``marker`` records that it happened, so the restarted worker group trains through. Only tests use this.
+    """
+
+    step: int
+    marker: Path
+    rank: int = 1
+    phase: str = "pretrain"
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: str
+    run_name: str  # Ray Train and MLflow run name
+    model_dir: Path  # the best model (adapter or full weights) with tokenizer and taxonomy
+    init_dir: Path  # full weights for a next phase (model_dir, or the merged adapter)
+    metrics: dict[str, float]  # the last report (train/step, valid/best_loss, ...)
+    checkpoint: str | None  # the latest checkpoint (folder or URI); None when the phase was already done
+    mlflow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_name: str
+    out_dir: Path
+    phases: dict[str, PhaseResult]
+    mlflow_run_id: str | None  # the parent run
+    tracking_uri: str | None
+
+    def line(self) -> str:
+        parts = []
+        for name, p in self.phases.items():
+            best = p.metrics.get("valid/best_loss")
+            start = p.metrics.get("valid/initial_loss")
+            loss = f", valid loss {start:.3f} -> best {best:.3f}" if best is not None and start is not None else ""
+            parts.append(f"{name}: step {int(p.metrics.get('train/step', 0))}{loss} -> {p.model_dir}")
+        return f"{self.run_name}: " + "; ".join(parts)
+
+
+def run_training(config: TrainConfig, *, failure: FailureInjection | None = None) -> TrainResult:
+    """Run the enabled phases of ``config``; Ray must be initialised by the caller.
+
+    Raises:
+        ConfigError: a bad model, tokenizer or DeepSpeed template. LaborLMError: Ray not initialised, or a
+            corpus that is missing and not synthesised. CheckpointError: resuming a run from a checkpoint of
+            another run or world size. ray.train.TrainingFailedError: workers failed more than max_failures.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        raise LaborLMError("run_training needs Ray initialised by the caller (ray.init or --address)")
+    out_dir = Path(config.out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_name = config.default_run_name()
+    (out_dir / "config.yaml").write_text(dump_yaml(config, kind="train"), encoding="utf-8")
+    corpora = {name: prepare_corpus(config, name, phase) for name, phase in config.phases()}
+    tokenizer = prepare_tokenizer(config, corpora[config.phases()[0][0]])
+
+    parent = None
+    if config.tracking.enabled:
+        from laborlm.training.mlflow_run import open_run
+
+        parent = open_run(config.tracking, out_dir, run_name, tags={"laborlm.kind": "train"})
+        parent.log_artifact(out_dir / "config.yaml")
+    results: dict[str, PhaseResult] = {}
+    previous: Path | None = None
+    try:
+        for name, phase in config.phases():
+            init = None
+            if phase.init == "previous":
+                init = previous
+            result = run_phase(config, name, corpora[name], tokenizer, init, run_name=f"{run_name}-{name}",
+                               parent_run_id=parent.run_id if parent else None,
+                               failure=failure if failure is not None and failure.phase == name else None)
+            results[name] = result
+            previous = result.init_dir
+    except BaseException:
+        if parent is not None:
+            parent.finish("FAILED")
+        raise
+    if parent is not None:
+        parent.log_metrics({f"{name}/{k}": v for name, r in results.items() for k, v in r.metrics.items()
+                            if isinstance(v, (int, float))})
+        parent.finish()
+    return TrainResult(run_name, out_dir, results, parent.run_id if parent else None,
+                       parent.tracking_uri if parent else None)
+
+
+def prepare_corpus(config: TrainConfig, name: str, phase: PhaseConfig) -> Path:
+    """The phase's corpus folder, synthesised and built first when missing and ``synthesize`` is set."""
+    from laborlm.corpus import CorpusConfig, build_corpus, read_manifest
+
+    out_dir = Path(config.out_dir).resolve()
+    corpus = Path(phase.corpus) if phase.corpus is not None else out_dir / "data" / name / "corpus"
+    if read_manifest(corpus) is not None:
+        return corpus
+    if phase.synthesize is None:
+        raise LaborLMError(f"{name}.corpus: {corpus} is not a built corpus (laborlm corpus build), and "
+                           f"{name}.synthesize is null")
+    from laborlm.synthetic import generate_panel, load_preset
+
+    panel = out_dir / "data" / name / phase.synthesize
+    if not (panel / "synth.yaml").is_file():
+        synth = dataclasses.replace(load_preset(phase.synthesize), people=phase.synth_people, seed=config.seed)
+        logger.info("%s: synthesising %d %s careers into %s", name, phase.synth_people, phase.synthesize, panel)
+        generate_panel(synth, panel)
+    build_corpus(CorpusConfig(inputs=(panel,), out_dir=corpus, template=phase.template))
+    return corpus
+
+
+def prepare_tokenizer(config: TrainConfig, corpus: Path) -> str:
+    """``config.tokenizer``, the model's own (``model.path``), or a BPE trained on ``corpus`` (reused if there)."""
+    if config.tokenizer is not None:
+        return config.tokenizer
+    if config.model.path is not None:
+        return config.model.path
+    from laborlm.corpus.tokenizer import TokenizerConfig, train_tokenizer
+
+    folder = Path(config.out_dir).resolve() / "tokenizer"
+    if not (folder / "tokenizer.json").is_file():
+        train_tokenizer(corpus, folder, TokenizerConfig(vocab_size=config.tokenizer_vocab_size))
+    return str(folder)
+
+
+def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init: Path | None, *,
+              run_name: str, parent_run_id: str | None = None, failure: FailureInjection | None = None
+              ) -> PhaseResult:
+    """One phase as one Ray Train fit (resuming its latest checkpoint if the run exists)."""
+    import ray.train
+    import ray.train.torch
+
+    from laborlm.corpus import PackConfig, packed_dataset, read_manifest
+
+    phase: PhaseConfig = getattr(config, name)
+    out_dir = Path(config.out_dir).resolve()
+    phase_dir = out_dir / name
+    model_dir = phase_dir / MODEL_DIR
+    done = read_model_info(model_dir)
+    if done.get("run_name") == run_name and done.get("final_step") == phase.max_steps:
+        logger.info("%s: %s already trained to step %d; reusing %s", name, run_name, phase.max_steps, model_dir)
+        return PhaseResult(name, run_name, model_dir, _init_dir(phase_dir, model_dir, init, config),
+                           dict(done.get("metrics", {})), None, done.get("mlflow_run_id"))
+
+    manifest = read_manifest(corpus)
+    assert manifest is not None  # prepare_corpus made sure
+    has_valid = sum(s.get("valid", 0) for s in manifest.people.values()) > 0
+    pack = PackConfig(tokenizer=tokenizer, block_size=config.block_size)
+    datasets: dict[str, Any] = {"train": packed_dataset(corpus, pack, split="train")}
+    if has_valid:
+        valid = packed_dataset(corpus, pack, split="valid")
+        datasets["valid"] = valid.limit(phase.eval_blocks) if phase.eval_blocks is not None else valid
+    else:
+        logger.warning("%s: %s has no valid split; the last model is kept instead of the best", name, corpus)
+
+    child = None
+    if config.tracking.enabled:
+        from laborlm.training.mlflow_run import open_run
+
+        child = open_run(config.tracking, out_dir, run_name, parent_run_id=parent_run_id,
+                         tags={"laborlm.kind": "train", "laborlm.phase": name})
+    job = PhaseJob(
+        config=config, phase=name, run_name=run_name, tokenizer=tokenizer,
+        init_path=str(init) if init is not None else None, has_valid=has_valid,
+        model_info={"template": manifest.template.get("name"), "taxonomy": manifest.taxonomy.get("name"),
+                    "corpus_config_hash": manifest.config_hash},
+        taxonomy_file=str(corpus / "taxonomy.csv"),
+        tracking_uri=child.tracking_uri if child else None, mlflow_run_id=child.run_id if child else None,
+        fail_at_step=failure.step if failure else None, fail_marker=str(failure.marker) if failure else None,
+        fail_rank=failure.rank if failure else 1,
+    )
+    strategy = config.strategy
+    resources: dict[str, float] = {"CPU": strategy.cpus_per_worker}
+    if strategy.use_gpu:
+        resources["GPU"] = 1
+    storage = config.checkpoint.storage_path or str(out_dir / "ray")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())  # Ray Train needs an absolute local path
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"job": job},
+        scaling_config=ray.train.ScalingConfig(num_workers=strategy.num_workers, use_gpu=strategy.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=run_name, storage_path=storage,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
+            failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
+        ),
+        datasets=datasets,
+    )
+    logger.info("%s: Ray Train run %s (%s, %d workers) -> %s", name, run_name, strategy.kind,
+                strategy.num_workers, storage)
+    try:
+        result = trainer.fit()
+    except BaseException:
+        if child is not None:
+            child.finish("FAILED")
+        raise
+    if result.checkpoint is None:
+        raise CheckpointError(f"{run_name}: the Ray Train run reported no checkpoint")
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    with result.checkpoint.as_directory() as folder:
+        state = json.loads((Path(folder) / STATE_FILE).read_text())
+        shutil.rmtree(model_dir, ignore_errors=True)
+        shutil.copytree(Path(folder) / MODEL_DIR, model_dir)
+    info = read_model_info(model_dir)
+    info.update({"final_step": state["state"]["step"], "metrics": metrics,
+                 "mlflow_run_id": child.run_id if child else None})
+    from laborlm.training.models import write_model_info
+
+    write_model_info(model_dir, info)
+    init_dir = _init_dir(phase_dir, model_dir, init, config)
+    if child is not None:
+        child.finish()
+    logger.info("%s: done at step %d; best model in %s", name, state["state"]["step"], model_dir)
+    return PhaseResult(name, run_name, model_dir, init_dir, metrics, result.checkpoint.path,
+                       child.run_id if child else None)
+
+
+def _init_dir(phase_dir: Path, model_dir: Path, init: Path | None, config: TrainConfig) -> Path:
+    """Full weights for the next phase: the model itself, or base + adapter merged into ``merged/``."""
+    if not is_adapter(model_dir):
+        return model_dir
+    merged = phase_dir / "merged"
+    if not (merged / "config.json").is_file():
+        base = init if init is not None else config.model.path
+        if base is None:
+            # A LoRA phase on a fresh config-built model: its base is re-created from the seed.
+            base = _fresh_base(config, model_dir, phase_dir / "base")
+        merge_adapter(base, model_dir, merged)
+    return merged
+
+
+def _fresh_base(config: TrainConfig, model_dir: Path, out: Path) -> Path:
+    from laborlm.corpus.tokenizer import load_tokenizer
+    from laborlm.training.loop import seed_for
+    from laborlm.training.models import build_model
+
+    model = build_model(config.model, load_tokenizer(model_dir), block_size=config.block_size,
+                        seed=seed_for(config.seed, 0))
+    model.save_pretrained(str(out))
+    return out

@@ -6,6 +6,7 @@
     laborlm evaluate --model DIR --panel DIR
     laborlm benchmark careers [--preset P] [overrides]
     laborlm run JOB.yaml [key.path=value ...]   # any job config under jobs/, dispatched on its `kind`
+    laborlm train JOB.yaml [key.path=value ...] # language-model training (kind: train) on Ray Train
     laborlm config show CONFIG.yaml [key.path=value ...]
 
 Each subcommand parses its arguments, calls one library function, and prints its result. A ``LaborLMError``
@@ -185,12 +186,32 @@ def _run_benchmark_careers(cfg: Any, a: argparse.Namespace) -> int:
     return 0
 
 
+def _run_train(cfg: Any, a: argparse.Namespace) -> int:
+    from laborlm.training.workflow import run_training
+
+    _init_ray(a.address, None)
+    print(run_training(cfg).line())
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from laborlm.config import load_config, load_yaml
+    from laborlm.errors import ConfigError
+    from laborlm.training.config import TrainConfig
+
+    kind = load_yaml(a.config).get("kind", "train")
+    if kind != "train":
+        raise ConfigError(f"kind: expected 'train', got {kind!r} (use `laborlm run` for other jobs)", source=a.config)
+    return _run_train(load_config(TrainConfig, a.config, a.overrides), a)
+
+
 # kind -> (module, config class, runner or None when the kind has its own command)
 _JOBS: dict[str, tuple[str, str, Callable[[Any, argparse.Namespace], int] | None]] = {
     "synth": ("laborlm.synthetic", "SynthConfig", None),  # laborlm data synth --config X --out DIR
     "quickstart": ("laborlm.workflows.quickstart", "QuickstartConfig", _run_quickstart),
     "build_corpus": ("laborlm.corpus.build", "CorpusConfig", _run_build_corpus),
     "benchmark_careers": ("laborlm.workflows.benchmark_careers", "CareersBenchmarkConfig", _run_benchmark_careers),
+    "train": ("laborlm.training.config", "TrainConfig", _run_train),
 }
 
 
@@ -344,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. out_dir=runs/x seeds=0")
     s.add_argument("--workers", type=int, help="Ray parallelism where the job uses it")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+
+    s = add(sub, "train", _cmd_train, "train a language model on Ray Train (DDP or DeepSpeed ZeRO; pretrain and/or fine-tune)")
+    s.add_argument("config", help="a kind: train YAML (see jobs/train_*.yaml)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. strategy.kind=zero3 finetune.lora=true")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
 
     s = add(sub, "evaluate", _cmd_evaluate, "score a saved model on a panel split; write metrics.json; log to MLflow")

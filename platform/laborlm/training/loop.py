@@ -188,6 +188,12 @@ class _DdpEngine:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def train_mode(self, on: bool) -> None:
+        self.model.train(on)
+
+    def after_eval(self) -> None:
+        """Nothing to release: every rank holds the whole model."""
+
     def eval_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # The unwrapped module: no DDP collective, whatever the number of batches per rank.
         with self.autocast():
@@ -268,7 +274,15 @@ class _DeepSpeedEngine:
     def eval_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # Under ZeRO-3 the forward gathers parameters collectively: every rank must run the same number of
         # batches, which the equal streaming split guarantees.
-        return self.module(**batch).loss.float()
+        return self.engine(**batch).loss.float()
+
+    def train_mode(self, on: bool) -> None:
+        self.engine.train(on)
+
+    def after_eval(self) -> None:
+        """Release parameters ZeRO-3 prefetched during evaluation; a later gather would find them in flight."""
+        if self.partitioned:
+            self.engine.empty_partition_cache()
 
     def save(self, folder: Path, rank: int) -> None:
         # Every rank writes its own shard; Ray merges the rank folders into one checkpoint.
@@ -431,7 +445,7 @@ class _PhaseRun:
         batches = self._micro_batches(train_shard, state)
         window = {"loss": 0.0, "n": 0, "tokens": 0, "seconds": 0.0}
         since_report = {"loss": 0.0, "n": 0}
-        engine.module.train()
+        engine.train_mode(True)
         while state.step < phase.max_steps:
             started = time.perf_counter()
             lr = engine.lr()
@@ -492,7 +506,7 @@ class _PhaseRun:
         Denominator: every predicted position, i.e. label positions after the first of each block that are
         not padding (HF shifts labels by one inside the loss).
         """
-        engine.module.eval()
+        engine.train_mode(False)
         total = torch.zeros(2, dtype=torch.float64)
         with torch.no_grad():
             for batch in shard.iter_torch_batches(batch_size=self.cfg.micro_batch_size, dtypes=torch.long,
@@ -500,7 +514,8 @@ class _PhaseRun:
                 n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
                 loss = engine.eval_forward(batch)
                 total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
-        engine.module.train()
+        engine.after_eval()
+        engine.train_mode(True)
         total = self._all_reduce(total)
         return float(total[0] / total[1]) if total[1] > 0 else math.nan
 

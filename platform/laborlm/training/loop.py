@@ -327,6 +327,35 @@ def gathered_state(module: torch.nn.Module, *, trainable_only: bool, partitioned
 # --- the loop ---------------------------------------------------------------------------------------------
 
 
+def micro_batches(shard: Any, state: LoopState, batch_size: int, device: torch.device | str = "cpu",
+                  name: str = "train") -> Iterator[dict[str, torch.Tensor]]:
+    """Micro-batches forever, epoch after epoch, keeping ``state``'s data position up to date.
+
+    On resume ``state.batches_in_epoch`` micro-batches of the current epoch were already trained on: they
+    are read and skipped, so the step counter and the data position continue together. ``drop_last``: every
+    micro-batch is full (ranks get equal block counts, so they drop the same number).
+
+    Raises:
+        LaborLMError: the shard has no full micro-batch (corpus too small for the workers and batch size).
+    """
+    skip = state.batches_in_epoch
+    while True:
+        seen = 0
+        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.long, device=device,
+                                              drop_last=True):
+            seen += 1
+            if skip:
+                skip -= 1
+                continue
+            state.batches_in_epoch += 1
+            yield batch
+        if seen == 0:
+            raise LaborLMError(f"{name}: the train split gives this worker no full micro-batch of {batch_size} "
+                               "blocks; use a larger corpus, fewer workers or a smaller micro_batch_size")
+        state.epoch += 1
+        state.batches_in_epoch = 0
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """What Ray Train runs on every worker."""
     _PhaseRun(loop_config["job"]).run()
@@ -442,7 +471,7 @@ class _PhaseRun:
             self._log_metrics({mn.VALID_LOSS: loss, INITIAL_VALID_LOSS: loss}, 0)
             self.log0("%s step 0: valid loss %.4f", job.phase, loss)
 
-        batches = self._micro_batches(train_shard, state)
+        batches = micro_batches(train_shard, state, self.cfg.micro_batch_size, self.device, job.phase)
         window = {"loss": 0.0, "n": 0, "tokens": 0, "seconds": 0.0}
         since_report = {"loss": 0.0, "n": 0}
         engine.train_mode(True)
@@ -480,25 +509,6 @@ class _PhaseRun:
             # The best model (adapter or full weights, tokenizer, taxonomy, template name) and the config.
             self.tracker.log_artifact(self.best_dir, MODEL_DIR)
             self.tracker.log_dict(to_dict(self.cfg), "config.yaml")
-
-    def _micro_batches(self, shard: Any, state: LoopState) -> Iterator[dict[str, torch.Tensor]]:
-        """Micro-batches forever, epoch after epoch, keeping ``state``'s data position; skips the consumed ones."""
-        skip = state.batches_in_epoch
-        while True:
-            seen = 0
-            for batch in shard.iter_torch_batches(batch_size=self.cfg.micro_batch_size, dtypes=torch.long,
-                                                  device=self.device, drop_last=True):
-                seen += 1
-                if skip:
-                    skip -= 1
-                    continue
-                state.batches_in_epoch += 1
-                yield batch
-            if seen == 0:
-                raise LaborLMError(f"{self.job.phase}: the train split gives this worker no full micro-batch of "
-                                   f"{self.cfg.micro_batch_size} blocks; use a larger corpus or fewer workers")
-            state.epoch += 1
-            state.batches_in_epoch = 0
 
     def _evaluate(self, engine: Engine, shard: Any) -> float:
         """Token-weighted mean NLL over this phase's valid blocks, all ranks.

@@ -30,19 +30,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # name -> LlamaConfig shape. Parameter counts (vocab 4,096): 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
+_SHAPES = {  # name: (hidden, layers, attention heads, key/value heads, MLP width)
+    "llama-1m": (64, 6, 4, 4, 256),
+    "llama-10m": (256, 10, 4, 4, 688),
+    "llama-50m": (512, 14, 8, 8, 1376),
+    "llama-150m": (1024, 12, 16, 16, 2816),
+    "llama-400m": (1280, 20, 20, 20, 3456),
+    "llama-1b": (2048, 22, 32, 4, 5632),
+}
 SIZES: dict[str, dict[str, int]] = {
-    "llama-1m": dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=4,
-                     intermediate_size=256),
-    "llama-10m": dict(hidden_size=256, num_hidden_layers=10, num_attention_heads=4, num_key_value_heads=4,
-                      intermediate_size=688),
-    "llama-50m": dict(hidden_size=512, num_hidden_layers=14, num_attention_heads=8, num_key_value_heads=8,
-                      intermediate_size=1376),
-    "llama-150m": dict(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=16,
-                       intermediate_size=2816),
-    "llama-400m": dict(hidden_size=1280, num_hidden_layers=20, num_attention_heads=20, num_key_value_heads=20,
-                       intermediate_size=3456),
-    "llama-1b": dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-                     intermediate_size=5632),
+    name: {"hidden_size": h, "num_hidden_layers": n, "num_attention_heads": a, "num_key_value_heads": kv,
+           "intermediate_size": ff}
+    for name, (h, n, a, kv, ff) in _SHAPES.items()
 }
 NOMINAL_PARAMS = {"llama-1m": 1e6, "llama-10m": 10e6, "llama-50m": 50e6, "llama-150m": 150e6,
                   "llama-400m": 400e6, "llama-1b": 1e9}

@@ -1,0 +1,64 @@
+"""Learning-rate schedules: warm-up, cosine, inverse square root, hand-computed values."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from laborlm.training.schedule import lr_factor, lr_lambda
+
+
+def test_warmup_is_linear_and_reaches_one_at_its_last_step() -> None:
+    f = [lr_factor(s, kind="cosine", warmup_steps=4, max_steps=20) for s in range(4)]
+    assert f == pytest.approx([0.25, 0.5, 0.75, 1.0])
+
+
+def test_cosine_goes_from_one_to_the_floor_at_the_last_step() -> None:
+    kw = {"kind": "cosine", "warmup_steps": 2, "max_steps": 12, "min_lr_ratio": 0.1}
+    assert lr_factor(2, **kw) == pytest.approx(1.0)
+    # Half-way through the 9 post-warm-up steps (step 2 .. 11): the mean of 1 and the floor.
+    assert lr_factor(2 + 4.5, **kw) == pytest.approx(0.55)  # type: ignore[arg-type]
+    assert lr_factor(11, **kw) == pytest.approx(0.1)
+    assert lr_factor(50, **kw) == pytest.approx(0.1)  # beyond max_steps: stays at the floor
+    values = [lr_factor(s, **kw) for s in range(2, 12)]
+    assert all(a > b for a, b in itertools.pairwise(values))
+
+
+def test_inverse_sqrt_halves_every_four_times_more_steps() -> None:
+    kw = {"kind": "inverse_sqrt", "warmup_steps": 10, "max_steps": 1000}
+    assert lr_factor(10, **kw) == pytest.approx(1.0)
+    assert lr_factor(40, **kw) == pytest.approx(0.5)
+    assert lr_factor(160, **kw) == pytest.approx(0.25)
+    assert lr_factor(3, kind="inverse_sqrt", warmup_steps=0, max_steps=10) == pytest.approx(1 / math.sqrt(4))
+
+
+def test_constant_and_unknown() -> None:
+    assert lr_factor(99, kind="constant", warmup_steps=5, max_steps=100) == 1.0
+    with pytest.raises(ValueError):
+        lr_lambda(kind="linear", warmup_steps=0, max_steps=10, min_lr_ratio=0.0)
+
+
+def test_lambda_lr_uses_the_factor_of_each_step_and_resumes_from_its_state() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=2.0)
+    fn = lr_lambda(kind="cosine", warmup_steps=2, max_steps=6, min_lr_ratio=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+    used = []
+    for _ in range(3):
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert used == pytest.approx([2.0 * fn(s) for s in range(3)])
+    state = sched.state_dict()
+    # Resume as the DDP engine does: optimizer state (holding the current lr), then the scheduler's step count.
+    opt2 = torch.optim.SGD([p], lr=2.0)
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, fn)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(state)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(2.0 * fn(3))
+    opt2.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(2.0 * fn(4))

@@ -125,7 +125,7 @@ class _ScoreActor:
             model = ray.get(model)
         if isinstance(model, str):
             model = LlmOccupationModel.load(Path(model))
-        if ray.get_gpu_ids():
+        if ray.is_initialized() and ray.get_gpu_ids():
             model.lm.to("cuda")
         else:
             torch.set_num_threads(1)  # one CPU per actor: the pool, not torch, parallelises

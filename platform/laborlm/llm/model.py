@@ -145,6 +145,32 @@ class LlmOccupationModel:
         config = build(ScoringConfig, meta["scoring"], source=str(path / META_FILE))
         return cls(lm, tokenizer, template, taxonomy, name=meta["name"], config=config, **kwargs)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle as config + weights: HF models carry local-function hooks that do not survive pickling
+        (``output_hidden_states`` silently breaks), and Ray ships models to actors by pickling."""
+        lm = self.lm
+        return {
+            "name": self.name,
+            "num_workers": self.num_workers,
+            "batch_size": self.batch_size,
+            "config": self.scorer.config,
+            "template": self.template,
+            "taxonomy": self.taxonomy,
+            "tokenizer": self.tokenizer,
+            "lm_class": type(lm),
+            "lm_config": lm.config,
+            "lm_state": {k: v.detach().cpu() for k, v in lm.state_dict().items()},
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        lm = state["lm_class"](state["lm_config"])
+        lm.load_state_dict(state["lm_state"])
+        lm.eval()
+        self.__init__(  # type: ignore[misc]
+            lm, state["tokenizer"], state["template"], state["taxonomy"], name=state["name"],
+            config=state["config"], num_workers=state["num_workers"], batch_size=state["batch_size"],
+        )
+
     def with_scoring(self, **changes: Any) -> LlmOccupationModel:
         """The same model with other scoring batch sizes (results are unchanged up to float rounding)."""
         return LlmOccupationModel(

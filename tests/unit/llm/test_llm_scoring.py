@@ -125,3 +125,26 @@ def test_trie_shares_prefixes_and_feeds_only_internal_nodes() -> None:
     assert all(g.n_query <= 2 for g in groups)
     with pytest.raises(ValueError, match="same token sequence"):
         CandidateTrie.build([(1, 2), (1, 2)])
+
+
+def test_pickled_model_and_ray_actor_logic_without_ray(world: TinyWorld) -> None:
+    """What Ray ships (a pickled model) scores the same, and the actor's per-batch logic, run directly,
+    turns rendered people into person-year rows in order."""
+    import pickle
+
+    import pyarrow as pa
+
+    from laborlm.llm.distributed import _ScoreActor
+
+    model = LlmOccupationModel(world.model, world.tokenizer, world.template, world.taxonomy)
+    panel = people(world, 3)
+    shipped = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(shipped.raw_log_probs(panel), model.raw_log_probs(panel))
+    rendered = render_table(panel, world.taxonomy, world.template)
+    rows = _ScoreActor(shipped, "log_probs")(rendered)
+    assert rows.column("person_id").to_pylist() == panel.column("person_id").to_pylist()
+    assert rows.column("year").to_pylist() == panel.column("year").to_pylist()
+    values = np.array(rows.column("log_probs").to_pylist())
+    np.testing.assert_allclose(values, model.raw_log_probs(panel), atol=1e-5)
+    hidden = _ScoreActor(shipped, "hidden")(rendered).column("hidden")
+    assert isinstance(hidden.type, pa.FixedSizeListType) and hidden.type.list_size == world.model.config.hidden_size

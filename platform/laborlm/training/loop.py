@@ -113,6 +113,7 @@ class LoopState:
     best_valid_loss: float | None = None
     initial_valid_loss: float | None = None
     last_valid_loss: float | None = None
+    resumes: int = 0  # times this phase was restored from a checkpoint (worker-group restarts and re-runs)
 
 
 def seed_for(seed: int, *keys: int) -> int:
@@ -437,6 +438,7 @@ class _PhaseRun:
                 shutil.copytree(folder / MODEL_DIR, self.best_dir, dirs_exist_ok=True)
             self.exported = True
         state = LoopState(**saved["state"])
+        state.resumes += 1
         self.log0("%s: resumed at step %d (epoch %d, %d micro-batches into it)", self.job.phase, state.step,
                   state.epoch, state.batches_in_epoch)
         return state

@@ -373,6 +373,7 @@ class _PhaseRun:
         self.device = ray.train.torch.get_device() if self.cfg.strategy.use_gpu else torch.device("cpu")
         self.best_dir = Path(tempfile.mkdtemp(prefix=f"laborlm-best-{job.phase}-"))
         self.tracker: Any = None
+        self.throughput: float | None = None  # tokens/s of the last log window, all workers
         self.exported = False  # a best model exists (every checkpoint carries one, so True after a restore)
 
     def log0(self, message: str, *args: object) -> None:
@@ -544,6 +545,7 @@ class _PhaseRun:
             return
         metrics = {mn.TRAIN_LOSS: float(sums[0] / sums[1]), mn.TRAIN_LR: lr,
                    mn.THROUGHPUT_TOKENS_PER_S: float(sums[2]) / max(window["seconds"], 1e-9), EPOCH: state.epoch}
+        self.throughput = metrics[mn.THROUGHPUT_TOKENS_PER_S]
         self._log_metrics(metrics, state.step)
         self.log0("%s step %d: loss %.4f, lr %.3g, %.0f tokens/s", self.job.phase, state.step,
                   metrics[mn.TRAIN_LOSS], lr, metrics[mn.THROUGHPUT_TOKENS_PER_S])
@@ -589,6 +591,8 @@ class _PhaseRun:
             metrics[VALID_BEST_LOSS] = state.best_valid_loss
         if state.initial_valid_loss is not None:
             metrics[INITIAL_VALID_LOSS] = state.initial_valid_loss
+        if self.throughput is not None:
+            metrics[mn.THROUGHPUT_TOKENS_PER_S] = self.throughput
         # Same decision on every rank (the export is a collective under ZeRO-3).
         if improved or (ckpt_due and (valid_shard is None or not self.exported)):
             self._export(engine, tokenizer, state)

@@ -77,7 +77,10 @@ def main() -> None:
         os.environ.setdefault(k, v)
     import ray
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    def start_ray() -> None:
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+
+    start_ray()
     third = max(args.steps // 3, 1)
     with tempfile.TemporaryDirectory(prefix="laborlm-train-bench-") as tmp:
         overrides = [f"out_dir={tmp}", f"model.size={args.size}", f"block_size={args.block}",
@@ -88,8 +91,11 @@ def main() -> None:
         cfg = load_config(TrainConfig, None, overrides)
         corpus = prepare_corpus(cfg, "pretrain", cfg.pretrain)
         tokenizer = prepare_tokenizer(cfg, corpus)
+        # The plain loop runs with Ray stopped: Ray's idle processes would otherwise compete for the cores.
+        ray.shutdown()
         torch.set_num_threads(args.threads or args.cpus)
         base_tps, base_wall = plain_loop(cfg, corpus, tokenizer, args.steps)
+        start_ray()
         print(f"{args.size}, blocks of {args.block} tokens, micro-batch {args.micro}, {args.steps} steps, "
               f"{args.cpus} CPUs; plain loop with {torch.get_num_threads()} torch threads")
         print(f"{'plain PyTorch loop':>22}: {base_tps:8.0f} tokens/s  (x1.00)  {base_wall:6.1f} s wall")

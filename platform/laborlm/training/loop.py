@@ -151,8 +151,8 @@ class _DdpEngine:
 
     def __init__(self, model: torch.nn.Module, job: PhaseJob, device: torch.device, precision: str) -> None:
         cfg, phase = job.config, job.settings
-        self.module = model.to(device)
-        self.model: torch.nn.Module = ray.train.torch.prepare_model(self.module, move_to_device=False)
+        self.module: Any = model.to(device)
+        self.model: Any = ray.train.torch.prepare_model(self.module, move_to_device=False)
         self.optimizer = torch.optim.AdamW(decay_groups(self.module, cfg.optim.weight_decay), lr=phase.lr,
                                            betas=cfg.optim.betas, eps=cfg.optim.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
@@ -175,9 +175,9 @@ class _DdpEngine:
     def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> torch.Tensor:
         """Forward and backward of one micro-batch; gradients are all-reduced only on the last one."""
         sync = last or not isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
-        with (contextlib.nullcontext() if sync else self.model.no_sync()):  # type: ignore[operator]
+        with (contextlib.nullcontext() if sync else self.model.no_sync()):
             with self.autocast():
-                loss = self.model(**batch).loss
+                loss: torch.Tensor = self.model(**batch).loss
             (loss / self.accum).backward()  # type: ignore[no-untyped-call]
         return loss.detach().float()
 
@@ -198,7 +198,8 @@ class _DdpEngine:
     def eval_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # The unwrapped module: no DDP collective, whatever the number of batches per rank.
         with self.autocast():
-            return self.module(**batch).loss.float()
+            loss: torch.Tensor = self.module(**batch).loss
+        return loss.float()
 
     def save(self, folder: Path, rank: int) -> None:
         if rank != 0:
@@ -253,7 +254,7 @@ class _DeepSpeedEngine:
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, config=self.ds_config,
             lr_scheduler=functools.partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=schedule))
-        self.module: torch.nn.Module = self.engine.module
+        self.module: Any = self.engine.module
         self.partitioned = strategy.kind == "zero3"
         self.lora = job.settings.lora
         self.accum = cfg.grad_accum_steps
@@ -264,7 +265,7 @@ class _DeepSpeedEngine:
 
     def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> torch.Tensor:
         """DeepSpeed scales by accumulation, reduces at the boundary and steps optimizer + scheduler there."""
-        loss = self.engine(**batch).loss
+        loss: torch.Tensor = self.engine(**batch).loss
         self.engine.backward(loss)
         self.engine.step()
         return loss.detach().float()
@@ -275,7 +276,8 @@ class _DeepSpeedEngine:
     def eval_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # Under ZeRO-3 the forward gathers parameters collectively: every rank must run the same number of
         # batches, which the equal streaming split guarantees.
-        return self.engine(**batch).loss.float()
+        loss: torch.Tensor = self.engine(**batch).loss
+        return loss.float()
 
     def train_mode(self, on: bool) -> None:
         self.engine.train(on)
@@ -483,10 +485,10 @@ class _PhaseRun:
             lr = engine.lr()
             for micro in range(self.cfg.grad_accum_steps):
                 batch = next(batches)
-                loss = engine.micro_step(batch, last=micro == self.cfg.grad_accum_steps - 1)
-                window["loss"] += float(loss)
+                micro_loss = engine.micro_step(batch, last=micro == self.cfg.grad_accum_steps - 1)
+                window["loss"] += float(micro_loss)
                 window["n"] += 1
-                since_report["loss"] += float(loss)
+                since_report["loss"] += float(micro_loss)
                 since_report["n"] += 1
                 window["tokens"] += int(batch["attention_mask"].sum())
             engine.optimizer_step()

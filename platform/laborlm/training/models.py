@@ -56,9 +56,9 @@ def llama_config(size: str, *, vocab_size: int, max_positions: int, bos_token_id
 
     if size not in SIZES:
         raise ConfigError(f"model.size: expected one of {', '.join(SIZES)}, got {size!r}")
+    shape: dict[str, Any] = dict(SIZES[size])
     return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_positions, tie_word_embeddings=False,
-                       bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                       **SIZES[size])
+                       bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **shape)
 
 
 def parameter_count(size: str, vocab_size: int = 4096) -> int:
@@ -85,6 +85,7 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, bloc
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
+    model: Any
     source = init_path if init_path is not None else config.path
     if source is not None:
         try:
@@ -92,7 +93,7 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, bloc
         except (OSError, ValueError) as exc:
             raise ConfigError(f"model {str(source)!r}: not a local causal LM folder or cached model id ({exc})"
                               ) from None
-        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        if len(tokenizer) > int(model.get_input_embeddings().num_embeddings):
             raise ConfigError(f"model {str(source)!r}: vocabulary {model.get_input_embeddings().num_embeddings} "
                               f"is smaller than the tokenizer's {len(tokenizer)}")
     else:
@@ -108,7 +109,8 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, bloc
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
-    return model
+    out: PreTrainedModel = model
+    return out
 
 
 def apply_lora(model: PreTrainedModel, config: LoraConfig) -> Any:
@@ -124,8 +126,13 @@ def apply_lora(model: PreTrainedModel, config: LoraConfig) -> Any:
     missing = [m for m in config.target_modules if m not in names]
     if len(missing) == len(config.target_modules):
         raise ConfigError(f"lora.target_modules: none of {list(config.target_modules)} is a module of this model")
-    peft_config = PeftLoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                 target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    peft_config = PeftLoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,  # type: ignore[arg-type]  # peft annotates int; the scale alpha / r is float
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
     peft_model = get_peft_model(model, peft_config)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     logger.info("LoRA rank %d on %s: %d trainable parameters", config.rank, list(config.target_modules), trainable)

@@ -4,6 +4,8 @@
     laborlm data {import,export,validate,stats,synth} ...
     laborlm corpus {build,tokenizer} ...
     laborlm evaluate --model DIR --panel DIR
+    laborlm predict --model models:/NAME@champion|DIR --input careers.jsonl [--top-k 5]
+    laborlm registry {register,promote} ...
     laborlm benchmark careers [--preset P] [overrides]
     laborlm run JOB.yaml [key.path=value ...]   # any job config under jobs/, dispatched on its `kind`
     laborlm train JOB.yaml [key.path=value ...] # language-model training (kind: train) on Ray Train
@@ -242,6 +244,42 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(a: argparse.Namespace) -> int:
+    """Top-k next occupations for each career of a JSONL file (schema: laborlm.serving.careers)."""
+    from laborlm.serving.careers import CareerInputError, predict_careers, read_careers
+    from laborlm.serving.registry import load_predictor
+
+    careers, lines = read_careers(a.input)
+    model = load_predictor(a.model, a.tracking_uri)
+    try:
+        predictions = predict_careers(model, careers, a.top_k)
+    except CareerInputError as exc:
+        raise exc.located(a.input, lines) from None
+    text = "".join(json.dumps(p) + "\n" for p in predictions)
+    if a.out:
+        Path(a.out).write_text(text, encoding="utf-8")
+        print(f"{len(predictions)} predictions written to {a.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _cmd_registry_register(a: argparse.Namespace) -> int:
+    from laborlm.serving.registry import register_model
+
+    version = register_model(a.model_dir, a.name, a.tracking_uri, alias=a.alias)
+    print(f"registered {a.name} version {version} as @{a.alias}: models:/{a.name}@{a.alias}")
+    return 0
+
+
+def _cmd_registry_promote(a: argparse.Namespace) -> int:
+    from laborlm.serving.registry import promote
+
+    promote(a.name, a.version, alias=a.alias, tracking_uri=a.tracking_uri)
+    print(f"models:/{a.name}@{a.alias} -> version {a.version}")
+    return 0
+
+
 def _cmd_benchmark_careers(a: argparse.Namespace) -> int:
     from laborlm.config import load_config
     from laborlm.workflows.benchmark_careers import CareersBenchmarkConfig
@@ -380,6 +418,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="metrics.json path (default: in the model folder)")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite next to the metrics file)")
     s.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+    s = add(sub, "predict", _cmd_predict, "top-k next occupations of JSON careers from a registered or saved model")
+    s.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION, or a saved model folder")
+    s.add_argument("--input", required=True, help="careers, one JSON object a line ('-' reads stdin)")
+    s.add_argument("--top-k", type=int, default=5, help="occupations per career (default 5)")
+    s.add_argument("--tracking-uri", help="MLflow store of a models:/ URI (default: $MLFLOW_TRACKING_URI)")
+    s.add_argument("--out", help="write predictions here (JSONL; default stdout)")
+
+    reg = sub.add_parser("registry", help="the MLflow model registry: register saved models, move aliases")
+    rsub = reg.add_subparsers(dest="registry_command", required=True)
+    s = add(rsub, "register", _cmd_registry_register, "log a saved model folder as a pyfunc model and register it")
+    s.add_argument("model_dir", help="a saved LaborLM model folder (LLM, neural or Markov)")
+    s.add_argument("name", help="registered model name")
+    s.add_argument("--alias", default="candidate", help="alias of the new version (default candidate)")
+    s.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI)")
+    s = add(rsub, "promote", _cmd_registry_promote, "point an alias (default champion) at a registered version")
+    s.add_argument("name")
+    s.add_argument("version")
+    s.add_argument("--alias", default="champion")
+    s.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI)")
 
     bench = sub.add_parser("benchmark", help="reproduce the papers' comparison tables")
     bsub = bench.add_subparsers(dest="benchmark_command", required=True)

@@ -81,19 +81,63 @@ def create_model(
     return NeuralOccupationModel(NeuralModelConfig(name, entry.config, fit or entry.fit, seed), taxonomy)
 
 
-def load_model(path: Path) -> NextOccupationModel:
-    """Load any saved model folder (Markov chain, neural model, or the synthetic oracle) by its marker file.
+# Marker file -> kind, checked in this order. An LLM folder is recognised first: its model/ subfolder holds
+# a Hugging Face config.json, and a future layout change must not let it pass for a neural model.
+_MARKERS: tuple[tuple[str, str], ...] = (
+    ("laborlm_llm.json", "llm"),
+    ("model.json", "markov"),
+    ("config.json", "neural"),
+    ("synth.yaml", "oracle"),
+)
+
+
+def saved_model_kind(path: Path) -> str:
+    """``llm``, ``markov``, ``neural`` or ``oracle``: what ``load_model`` would load, without loading it.
 
     Raises:
         CheckpointError: the folder holds no saved LaborLM model.
     """
     path = Path(path)
-    if (path / "model.json").exists():
-        return MarkovModel.load(path)
-    if (path / "config.json").exists():
-        return NeuralOccupationModel.load(path)
-    if (path / "synth.yaml").exists():
-        from laborlm.synthetic.oracle import OracleModel
+    for marker, kind in _MARKERS:
+        if (path / marker).exists():
+            return kind
+    raise CheckpointError(
+        f"{path}: no saved model here (expected {', '.join(m for m, _ in _MARKERS)})"
+    )
 
-        return OracleModel.load(path)
-    raise CheckpointError(f"{path}: no saved model here (expected model.json, config.json or synth.yaml)")
+
+def load_model(path: Path) -> NextOccupationModel:
+    """Load any saved model folder (LLM scoring or embedding model, Markov chain, neural model, or the
+    synthetic oracle) by its marker file, so every saved model type is loadable by one function.
+
+    Raises:
+        CheckpointError: the folder holds no saved LaborLM model.
+    """
+    path = Path(path)
+    kind = saved_model_kind(path)
+    if kind == "llm":
+        return _load_llm(path)
+    if kind == "markov":
+        return MarkovModel.load(path)
+    if kind == "neural":
+        return NeuralOccupationModel.load(path)
+    from laborlm.synthetic.oracle import OracleModel
+
+    return OracleModel.load(path)
+
+
+def _load_llm(path: Path) -> NextOccupationModel:
+    """A saved ``LlmOccupationModel`` or ``EmbeddingOccupationModel``, by the ``kind`` in its metadata."""
+    import json
+
+    from laborlm.llm.model import META_FILE, LlmOccupationModel
+
+    try:
+        kind = json.loads((path / META_FILE).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path / META_FILE}: unreadable: {exc}") from exc
+    if kind == "embedding":
+        from laborlm.llm.embedding import EmbeddingOccupationModel
+
+        return EmbeddingOccupationModel.load(path)
+    return LlmOccupationModel.load(path)  # raises CheckpointError on any other kind

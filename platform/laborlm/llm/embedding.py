@@ -80,6 +80,9 @@ class HeadFit:
 class TwoStageHead(nn.Module):
     """Standardise ``h``, then a linear map to K move logits and one stay logit (CAREER Eqs. 1, 2, 18)."""
 
+    mean: torch.Tensor  # [D] training-split mean of h (a buffer: saved with the head)
+    scale: torch.Tensor  # [D] training-split standard deviation of h
+
     def __init__(self, dim: int, n_occupations: int) -> None:
         super().__init__()
         self.linear = nn.Linear(dim, n_occupations + 1)
@@ -169,10 +172,11 @@ class EmbeddingOccupationModel:
         best_state, best_ppl, best_epoch, since_best, epoch = None, math.inf, 0, 0, 0
         for epoch in range(1, cfg.max_epochs + 1):
             self.head.train()
-            for rows in torch.randperm(len(y), generator=generator).split(cfg.batch_size):
+            order = torch.randperm(len(y), generator=generator)
+            for rows in torch.split(order, cfg.batch_size):
                 nll = -self.head(x[rows], prev[rows]).gather(-1, y[rows, None]).mean()
                 optimizer.zero_grad(set_to_none=True)
-                nll.backward()  # type: ignore[no-untyped-call]
+                nll.backward()
                 optimizer.step()
             if held is None:
                 best_epoch = epoch
@@ -204,7 +208,8 @@ class EmbeddingOccupationModel:
         x, prev, _ = self.features(panel)
         self.head.eval()
         with torch.no_grad():
-            return self.head(torch.as_tensor(x), torch.as_tensor(prev), dtype=torch.float64).numpy()
+            out: np.ndarray = self.head(torch.as_tensor(x), torch.as_tensor(prev), dtype=torch.float64).numpy()
+        return out
 
     def save(self, path: Path) -> None:
         path = Path(path)

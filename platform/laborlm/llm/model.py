@@ -242,7 +242,7 @@ def _load_lm(path: Path, dtype: torch.dtype | None) -> PreTrainedModel:
         lm = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype or "auto")
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot load a causal language model: {exc}") from exc
-    lm.eval()
+    lm.eval()  # type: ignore[no-untyped-call]
     return lm
 
 

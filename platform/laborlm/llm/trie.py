@@ -95,10 +95,11 @@ class CandidateTrie:
         source_row = np.where(parents >= 0, 1 + query_of[np.maximum(parents, 0)], 0)
         # Ancestor-or-self among query nodes: walk each query node up to the root.
         tree_mask = np.zeros((len(query), len(query)), dtype=bool)
-        for a, node in enumerate(query):
+        for a, start in enumerate(query.tolist()):
+            node = start
             while node != ROOT:
                 tree_mask[a, query_of[node]] = True
-                node = parents[node]
+                node = int(parents[node])
         width = max(len(p) for p in paths)
         padded = np.full((len(paths), width), -1, dtype=np.int64)
         for k, path in enumerate(paths):

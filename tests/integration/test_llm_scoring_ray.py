@@ -10,7 +10,8 @@ import pytest
 from laborlm.llm.model import LlmOccupationModel
 from unit.llm.llm_world import build_world
 
-pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]  # an actor pool starts: ~40-60 s on 2 cores
+# Slow: an actor pool starts (each actor imports torch and transformers), ~40-60 s on 2 shared cores.
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
 
 def test_ray_data_scoring_matches_in_process(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from mlflow.types.schema import (
     AnyType,
     Array,
@@ -51,12 +51,13 @@ ARTIFACT_KEY = "laborlm_model"  # the saved model folder inside the MLflow model
 def model_signature() -> ModelSignature:
     """Columns of a career record, the answer's shape, and ``top_k`` (without a params schema MLflow
     silently drops request params)."""
+    anything = AnyType()  # type: ignore[no-untyped-call]
     inputs = Schema([
         ColSpec(DataType.string, "person_id", required=False),
         ColSpec(DataType.string, "source", required=False),
-        ColSpec(AnyType(), "covariates", required=False),  # {gender?, race?, region?, birth_year?}
-        ColSpec(AnyType(), "history"),  # [{year, occupation, education?}, ...]
-        ColSpec(AnyType(), "next_year", required=False),  # int; default last history year + 1
+        ColSpec(anything, "covariates", required=False),  # {gender?, race?, region?, birth_year?}
+        ColSpec(anything, "history"),  # [{year, occupation, education?}, ...]
+        ColSpec(anything, "next_year", required=False),  # int; default last history year + 1
         ColSpec(DataType.string, "education", required=False),  # education in next_year; default last known
     ])
     outputs = Schema([
@@ -76,7 +77,7 @@ def _records(model_input: Any) -> list[Any]:
     """Careers as a list of dicts from what MLflow hands over (a DataFrame after signature enforcement;
     a list or a single dict when called without one)."""
     if isinstance(model_input, pd.DataFrame):
-        return model_input.to_dict(orient="records")
+        return list(model_input.to_dict(orient="records"))
     if isinstance(model_input, dict):
         return [model_input]
     return list(model_input)

@@ -187,7 +187,7 @@ def resolve(uri: str, tracking_uri: str | None = None) -> RegisteredVersion:
             mv = client.get_model_version(m["name"], m["version"])
     except MlflowException as exc:
         raise LaborLMError(f"{uri}: {exc.message}") from exc
-    return RegisteredVersion(mv.name, str(mv.version), mv.run_id, mv.source)
+    return RegisteredVersion(mv.name, str(mv.version), mv.run_id, str(mv.source))
 
 
 def load_predictor(model: str, tracking_uri: str | None = None) -> Any:

@@ -224,7 +224,8 @@ def _cmd_quickstart(a: argparse.Namespace) -> int:
     from laborlm.config import load_config
     from laborlm.workflows.quickstart import QuickstartConfig
 
-    return _run_quickstart(load_config(QuickstartConfig, a.config, a.overrides), a)
+    overrides = list(a.overrides) + ([f"size={a.size}"] if a.size else [])
+    return _run_quickstart(load_config(QuickstartConfig, a.config, overrides), a)
 
 
 # --- models -------------------------------------------------------------------------------------------------
@@ -449,8 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add(sub, "quickstart", _cmd_quickstart, "the whole pipeline on the embedded defaults (local Ray, synthetic data)")
     s.add_argument("--config", help="YAML overriding the embedded defaults")
+    s.add_argument("--size", choices=["tiny", "small", "medium"], help="scale data, model and steps (default tiny)")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
-    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. psid_people=5000")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. survey_people=5000 register_as=null")
     return p
 
 

@@ -1,4 +1,6 @@
-"""`laborlm quickstart` end to end on a shortened configuration, on the session's local Ray."""
+"""`laborlm quickstart` end to end on a shortened configuration: local Ray, a real loopback MLflow server
+(started and stopped by the command), data -> corpora -> LM pretrain + fine-tune -> baselines and CAREER ->
+one table against the oracle -> the registered model."""
 
 from __future__ import annotations
 
@@ -9,17 +11,39 @@ import pytest
 
 from laborlm.cli import main
 
+ORACLE = "Oracle (exact DGP)"
 
-def test_quickstart_runs_and_every_model_sits_above_the_oracle(ray_session: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+
+def _perplexities(report: str) -> dict[str, float]:
+    rows = re.finditer(r"^\| ([^|]+?) \| ([\d.]+) ± [\d.]+ \|$", report, re.MULTILINE)
+    return {m.group(1): float(m.group(2)) for m in rows}
+
+
+def test_quickstart_runs_the_pipeline_and_every_model_sits_above_the_oracle(
+        ray_session: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "qs"
-    assert main(["-q", "quickstart", f"out_dir={out}", "survey_people=800", "resume_people=1500"]) == 0
+    args = ["-q", "quickstart", f"out_dir={out}", "survey_people=600", "resume_people=1500", "test_people=60",
+            "models=markov1,two_stage", "train_overrides=pretrain.max_steps=40,finetune.max_steps=30,"
+            "pretrain.eval_every_steps=20,finetune.eval_every_steps=15,pretrain.eval_blocks=64,finetune.eval_blocks=64"]
+    assert main(args) == 0
     report = capsys.readouterr().out
     assert (out / "report.md").read_text().strip() in report
     for name in ("psid", "resumes"):
-        assert (out / name / "taxonomy.csv").exists()
         assert (out / f"{name}.rejects.jsonl").read_text() == ""  # synthetic data validates cleanly
-    assert (out / "models" / "markov1" / "model.json").exists()
-    ppl = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\| (oracle \(exact DGP\)|Markov order \d) \| ([\d.]+) \|$", report, re.MULTILINE)}
-    assert set(ppl) == {"oracle (exact DGP)", "Markov order 1", "Markov order 2"}
-    assert all(v > ppl["oracle (exact DGP)"] for k, v in ppl.items() if k.startswith("Markov"))
+        assert (out / "corpus" / name / "manifest.json").exists()
     assert "| Percent college graduates |" in report
+
+    ppl = _perplexities(report)
+    llm = {k: v for k, v in ppl.items() if k.startswith("LLM ")}
+    assert len(llm) == 2 and {"Markov chain, order 1", "CAREER-small (two-stage)"} <= set(ppl)
+    assert all(v > ppl[ORACLE] for k, v in ppl.items() if k != ORACLE), ppl
+    finetuned = next(v for k, v in llm.items() if "fine-tuned on psid" in k)
+    pretrained = next(v for k, v in llm.items() if "not fine-tuned" in k)
+    assert finetuned < pretrained, llm  # fine-tuning on the survey helps
+
+    assert "models:/laborlm-quickstart@champion" in report
+    assert "mlflow ui --backend-store-uri sqlite:///" in report  # the server was ours and is stopped
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    assert client.get_model_version_by_alias("laborlm-quickstart", "champion").version == "1"

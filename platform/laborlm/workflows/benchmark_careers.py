@@ -18,10 +18,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from laborlm import schema
+from laborlm.baselines.base import NextOccupationModel
 from laborlm.config import apply_overrides, build, config_hash, flatten, to_dict
 from laborlm.errors import ConfigError
 from laborlm.evaluation.compare import ComparisonTable
@@ -108,6 +114,8 @@ class CareersBenchmarkConfig:
     fit: FitOverrides = field(default_factory=FitOverrides)
     out_dir: Path = Path("runs/benchmark_careers")
     workers: int = 2  # Ray Data workers for data generation
+    test_people: int | None = None  # score on the first N test persons (by id) only; None: the whole test split.
+    #   Every model is scored on the same persons; a cap keeps direct LLM scoring (every label) quick on CPU.
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
@@ -151,15 +159,24 @@ def _fit_config(
     )
 
 
-def _generate(preset: str, people: int | None, cfg: CareersBenchmarkConfig, out: Path) -> Path:
+def generate_preset_panel(preset: str, people: int | None, seed: int, out: Path, workers: int = 0) -> Path:
+    """The synthetic panel of ``preset`` under ``out/data/<preset>-<config hash>``; reused when already there.
+
+    Generation is deterministic in (preset, people, seed), so every workflow that asks for the same panel (the
+    quickstart and the benchmarks) shares one folder and one person split.
+    """
     from laborlm.synthetic import SynthConfig, generate_panel, load_preset
 
-    overrides = [f"seed={cfg.data_seed}"] + ([f"people={people}"] if people is not None else [])
+    overrides = [f"seed={seed}"] + ([f"people={people}"] if people is not None else [])
     synth = build(SynthConfig, apply_overrides(SynthConfig, to_dict(load_preset(preset)), overrides))
     folder = out / "data" / f"{preset}-{config_hash(synth, 8)}"
-    if not (folder / "synth.yaml").exists():  # generation is deterministic: reuse an identical panel
-        generate_panel(synth, folder, num_workers=cfg.workers or None)
+    if not (folder / "synth.yaml").exists():
+        generate_panel(synth, folder, num_workers=workers or None)
     return folder
+
+
+def _generate(preset: str, people: int | None, cfg: CareersBenchmarkConfig, out: Path) -> Path:
+    return generate_preset_panel(preset, people, cfg.data_seed, out, cfg.workers)
 
 
 def _pretrain(name: str, cfg: CareersBenchmarkConfig, resumes: Path, out: Path) -> Path:
@@ -186,8 +203,15 @@ def _tracker(cfg: CareersBenchmarkConfig) -> Tracker:
     return MlflowTracker(cfg.tracking, run_name=f"benchmark-careers-{config_hash(cfg, 6)}", run_dir=cfg.out_dir)
 
 
-def run_careers_benchmark(cfg: CareersBenchmarkConfig) -> BenchmarkResult:
-    """Fit and score every model on every preset for every seed; write and log the comparison table."""
+def run_careers_benchmark(
+    cfg: CareersBenchmarkConfig, extra_models: Mapping[str, NextOccupationModel] | None = None
+) -> BenchmarkResult:
+    """Fit and score every model on every preset for every seed; write and log the comparison table.
+
+    Args:
+        extra_models: already-trained models (row label -> model, e.g. fine-tuned language models) scored on
+            each preset's test split by the same harness and placed in the same table; they are not refitted.
+    """
     from laborlm.synthetic.oracle import OracleModel
 
     out = cfg.out_dir
@@ -204,11 +228,18 @@ def run_careers_benchmark(cfg: CareersBenchmarkConfig) -> BenchmarkResult:
         panel_dir = _generate(preset, cfg.survey_people, cfg, out)
         read = read_panel(panel_dir)
         train, valid, test = (select_split(read.table, s, split) for s in ("train", "valid", "test"))
+        if cfg.test_people is not None:
+            test = _first_people(test, cfg.test_people)
         logger.info("%s: %d train / %d valid / %d test person-years", preset, train.num_rows, valid.num_rows, test.num_rows)
         per_model: dict[str, list[dict[str, Any]]] = {}
         oracle = evaluate_model(OracleModel.from_panel(panel_dir), test)
         table.add(label("oracle"), preset, oracle.perplexity)
         per_model["oracle"] = [oracle.to_json()]
+        for row, extra in (extra_models or {}).items():
+            metrics = evaluate_model(extra, test, read.taxonomy)
+            table.add(row, preset, metrics.perplexity)
+            per_model[row] = [metrics.to_json()]
+            tracker.log_metrics({f"{preset}/{row}/{k}": v for k, v in metrics.flat().items()})
         for name in cfg.models:
             base = name.removesuffix(PRETRAINED_SUFFIX)
             deterministic = base.startswith("markov")
@@ -226,6 +257,12 @@ def run_careers_benchmark(cfg: CareersBenchmarkConfig) -> BenchmarkResult:
     tracker.log_artifact(json_path)
     tracker.finish()
     return BenchmarkResult(table, all_metrics, getattr(tracker, "run_id", None), md_path, json_path)
+
+
+def _first_people(panel: pa.Table, n: int) -> pa.Table:
+    """The rows of the first ``n`` persons by id: a deterministic subset that every model is scored on."""
+    keep = sorted(set(panel.column(schema.PERSON_ID).to_pylist()))[:n]
+    return panel.filter(pc.is_in(panel.column(schema.PERSON_ID), value_set=pa.array(keep, pa.string())))
 
 
 def _fit_and_score(

@@ -207,12 +207,30 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return _run_train(load_config(TrainConfig, a.config, a.overrides), a)
 
 
+def _run_benchmark_llm(cfg: Any, a: argparse.Namespace) -> int:
+    from laborlm.workflows.benchmark_llm import run_llm_benchmark
+
+    _init_ray(a.address, cfg.workers)
+    result = run_llm_benchmark(cfg)
+    print(result.markdown_path.read_text(), end="")
+    print(f"\nwritten to {result.markdown_path} and {result.json_path}" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+    return 0
+
+
+def _cmd_benchmark_llm(a: argparse.Namespace) -> int:
+    from laborlm.config import load_config
+    from laborlm.workflows.benchmark_llm import LlmBenchmarkConfig
+
+    return _run_benchmark_llm(load_config(LlmBenchmarkConfig, a.config, list(a.overrides)), a)
+
+
 # kind -> (module, config class, runner or None when the kind has its own command)
 _JOBS: dict[str, tuple[str, str, Callable[[Any, argparse.Namespace], int] | None]] = {
     "synth": ("laborlm.synthetic", "SynthConfig", None),  # laborlm data synth --config X --out DIR
     "quickstart": ("laborlm.workflows.quickstart", "QuickstartConfig", _run_quickstart),
     "build_corpus": ("laborlm.corpus.build", "CorpusConfig", _run_build_corpus),
     "benchmark_careers": ("laborlm.workflows.benchmark_careers", "CareersBenchmarkConfig", _run_benchmark_careers),
+    "benchmark_llm": ("laborlm.workflows.benchmark_llm", "LlmBenchmarkConfig", _run_benchmark_llm),
     "train": ("laborlm.training.config", "TrainConfig", _run_train),
 }
 
@@ -447,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML (see jobs/benchmark_careers*.yaml)")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. seeds=0 survey_people=1000")
+
+    s = add(bsub, "llm", _cmd_benchmark_llm, "LABOR-LLM's comparisons (fine-tuning, titles vs codes, pooled data, size vs data)")
+    s.add_argument("--config", help="YAML (see jobs/benchmark_llm.yaml)")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. arms=fine-tuned,codes pretrain_steps=100")
 
     s = add(sub, "quickstart", _cmd_quickstart, "the whole pipeline on the embedded defaults (local Ray, synthetic data)")
     s.add_argument("--config", help="YAML overriding the embedded defaults")

@@ -23,8 +23,8 @@ def test_quickstart_runs_the_pipeline_and_every_model_sits_above_the_oracle(
         ray_session: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "qs"
     args = ["-q", "quickstart", f"out_dir={out}", "survey_people=600", "resume_people=1500", "test_people=30",
-            "models=markov1,two_stage", "train_overrides=pretrain.max_steps=30,finetune.max_steps=30,"
-            "pretrain.eval_every_steps=20,finetune.eval_every_steps=15,pretrain.eval_blocks=64,finetune.eval_blocks=64"]
+            "models=markov1,two_stage", ("train_overrides=pretrain.max_steps=30,finetune.max_steps=30,"
+            "pretrain.eval_every_steps=20,finetune.eval_every_steps=15,pretrain.eval_blocks=64,finetune.eval_blocks=64")]
     assert main(args) == 0
     report = capsys.readouterr().out
     assert (out / "report.md").read_text().strip() in report
@@ -47,4 +47,4 @@ def test_quickstart_runs_the_pipeline_and_every_model_sits_above_the_oracle(
 
     store = f"sqlite:///{out / 'mlflow.db'}"  # the server is gone; its SQLite store stays
     client = MlflowClient(tracking_uri=store, registry_uri=store)
-    assert client.get_model_version_by_alias("laborlm-quickstart", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("laborlm-quickstart", "champion").version) == "1"

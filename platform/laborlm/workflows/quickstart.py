@@ -80,16 +80,17 @@ def run_quickstart(cfg: QuickstartConfig) -> str:
     out = cfg.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     if cfg.tracking_uri or not cfg.mlflow_server:
-        return _run(cfg, out, cfg.tracking_uri)
+        return _run(cfg, out, cfg.tracking_uri, cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}")
     with mlflow_server(out) as server:
-        report = _run(cfg, out, server.uri)
+        report = _run(cfg, out, server.uri, server.backend_uri)
     return report + (
         f"\n\nThe MLflow server used for this run is stopped; browse the runs and the registry with\n"
         f"  mlflow ui --backend-store-uri {server.backend_uri} --artifacts-destination {server.artifacts}"
     )
 
 
-def _run(cfg: QuickstartConfig, out: Path, tracking_uri: str | None) -> str:
+def _run(cfg: QuickstartConfig, out: Path, tracking_uri: str | None, store_uri: str) -> str:
+    """The pipeline; ``tracking_uri`` is where runs go now, ``store_uri`` where users find them afterwards."""
     from laborlm.config import apply_overrides, build
     from laborlm.corpus import CorpusConfig, build_corpus
     from laborlm.llm import LlmOccupationModel
@@ -173,7 +174,7 @@ def _run(cfg: QuickstartConfig, out: Path, tracking_uri: str | None) -> str:
         promote(cfg.register_as, version, alias="champion", tracking_uri=uri)
         registered = (f"Registered model: `models:/{cfg.register_as}@champion` (version {version}); try\n"
                       f"`laborlm predict --model models:/{cfg.register_as}@champion --input careers.jsonl "
-                      f"--tracking-uri {uri}`")
+                      f"--tracking-uri {store_uri}`")
 
     report = "\n\n".join([
         f"# LaborLM quickstart ({cfg.survey}, size {cfg.size}, seed {cfg.seed})",

@@ -1,0 +1,153 @@
+"""LABOR-LLM's comparisons as one command, in the same table as CAREER, the baselines and the oracle.
+
+    laborlm benchmark llm --config jobs/benchmark_llm.yaml
+    laborlm benchmark llm arms=fine-tuned,not-fine-tuned,codes pretrain_steps=100
+
+Each *arm* is one language model trained by the training engine and scored by direct scoring of every
+label (``LlmOccupationModel``) on the survey's test persons, beside the occupation models of
+``benchmark careers`` fitted on the same split. The built-in arms are the paper's comparisons:
+
+* ``fine-tuned`` vs ``not-fine-tuned``: the same resume-pretrained model with and without fine-tuning on the
+  survey (no hub weights exist here, so "off the shelf" means pretrained on resumes only);
+* ``codes``: numeric occupation codes instead of English titles (the ``codes`` template);
+* ``survey-only`` vs ``pooled``: no pretraining at all, or pretraining on resumes pooled with the other surveys;
+* ``larger-less-data``: a 10x larger model pretrained on a fifth of the resumes, against ``fine-tuned``'s
+  smaller model with all of them.
+
+Arms that share a pretraining (template, model, data) train it once; both phases always run, and a
+not-fine-tuned arm reads phase (a)'s model. Everything is deterministic in ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from laborlm.errors import ConfigError
+from laborlm.tracking.mlflow_tracker import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Arm:
+    description: str
+    template: str = "labor-llm"
+    model: str = "llama-1m"
+    pretrain_on: tuple[str, ...] = ("resumes",)  # presets pooled for pretraining; () = no pretraining
+    resume_fraction: float = 1.0  # share of the resume corpus used (data scale)
+    finetune: bool = True  # fine-tune on the survey after pretraining
+
+
+ARMS: dict[str, Arm] = {
+    "fine-tuned": Arm("titles, pretrained on resumes, fine-tuned"),
+    "not-fine-tuned": Arm("titles, pretrained on resumes, not fine-tuned", finetune=False),
+    "codes": Arm("numeric codes, pretrained on resumes, fine-tuned", template="codes"),
+    "survey-only": Arm("titles, survey only (no pretraining)", pretrain_on=()),
+    "pooled": Arm("titles, pretrained on resumes + NLSY79 + NLSY97, fine-tuned",
+                  pretrain_on=("resumes", "nlsy79", "nlsy97")),
+    "larger-less-data": Arm("titles, 10x larger model, 1/5 of the resumes, fine-tuned", model="llama-10m",
+                            resume_fraction=0.2),
+}
+
+
+@dataclass(frozen=True)
+class LlmBenchmarkConfig:
+    survey: str = "psid"  # the survey every arm is fine-tuned and scored on
+    survey_people: int = 3000
+    resume_people: int = 20000
+    other_survey_people: int = 3000  # people of each other survey in the pooled arm
+    seed: int = 0
+    arms: tuple[str, ...] = tuple(ARMS)
+    careers_models: tuple[str, ...] = ("markov1", "career-small-two_stage", "career-small-two_stage+pretrain")
+    pretrain_steps: int = 300
+    finetune_steps: int = 150
+    block_size: int = 256  # covers a whole survey career text, so models are scored on contexts they trained on
+    train_overrides: tuple[str, ...] = ()  # applied to every arm's training config
+    test_people: int | None = 150  # test persons every model is scored on; None: the whole test split
+    workers: int = 2
+    out_dir: Path = Path("runs/benchmark_llm")
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise ConfigError(f"arms: unknown {', '.join(unknown)}; known: {', '.join(ARMS)}")
+        if not self.arms:
+            raise ConfigError("arms: at least one arm")
+
+
+def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
+    """Train every arm's language model, then score them with the CAREER models in one table."""
+    from laborlm.llm import LlmOccupationModel
+    from laborlm.readers import read_panel
+    from laborlm.workflows.benchmark_careers import (
+        CareersBenchmarkConfig,
+        generate_preset_panel,
+        run_careers_benchmark,
+    )
+
+    out = cfg.out_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    survey = generate_preset_panel(cfg.survey, cfg.survey_people, cfg.seed, out, cfg.workers)
+    taxonomy = read_panel(survey).taxonomy
+    trained: dict[tuple[Any, ...], Any] = {}
+    models = {}
+    for name in cfg.arms:
+        arm = ARMS[name]
+        key = (arm.template, arm.model, arm.pretrain_on, arm.resume_fraction)
+        if key not in trained:
+            logger.info("arm %s: training %s (%s)", name, arm.model, arm.description)
+            trained[key] = _train(cfg, arm, survey, out / "arms" / name)
+        result, folder = trained[key]
+        phase = "finetune" if arm.finetune or not arm.pretrain_on else "pretrain"
+        models[f"LLM {arm.model}: {arm.description}"] = LlmOccupationModel.from_pretrained(
+            result.phases[phase].init_dir, folder / "tokenizer", arm.template, taxonomy, name=name)
+    careers = CareersBenchmarkConfig(
+        presets=(cfg.survey,), survey_people=cfg.survey_people, resume_people=cfg.resume_people, data_seed=cfg.seed,
+        seeds=(cfg.seed,), models=cfg.careers_models, out_dir=out, workers=cfg.workers, test_people=cfg.test_people,
+        tracking=cfg.tracking,
+    )
+    return run_careers_benchmark(careers, extra_models=models)
+
+
+def _train(cfg: LlmBenchmarkConfig, arm: Arm, survey: Path, folder: Path) -> tuple[Any, Path]:
+    """Build the arm's corpora (template, pooled inputs) and run its pretrain and fine-tune phases."""
+    from laborlm.config import apply_overrides, build
+    from laborlm.corpus import CorpusConfig, build_corpus
+    from laborlm.training import TrainConfig
+    from laborlm.training.workflow import run_training
+    from laborlm.workflows.benchmark_careers import generate_preset_panel
+
+    out = cfg.out_dir.resolve()
+
+    def corpus(inputs: list[Path], tag: str) -> Path:
+        target = out / "corpus" / f"{arm.template}-{tag}"
+        build_corpus(CorpusConfig(inputs=tuple(inputs), out_dir=target, template=arm.template), num_workers=cfg.workers)
+        return target
+
+    overrides = [
+        f"out_dir={folder}", f"seed={cfg.seed}", f"model.size={arm.model}", f"block_size={cfg.block_size}",
+        "micro_batch_size=4", f"strategy.num_workers={cfg.workers}", "pretrain.synthesize=null",
+        "finetune.synthesize=null", f"pretrain.max_steps={cfg.pretrain_steps}",
+        f"finetune.max_steps={cfg.finetune_steps}", f"finetune.corpus={corpus([survey], cfg.survey)}",
+    ]
+    if arm.pretrain_on:
+        panels = []
+        for preset in arm.pretrain_on:
+            people = (max(10, round(cfg.resume_people * arm.resume_fraction)) if preset == "resumes"
+                      else cfg.other_survey_people)
+            panels.append(generate_preset_panel(preset, people, cfg.seed, out, cfg.workers))
+        tag = "+".join(f"{p}{'' if p != 'resumes' or arm.resume_fraction == 1 else arm.resume_fraction}"
+                       for p in arm.pretrain_on)
+        overrides.append(f"pretrain.corpus={corpus(panels, tag)}")  # both phases: a not-fine-tuned arm reads (a)
+    else:
+        overrides += ["pretrain.enabled=false", "finetune.init=model"]
+    if cfg.tracking.tracking_uri:
+        overrides.append(f"tracking.tracking_uri={cfg.tracking.tracking_uri}")
+    elif not cfg.tracking.enabled:
+        overrides.append("tracking.enabled=false")
+    overrides += list(cfg.train_overrides)
+    return run_training(build(TrainConfig, apply_overrides(TrainConfig, {}, overrides), source="benchmark llm")), folder

@@ -12,6 +12,7 @@ import pytest
 from laborlm.cli import main
 
 ORACLE = "Oracle (exact DGP)"
+pytestmark = pytest.mark.timeout(1200)  # the whole pipeline: ~3 min on an idle 2-core machine
 
 
 def _perplexities(report: str) -> dict[str, float]:

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from random_panels import random_panel
 
 from laborlm.corpus.manifest import CorpusManifest, OutputShard
 from laborlm.corpus.render import render_table
@@ -36,7 +37,6 @@ from laborlm.corpus.template import load_template
 from laborlm.corpus.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 from laborlm.llm.scoring import LlmScorer, ScoringConfig
 from laborlm.occupations import Taxonomy
-from laborlm.schema import EDUCATION_LEVELS, GENDERS, RACES, REGIONS, conform
 
 SIZES = {  # hidden, layers, heads, kv heads, intermediate
     "tiny": (64, 2, 4, 2, 128),
@@ -46,30 +46,8 @@ SIZES = {  # hidden, layers, heads, kv heads, intermediate
 
 
 def make_panel(people: int, years: int, prefix: str, seed: int) -> pa.Table:
-    """``people`` careers of ``years`` years over every occupation; a 70% chance of staying each year."""
-    rng = np.random.default_rng(seed)
-    codes = np.array(Taxonomy.default().codes)
-    occ = rng.integers(0, len(codes), size=(people, years))
-    stay = rng.random((people, years)) < 0.7
-    for t in range(1, years):
-        occ[:, t] = np.where(stay[:, t], occ[:, t - 1], occ[:, t])
-    n = people * years
-    person = np.repeat(np.arange(people), years)
-    return conform(
-        pa.table(
-            {
-                "person_id": [f"{prefix}{p:07d}" for p in person],
-                "year": pa.array(np.tile(np.arange(2000, 2000 + years), people), pa.int32()),
-                "occupation": codes[occ.ravel()],
-                "education": np.array(EDUCATION_LEVELS)[np.minimum(np.arange(n) % years // 3, 7)],
-                "region": np.array(REGIONS)[person % len(REGIONS)],
-                "gender": np.array(GENDERS)[person % len(GENDERS)],
-                "race": np.array(RACES)[person % len(RACES)],
-                "birth_year": pa.array(1975 + person % 10, pa.int32()),
-                "source": ["psid"] * n,
-            }
-        )
-    )
+    """``people`` careers of ``years`` years over every occupation, tagged as PSID (the template's dataset line)."""
+    return random_panel(people, years, prefix, seed, source="psid")
 
 
 def tokenizer_on(panel: pa.Table, taxonomy: Taxonomy, vocab: int, root: Path) -> Path:

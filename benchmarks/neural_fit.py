@@ -23,43 +23,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import ray
 import torch
+from random_panels import random_panel
 
 from laborlm.models.fitting import EPOCH, TOKENS_PER_S, FitConfig, fit_network, init_network
 from laborlm.models.neural import NeuralOccupationModel
 from laborlm.models.registry import create_model
 from laborlm.occupations import Taxonomy
-from laborlm.schema import EDUCATION_LEVELS, GENDERS, RACES, REGIONS, conform
 
 
 def make_panel(rows: int, prefix: str, seed: int) -> pa.Table:
-    """``rows`` person-years, 10 per person; each year a 70% chance of keeping the previous occupation."""
-    rng = np.random.default_rng(seed)
-    codes = np.array(Taxonomy.default().codes)
-    people, years = -(-rows // 10), 10
-    occ = rng.integers(0, len(codes), size=(people, years))
-    stay = rng.random((people, years)) < 0.7
-    for t in range(1, years):
-        occ[:, t] = np.where(stay[:, t], occ[:, t - 1], occ[:, t])
-    n = people * years
-    person = np.repeat(np.arange(people), years)
-    return conform(
-        pa.table(
-            {
-                "person_id": [f"{prefix}{p:07d}" for p in person],
-                "year": pa.array(np.tile(np.arange(2000, 2000 + years), people), pa.int32()),
-                "occupation": codes[occ.ravel()],
-                "education": np.array(EDUCATION_LEVELS)[np.minimum(np.arange(n) % years // 3, 7)],
-                "region": np.array(REGIONS)[person % len(REGIONS)],
-                "gender": np.array(GENDERS)[person % len(GENDERS)],
-                "race": np.array(RACES)[person % len(RACES)],
-                "source": ["bench"] * n,
-            }
-        ).slice(0, rows)
-    )
+    """``rows`` person-years, 10 per person."""
+    return random_panel(-(-rows // 10), 10, prefix, seed).slice(0, rows)
 
 
 def main() -> None:

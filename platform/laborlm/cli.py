@@ -6,7 +6,7 @@
     laborlm evaluate --model DIR --panel DIR
     laborlm predict --model models:/NAME@champion|DIR --input careers.jsonl [--top-k 5]
     laborlm registry {register,promote} ...
-    laborlm benchmark careers [--preset P] [overrides]
+    laborlm benchmark {careers,llm} [--config FILE] [overrides]
     laborlm run JOB.yaml [key.path=value ...]   # any job config under jobs/, dispatched on its `kind`
     laborlm train JOB.yaml [key.path=value ...] # language-model training (kind: train) on Ray Train
     laborlm config show CONFIG.yaml [key.path=value ...]

@@ -95,6 +95,7 @@ class PhaseJob:
     fail_at_step: int | None = None  # test hook: a worker exits hard after this step, once (see fail_marker)
     fail_marker: str | None = None  # the file that records the injected failure happened
     fail_rank: int = 1
+    fail_storage: str | None = None  # the run's local Ray Train folder: fail only once its controller holds a checkpoint
 
     @property
     def settings(self) -> PhaseConfig:
@@ -621,6 +622,27 @@ class _PhaseRun:
         marker = Path(job.fail_marker)
         if marker.exists():
             return
+        self._wait_for_registered_checkpoint()
         marker.write_text(f"killed rank {self.rank} after step {step}\n")
         logger.warning("injected failure: rank %d exits after step %d", self.rank, step)
         os._exit(1)
+
+    def _wait_for_registered_checkpoint(self, timeout_s: float = 300.0) -> None:
+        """Hold the injected failure until Ray Train's controller has recorded a checkpoint in its snapshot.
+
+        A report reaches the controller when it next polls the workers; a worker that dies first takes its
+        queued report with it, and the group restarts from the checkpoint before. Waiting makes the test hook
+        exercise the resume it means to, on a loaded machine too.
+        """
+        if not self.job.fail_storage:
+            return
+        snapshot = Path(self.job.fail_storage) / "checkpoint_manager_snapshot.json"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        logger.warning("no checkpoint registered in %s after %.0f s; failing anyway", snapshot, timeout_s)

@@ -203,6 +203,9 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
 
         child = open_run(config.tracking, out_dir, run_name, parent_run_id=parent_run_id,
                          tags={"laborlm.kind": "train", "laborlm.phase": name})
+    storage = config.checkpoint.storage_path or str(out_dir / "ray")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())  # Ray Train needs an absolute local path
     job = PhaseJob(
         config=config, phase=name, run_name=run_name, tokenizer=tokenizer,
         init_path=str(init) if init is not None else None, has_valid=has_valid,
@@ -212,14 +215,12 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
         tracking_uri=child.tracking_uri if child else None, mlflow_run_id=child.run_id if child else None,
         fail_at_step=failure.step if failure else None, fail_marker=str(failure.marker) if failure else None,
         fail_rank=failure.rank if failure else 1,
+        fail_storage=str(Path(storage) / run_name) if failure and "://" not in storage else None,
     )
     strategy = config.strategy
     resources: dict[str, float] = {"CPU": strategy.cpus_per_worker}
     if strategy.use_gpu:
         resources["GPU"] = 1
-    storage = config.checkpoint.storage_path or str(out_dir / "ray")
-    if "://" not in storage:
-        storage = str(Path(storage).resolve())  # Ray Train needs an absolute local path
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job},

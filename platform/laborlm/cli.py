@@ -7,6 +7,7 @@
     laborlm predict --model models:/NAME@champion|DIR --input careers.jsonl [--top-k 5]
     laborlm registry {register,promote} ...
     laborlm benchmark {careers,llm} [--config FILE] [overrides]
+    laborlm sweep JOB.yaml [overrides] | laborlm sweep report SWEEP_DIR   # Ray Tune scaling studies
     laborlm run JOB.yaml [key.path=value ...]   # any job config under jobs/, dispatched on its `kind`
     laborlm train JOB.yaml [key.path=value ...] # language-model training (kind: train) on Ray Train
     laborlm config show CONFIG.yaml [key.path=value ...]
@@ -224,6 +225,32 @@ def _cmd_benchmark_llm(a: argparse.Namespace) -> int:
     return _run_benchmark_llm(load_config(LlmBenchmarkConfig, a.config, list(a.overrides)), a)
 
 
+def _run_sweep(cfg: Any, a: argparse.Namespace) -> int:
+    from laborlm.sweeps.scaling import run_sweep
+
+    _init_ray(a.address, None)
+    folder = run_sweep(cfg)
+    print((folder / "scaling.md").read_text(), end="")
+    print(f"\nwritten to {folder}/ (scaling.html, plots, trials.jsonl)")
+    return 0
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from laborlm.config import load_config
+    from laborlm.errors import ConfigError
+
+    if a.target == "report":
+        from laborlm.sweeps.fit import write_report
+
+        if len(a.rest) != 1:
+            raise ConfigError("usage: laborlm sweep report SWEEP_FOLDER")
+        print(write_report(Path(a.rest[0])).read_text(), end="")
+        return 0
+    from laborlm.sweeps.scaling import SweepConfig
+
+    return _run_sweep(load_config(SweepConfig, a.target, list(a.rest)), a)
+
+
 # kind -> (module, config class, runner or None when the kind has its own command)
 _JOBS: dict[str, tuple[str, str, Callable[[Any, argparse.Namespace], int] | None]] = {
     "synth": ("laborlm.synthetic", "SynthConfig", None),  # laborlm data synth --config X --out DIR
@@ -232,6 +259,7 @@ _JOBS: dict[str, tuple[str, str, Callable[[Any, argparse.Namespace], int] | None
     "benchmark_careers": ("laborlm.workflows.benchmark_careers", "CareersBenchmarkConfig", _run_benchmark_careers),
     "benchmark_llm": ("laborlm.workflows.benchmark_llm", "LlmBenchmarkConfig", _run_benchmark_llm),
     "train": ("laborlm.training.config", "TrainConfig", _run_train),
+    "sweep": ("laborlm.sweeps.scaling", "SweepConfig", _run_sweep),
 }
 
 
@@ -470,6 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML (see jobs/benchmark_llm.yaml)")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. arms=fine-tuned,codes pretrain_steps=100")
+
+    s = add(sub, "sweep", _cmd_sweep, "Ray Tune scaling studies (data volume x model size, ASHA); `sweep report DIR` fits power laws")
+    s.add_argument("target", help="a sweep YAML (jobs/sweep_*.yaml), or `report`")
+    s.add_argument("rest", nargs="*", help="dotted overrides (e.g. seeds=0,1), or the sweep folder after `report`")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
 
     s = add(sub, "quickstart", _cmd_quickstart, "the whole pipeline on the embedded defaults (local Ray, synthetic data)")
     s.add_argument("--config", help="YAML overriding the embedded defaults")

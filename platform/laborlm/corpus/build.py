@@ -213,11 +213,24 @@ def corpus_files(corpus_dir: str | Path) -> list[Path]:
     return [corpus_dir / f.name for f in manifest.files]
 
 
-def iter_texts(files: Iterable[Path], split: str, batch_size: int) -> Iterator[list[str]]:
-    """The texts of one split of corpus shards, streamed in Parquet batches of at most ``batch_size`` rows."""
+FRACTION_SEED = 0x5EED_DA7A  # keys the data-fraction subsets apart from any split seed
+
+
+def iter_texts(files: Iterable[Path], split: str, batch_size: int, fraction: float = 1.0) -> Iterator[list[str]]:
+    """The texts of one split of corpus shards, streamed in Parquet batches of at most ``batch_size`` rows.
+
+    ``fraction`` < 1 keeps the people whose hash (keyed apart from the split's) falls below it: a
+    deterministic subset that grows with the fraction (the people at 0.1 are among those at 0.3), so
+    data-scaling runs differ only in how much of one corpus they see, never in which kind of people.
+    """
+    columns = [schema.SPLIT, "text"] + ([schema.PERSON_ID] if fraction < 1.0 else [])
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(columns=[schema.SPLIT, "text"], batch_size=batch_size):
-            texts = batch.filter(pc.equal(batch.column(schema.SPLIT), split)).column("text").to_pylist()
+        for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=batch_size):
+            keep = pc.equal(batch.column(schema.SPLIT), split)
+            if fraction < 1.0:
+                share = pa.array([unit_hash(str(p), FRACTION_SEED) for p in batch.column(schema.PERSON_ID).to_pylist()])
+                keep = pc.and_(keep, pc.less(share, fraction))
+            texts = batch.filter(keep).column("text").to_pylist()
             if texts:
                 yield texts
 

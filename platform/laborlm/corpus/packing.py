@@ -43,6 +43,7 @@ class PackConfig:
     tokenizer: str  # local tokenizer folder (laborlm corpus tokenizer) or a cached HF model id
     block_size: int = 512  # tokens per training example; a 40-year career is about 600 tokens with titles
     documents_per_batch: int = 512  # documents tokenized and packed together; one padded block per batch
+    fraction: float = 1.0  # share of the split's people used (nested subsets: see corpus.build.iter_texts)
 
     def __post_init__(self) -> None:
         problems = []
@@ -50,6 +51,8 @@ class PackConfig:
             problems.append(f"block_size: must be >= 2, got {self.block_size}")
         if self.documents_per_batch < 1:
             problems.append(f"documents_per_batch: must be >= 1, got {self.documents_per_batch}")
+        if not 0.0 < self.fraction <= 1.0:
+            problems.append(f"fraction: must be in (0, 1], got {self.fraction}")
         if problems:
             raise ConfigError(problems)
 
@@ -97,5 +100,6 @@ def pack_texts(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, block_s
 
 def _pack_files(batch: dict[str, np.ndarray], config: PackConfig, split: str) -> Iterator[dict[str, np.ndarray]]:
     tokenizer = cached_tokenizer(config.tokenizer)
-    for texts in iter_texts([Path(p) for p in batch["path"]], split, config.documents_per_batch):
+    for texts in iter_texts([Path(p) for p in batch["path"]], split, config.documents_per_batch,
+                            config.fraction):
         yield pack_texts(texts, tokenizer, config.block_size)

@@ -159,6 +159,7 @@ class PhaseConfig:
     #                                     missing (resumes, psid, nlsy79, nlsy97); null: the corpus must exist
     synth_people: int = 2000  # people in that synthetic panel
     template: str = "labor-llm"  # corpus template when the corpus is built here
+    data_fraction: float = 1.0  # share of the corpus's train people used (nested subsets; data-scaling sweeps)
     init: Literal["model", "previous"] = "model"  # model: the model section (fresh or pretrained weights);
     #                                               previous: phase (a)'s best model (finetune only)
     lora: bool = False  # train a LoRA adapter (lora section) instead of every weight
@@ -181,6 +182,8 @@ class PhaseConfig:
             problems.append("corpus: a corpus folder is required when synthesize is null")
         if self.synth_people < 10:
             problems.append(f"synth_people: must be >= 10, got {self.synth_people}")
+        if not 0.0 < self.data_fraction <= 1.0:
+            problems.append(f"data_fraction: must be in (0, 1], got {self.data_fraction}")
         if self.max_steps < 1:
             problems.append(f"max_steps: must be >= 1, got {self.max_steps}")
         if self.lr <= 0:

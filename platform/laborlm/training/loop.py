@@ -577,7 +577,7 @@ class _PhaseRun:
 
     def _evaluate_and_report(self, engine: Engine, tokenizer: Any, valid_shard: Any, state: LoopState,
                              since_report: dict[str, Any], eval_due: bool, ckpt_due: bool) -> None:
-        metrics: dict[str, float] = {STEP: state.step, EPOCH: state.epoch}
+        metrics: dict[str, float] = {STEP: state.step, EPOCH: state.epoch, mn.TRAIN_TOKENS: state.tokens}
         if since_report["n"]:
             metrics[mn.TRAIN_LOSS] = since_report["loss"] / since_report["n"]  # this rank's; rank 0 reports
         improved = False

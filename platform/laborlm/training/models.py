@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# name -> LlamaConfig shape. Parameter counts (vocab 4,096): 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
+# name -> LlamaConfig shape. Parameter counts (vocab 4,096): 0.22M, 0.43M, 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
 _SHAPES = {  # name: (hidden, layers, attention heads, key/value heads, MLP width)
+    "llama-200k": (24, 2, 2, 2, 96),  # the two smallest exist for local scaling sweeps (embeddings dominate)
+    "llama-400k": (40, 4, 4, 4, 160),
     "llama-1m": (64, 6, 4, 4, 256),
     "llama-10m": (256, 10, 4, 4, 688),
     "llama-50m": (512, 14, 8, 8, 1376),
@@ -43,7 +45,7 @@ SIZES: dict[str, dict[str, int]] = {
            "intermediate_size": ff}
     for name, (h, n, a, kv, ff) in _SHAPES.items()
 }
-NOMINAL_PARAMS = {"llama-1m": 1e6, "llama-10m": 10e6, "llama-50m": 50e6, "llama-150m": 150e6,
+NOMINAL_PARAMS = {"llama-200k": 2e5, "llama-400k": 4e5, "llama-1m": 1e6, "llama-10m": 10e6, "llama-50m": 50e6, "llama-150m": 150e6,
                   "llama-400m": 400e6, "llama-1b": 1e9}
 
 MODEL_INFO = "laborlm_model.json"  # beside the weights: phase, step, losses, template and taxonomy names

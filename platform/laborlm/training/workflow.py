@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,13 @@ class TrainResult:
         return f"{self.run_name}: " + "; ".join(parts)
 
 
-def run_training(config: TrainConfig, *, failure: FailureInjection | None = None) -> TrainResult:
+def run_training(config: TrainConfig, *, failure: FailureInjection | None = None, parent_run_id: str | None = None,
+                 callbacks: Callable[[str], Sequence[Any]] | None = None) -> TrainResult:
     """Run the enabled phases of ``config``; Ray must be initialised by the caller.
+
+    Args:
+        parent_run_id: the MLflow run this training's run nests under (a sweep's parent run).
+        callbacks: phase name -> Ray Train callbacks of that phase's run (a sweep forwards reports to Tune).
 
     Raises:
         ConfigError: a bad model, tokenizer or DeepSpeed template. LaborLMError: Ray not initialised, or a
@@ -105,7 +111,8 @@ def run_training(config: TrainConfig, *, failure: FailureInjection | None = None
     if config.tracking.enabled:
         from laborlm.training.mlflow_run import open_run
 
-        parent = open_run(config.tracking, out_dir, run_name, tags={"laborlm.kind": "train"})
+        parent = open_run(config.tracking, out_dir, run_name, parent_run_id=parent_run_id,
+                          tags={"laborlm.kind": "train"})
         parent.log_artifact(out_dir / "config.yaml")
     results: dict[str, PhaseResult] = {}
     previous: Path | None = None
@@ -116,7 +123,8 @@ def run_training(config: TrainConfig, *, failure: FailureInjection | None = None
                 init = previous
             result = run_phase(config, name, corpora[name], tokenizer, init, run_name=f"{run_name}-{name}",
                                parent_run_id=parent.run_id if parent else None,
-                               failure=failure if failure is not None and failure.phase == name else None)
+                               failure=failure if failure is not None and failure.phase == name else None,
+                               callbacks=list(callbacks(name)) if callbacks else [])
             results[name] = result
             previous = result.init_dir
     except BaseException:
@@ -168,8 +176,8 @@ def prepare_tokenizer(config: TrainConfig, corpus: Path) -> str:
 
 
 def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init: Path | None, *,
-              run_name: str, parent_run_id: str | None = None, failure: FailureInjection | None = None
-              ) -> PhaseResult:
+              run_name: str, parent_run_id: str | None = None, failure: FailureInjection | None = None,
+              callbacks: Sequence[Any] = ()) -> PhaseResult:
     """One phase as one Ray Train fit (resuming its latest checkpoint if the run exists)."""
     import ray.train
     import ray.train.torch
@@ -190,7 +198,8 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
     assert manifest is not None  # prepare_corpus made sure
     has_valid = sum(s.get("valid", 0) for s in manifest.people.values()) > 0
     pack = PackConfig(tokenizer=tokenizer, block_size=config.block_size)
-    datasets: dict[str, Any] = {"train": packed_dataset(corpus, pack, split="train")}
+    train_pack = dataclasses.replace(pack, fraction=phase.data_fraction)  # validation always whole
+    datasets: dict[str, Any] = {"train": packed_dataset(corpus, train_pack, split="train")}
     if has_valid:
         valid = packed_dataset(corpus, pack, split="valid")
         datasets["valid"] = valid.limit(phase.eval_blocks) if phase.eval_blocks is not None else valid
@@ -230,6 +239,7 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
             name=run_name, storage_path=storage,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
             failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
+            callbacks=list(callbacks),
         ),
         datasets=datasets,
     )

@@ -229,7 +229,7 @@ def run_careers_benchmark(
         read = read_panel(panel_dir)
         train, valid, test = (select_split(read.table, s, split) for s in ("train", "valid", "test"))
         if cfg.test_people is not None:
-            test = _first_people(test, cfg.test_people)
+            test = first_people(test, cfg.test_people)
         logger.info("%s: %d train / %d valid / %d test person-years", preset, train.num_rows, valid.num_rows, test.num_rows)
         per_model: dict[str, list[dict[str, Any]]] = {}
         oracle = evaluate_model(OracleModel.from_panel(panel_dir), test)
@@ -259,7 +259,7 @@ def run_careers_benchmark(
     return BenchmarkResult(table, all_metrics, getattr(tracker, "run_id", None), md_path, json_path)
 
 
-def _first_people(panel: pa.Table, n: int) -> pa.Table:
+def first_people(panel: pa.Table, n: int) -> pa.Table:
     """The rows of the first ``n`` persons by id: a deterministic subset that every model is scored on."""
     keep = sorted(set(panel.column(schema.PERSON_ID).to_pylist()))[:n]
     return panel.filter(pc.is_in(panel.column(schema.PERSON_ID), value_set=pa.array(keep, pa.string())))

@@ -1,0 +1,452 @@
+"""Scaling-law sweeps with Ray Tune: pretraining data volume x model size x seed, or an ASHA search.
+
+    laborlm sweep jobs/sweep_scaling.yaml                 # the local 3 x 3 grid (~15 min on 2 cores)
+    laborlm sweep jobs/sweep_asha.yaml                    # ASHA over fine-tuning lr and LoRA rank
+    laborlm sweep report runs/sweeps/scaling-local        # power-law fits, table, plots (also run at the end)
+
+The driver prepares the data once (synthetic survey and resume panels, their corpora, one BPE tokenizer
+that every trial shares, so perplexities compare), opens one MLflow parent run, and hands Ray Tune a flat
+dict of dotted training overrides per trial (``pretrain.data_fraction``, ``model.size`` or ``model.path``,
+``seed``, or searched values). Each trial turns that dict into a :class:`TrainConfig` with the same
+``apply_overrides`` the CLI uses, trains both phases with Ray Train (its own workers and resources, Train
+reports forwarded to Tune for early stopping), and scores the fine-tuned model's next-occupation perplexity
+on the survey's valid and test persons with the shared harness. The training run is the trial's MLflow child
+run of the sweep's parent run.
+
+Everything is keyed deterministically (trial folders, run names, MLflow run names), so a sweep whose driver
+died resumes with ``Tuner.restore``: finished trials are kept, an interrupted one restarts and Ray Train
+resumes it from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from laborlm.config import apply_overrides, build, flatten
+from laborlm.errors import ConfigError, LaborLMError
+from laborlm.tracking import metric_names as mn
+from laborlm.tracking.mlflow_tracker import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+DATA_FRACTION = "pretrain.data_fraction"
+RESULTS_FILE = "trials.jsonl"  # one line per finished trial: its overrides and final metrics
+TRIAL_RESULT = "result.json"  # in each trial folder, written when the trial has finished
+ATTEMPTS_FILE = "attempts.log"  # in each trial folder: one line per start (a resumed trial has two)
+PREPARED_FILE = "prepared.json"  # the sweep's data, corpora, tokenizer and parent run
+
+
+@dataclass(frozen=True)
+class AshaConfig:
+    """Asynchronous successive halving over a searched space (``search.kind: asha``)."""
+
+    num_samples: int = 8  # trials drawn from the space
+    max_t: int = 20  # Tune iterations (Train reports) a trial may run
+    grace_period: int = 2  # reports before a trial may be stopped
+    reduction_factor: int = 2
+    lr: tuple[float, float] | None = (1e-4, 3e-2)  # log-uniform range of <phase>.lr; null: not searched
+    lr_phase: Literal["pretrain", "finetune"] = "finetune"
+    lora_ranks: tuple[int, ...] = (4, 8, 16)  # choices of lora.rank (sets <lr_phase>.lora=true); (): not searched
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.num_samples < 1 or self.max_t < 1 or self.grace_period < 1 or self.reduction_factor < 2:
+            problems.append("num_samples, max_t, grace_period must be >= 1 and reduction_factor >= 2")
+        if self.lr is not None and not 0 < self.lr[0] < self.lr[1]:
+            problems.append(f"lr: expected 0 < low < high, got {self.lr}")
+        if any(r < 1 for r in self.lora_ranks):
+            problems.append(f"lora_ranks: must be >= 1, got {self.lora_ranks}")
+        if self.lr is None and not self.lora_ranks:
+            problems.append("an ASHA search needs lr or lora_ranks")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One scaling study. The defaults are the local grid (3 data volumes x 3 tiny models x 1 seed)."""
+
+    name: str = "scaling-local"  # sweep folder <out_dir>/<name> and the MLflow parent run's name
+    out_dir: Path = Path("runs/sweeps")
+    search: Literal["grid", "asha"] = "grid"
+    survey: str = "psid"  # fine-tuned and scored on
+    survey_people: int = 1500
+    resume_people: int = 8000  # the whole resume corpus; data_fractions take nested shares of it
+    pooled_surveys: tuple[str, ...] = ()  # other survey presets pooled into the pretraining corpus
+    pooled_people: int = 1500  # people of each pooled survey
+    data_seed: int = 0  # synthetic data (the trials' seeds vary training only)
+    data_fractions: tuple[float, ...] = (0.1, 0.3, 1.0)  # grid: shares of the pretraining corpus
+    models: tuple[str, ...] = ("llama-200k", "llama-400k", "llama-1m")  # sizes, or model folders / ids on a cluster
+    seeds: tuple[int, ...] = (0,)
+    template: str = "labor-llm"
+    tokenizer_vocab_size: int = 4096
+    train_overrides: tuple[str, ...] = ()  # dotted TrainConfig overrides for every trial (before the trial's own)
+    valid_people: int | None = 40  # survey valid persons scored per trial; null: all
+    test_people: int | None = 80  # survey test persons scored per trial; null: all
+    workers_per_trial: int = 1  # Ray Train workers of each trial
+    cpus_per_worker: float = 0.4  # leave a CPU for Ray Data's packing tasks on small machines
+    gpus_per_worker: int = 0  # >0: use_gpu (one GPU per worker)
+    max_concurrent_trials: int = 2
+    asha: AshaConfig = field(default_factory=AshaConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.data_fractions or any(not 0 < f <= 1 for f in self.data_fractions):
+            problems.append(f"data_fractions: need values in (0, 1], got {self.data_fractions}")
+        if not self.models:
+            problems.append("models: at least one")
+        if not self.seeds:
+            problems.append("seeds: at least one")
+        if self.workers_per_trial < 1 or self.max_concurrent_trials < 1:
+            problems.append("workers_per_trial and max_concurrent_trials must be >= 1")
+        if self.survey_people < 50 or self.resume_people < 50:
+            problems.append("survey_people and resume_people must be >= 50")
+        for o in self.train_overrides:
+            if "=" not in o:
+                problems.append(f"train_overrides: expected key=value, got {o!r}")
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out_dir).resolve() / self.name
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the driver made once and every trial reads (paths are absolute; small and picklable)."""
+
+    survey_panel: str
+    pretrain_corpus: str
+    finetune_corpus: str
+    tokenizer: str
+    parent_run_id: str | None
+    tracking_uri: str | None
+    experiment: str
+
+
+def model_override(model: str) -> str:
+    """``model.size=...`` for a family size, ``model.path=...`` for a model folder or hub id (clusters)."""
+    from laborlm.training.models import SIZES
+
+    return f"model.size={model}" if model in SIZES else f"model.path={model}"
+
+
+def trial_key(params: dict[str, Any]) -> str:
+    """A readable, deterministic folder name for a trial's overrides (``llama-1m-d0.3-s0-<hash6>``)."""
+    model = str(params.get("model", "model")).rstrip("/").rsplit("/", 1)[-1]
+    parts = [model]
+    if DATA_FRACTION in params:
+        parts.append(f"d{params[DATA_FRACTION]}")
+    if "seed" in params:
+        parts.append(f"s{params['seed']}")
+    blob = json.dumps(sorted((k, str(v)) for k, v in params.items()))
+    return "-".join(parts + [hashlib.sha256(blob.encode()).hexdigest()[:6]])
+
+
+def param_space(cfg: SweepConfig) -> dict[str, Any]:
+    """Tune's search space: a flat dict of dotted TrainConfig overrides (strings are parsed by the config)."""
+    from ray import tune
+
+    if cfg.search == "grid":
+        return {
+            DATA_FRACTION: tune.grid_search(list(cfg.data_fractions)),
+            "model": tune.grid_search(list(cfg.models)),
+            "seed": tune.grid_search(list(cfg.seeds)),
+        }
+    space: dict[str, Any] = {"model": cfg.models[0], "seed": cfg.seeds[0], DATA_FRACTION: max(cfg.data_fractions)}
+    if cfg.asha.lr is not None:
+        space[f"{cfg.asha.lr_phase}.lr"] = tune.loguniform(*cfg.asha.lr)
+    if cfg.asha.lora_ranks:
+        space[f"{cfg.asha.lr_phase}.lora"] = True
+        space["lora.rank"] = tune.choice(list(cfg.asha.lora_ranks))
+    return space
+
+
+def trial_overrides(params: dict[str, Any]) -> list[str]:
+    """The trial's dotted overrides, ``model`` mapped to ``model.size`` / ``model.path``."""
+    out = []
+    for key, value in sorted(params.items()):
+        if key == "model":
+            out.append(model_override(str(value)))
+        else:
+            out.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return out
+
+
+def train_config_for(cfg: SweepConfig, prepared: Prepared, params: dict[str, Any], trial_dir: Path) -> Any:
+    """The trial's TrainConfig: the sweep's fixed settings, then ``train_overrides``, then the trial's params.
+
+    The same ``apply_overrides`` as ``laborlm train ... key=value``, so a trial is reproducible by hand.
+    """
+    from laborlm.training import TrainConfig
+
+    base = [
+        f"out_dir={trial_dir}", f"tokenizer={prepared.tokenizer}",
+        f"pretrain.corpus={prepared.pretrain_corpus}", "pretrain.synthesize=null",
+        f"finetune.corpus={prepared.finetune_corpus}", "finetune.synthesize=null",
+        f"strategy.num_workers={cfg.workers_per_trial}", f"strategy.cpus_per_worker={cfg.cpus_per_worker}",
+        f"strategy.use_gpu={'true' if cfg.gpus_per_worker else 'false'}",
+        f"tracking.experiment={prepared.experiment}",
+    ]
+    if prepared.tracking_uri:
+        base.append(f"tracking.tracking_uri={prepared.tracking_uri}")
+    else:
+        base.append("tracking.enabled=false")
+    overrides = base + list(cfg.train_overrides) + trial_overrides(params)
+    return build(TrainConfig, apply_overrides(TrainConfig, {}, overrides), source=f"sweep trial {trial_key(params)}")
+
+
+# --- driver --------------------------------------------------------------------------------------------------
+
+
+def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
+    """Data, corpora and the shared tokenizer (each reused when already built) and the MLflow parent run."""
+    from laborlm.corpus import CorpusConfig, build_corpus, read_manifest
+    from laborlm.corpus.tokenizer import TokenizerConfig, train_tokenizer
+    from laborlm.workflows.benchmark_careers import generate_preset_panel
+
+    folder = cfg.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    survey = generate_preset_panel(cfg.survey, cfg.survey_people, cfg.data_seed, folder, workers)
+    pretrain_inputs = [generate_preset_panel("resumes", cfg.resume_people, cfg.data_seed, folder, workers)]
+    pretrain_inputs += [generate_preset_panel(p, cfg.pooled_people, cfg.data_seed, folder, workers)
+                        for p in cfg.pooled_surveys]
+
+    def corpus(inputs: list[Path], name: str) -> Path:
+        target = folder / "corpus" / name
+        if read_manifest(target) is None:
+            build_corpus(CorpusConfig(inputs=tuple(inputs), out_dir=target, template=cfg.template), num_workers=workers)
+        return target
+
+    pretrain = corpus(pretrain_inputs, "pretrain")
+    finetune = corpus([survey], cfg.survey)
+    tokenizer = folder / "tokenizer"
+    if not (tokenizer / "tokenizer.json").is_file():
+        train_tokenizer(pretrain, tokenizer, TokenizerConfig(vocab_size=cfg.tokenizer_vocab_size))
+
+    parent_id, uri = None, None
+    if cfg.tracking.enabled:
+        from laborlm.training.mlflow_run import open_run
+
+        parent = open_run(cfg.tracking, folder, f"sweep-{cfg.name}", tags={"laborlm.kind": "sweep"})
+        parent.log_params(flatten(cfg))
+        parent_id, uri = parent.run_id, parent.tracking_uri
+    prepared = Prepared(str(survey), str(pretrain), str(finetune), str(tokenizer), parent_id, uri,
+                        cfg.tracking.experiment)
+    (folder / PREPARED_FILE).write_text(json.dumps(prepared.__dict__, indent=2))
+    return prepared
+
+
+def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
+    """Run (or resume) the sweep, then write its report; returns the sweep folder. Ray must be initialised."""
+    import ray
+    from ray import tune
+
+    if not ray.is_initialized():
+        raise LaborLMError("run_sweep needs Ray initialised by the caller (ray.init or --address)")
+    # Train reports carry the objective only once validation has run; Tune must not reject the others.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    folder = cfg.folder
+    prepared = prepare(cfg, workers)
+    (folder / "sweep.yaml").write_text(_dump(cfg))
+    trainable = tune.with_resources(
+        tune.with_parameters(scaling_trial, sweep=cfg, prepared=prepared),
+        {"cpu": 0.1},  # the trial function only waits on its Ray Train run, whose workers hold the real resources
+    )
+    tune_dir = folder / "tune"
+    started = time.monotonic()
+    if tune.Tuner.can_restore(str(tune_dir)):
+        logger.info("sweep %s: resuming from %s (finished trials are kept)", cfg.name, tune_dir)
+        tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable, param_space=param_space(cfg), tune_config=_tune_config(cfg),
+            run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        )
+    grid = tuner.fit()
+    errors = [str(r.error) for r in grid if r.error is not None]
+    rows = collect_results(folder)
+    logger.info("sweep %s: %d trials finished, %d errored, %.0f s", cfg.name, len(rows), len(errors),
+                time.monotonic() - started)
+    if errors and not rows:
+        raise LaborLMError(f"sweep {cfg.name}: every trial failed; first error: {errors[0]}")
+    from laborlm.sweeps.fit import write_report
+
+    write_report(folder)
+    if prepared.parent_run_id and prepared.tracking_uri:
+        from laborlm.training.mlflow_run import AttachedRun
+
+        AttachedRun(prepared.tracking_uri, prepared.parent_run_id).finish("FAILED" if errors else "FINISHED")
+    return folder
+
+
+def _tune_config(cfg: SweepConfig) -> Any:
+    from ray import tune
+
+    if cfg.search == "grid":
+        return tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent_trials,
+                               trial_dirname_creator=_dirname, trial_name_creator=_dirname)
+    from ray.tune.schedulers import ASHAScheduler
+
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.asha.max_t,
+                              grace_period=cfg.asha.grace_period, reduction_factor=cfg.asha.reduction_factor)
+    return tune.TuneConfig(metric=OBJECTIVE, mode="min", scheduler=scheduler, num_samples=cfg.asha.num_samples,
+                           max_concurrent_trials=cfg.max_concurrent_trials, trial_dirname_creator=_dirname,
+                           trial_name_creator=_dirname)
+
+
+def _dirname(trial: Any) -> str:
+    return trial_key(dict(trial.config))
+
+
+def collect_results(folder: Path) -> list[dict[str, Any]]:
+    """Every finished trial's result (from the trial folders) into ``<folder>/trials.jsonl``; returns them."""
+    rows = []
+    for path in sorted((folder / "trials").glob(f"*/{TRIAL_RESULT}")):
+        rows.append(json.loads(path.read_text()))
+    (folder / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _dump(cfg: SweepConfig) -> str:
+    from laborlm.config import dump_yaml
+
+    return dump_yaml(cfg, kind="sweep")
+
+
+# --- trial ---------------------------------------------------------------------------------------------------
+
+OBJECTIVE = "objective/valid_loss"  # the last phase's validation loss, for ASHA (absent from other reports)
+
+
+def scaling_trial(params: dict[str, Any], *, sweep: SweepConfig, prepared: Prepared) -> None:
+    """One Tune trial: train both phases with Ray Train, score the result, report the final metrics to Tune."""
+    from ray import tune
+
+    from laborlm.training.workflow import run_training
+
+    params = dict(params)
+    key = trial_key(params)
+    trial_dir = sweep.folder / "trials" / key
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    with (trial_dir / ATTEMPTS_FILE).open("a") as f:
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} start\n")
+    config = train_config_for(sweep, prepared, params, trial_dir)
+    phases = [name for name, _ in config.phases()]
+    result = run_training(config, parent_run_id=prepared.parent_run_id,
+                          callbacks=lambda phase: [ForwardToTune(phase, last=phase == phases[-1])])
+    final = result.phases[phases[-1]]
+    metrics = score_trial(sweep, prepared, final.init_dir)
+    tokens = sum(float(r.metrics.get(mn.TRAIN_TOKENS, 0.0)) for r in result.phases.values())
+    counts = parameter_counts(final.init_dir)
+    row = {
+        "trial": key, "overrides": trial_overrides(params), "model": str(params.get("model")),
+        "data_fraction": float(params.get(DATA_FRACTION, 1.0)), "seed": int(params.get("seed", 0)),
+        mn.MODEL_PARAMETERS: counts["parameters"], mn.MODEL_NON_EMBEDDING_PARAMETERS: counts["non_embedding"],
+        mn.DATA_PRETRAIN_PEOPLE: pretrain_people(prepared.pretrain_corpus, float(params.get(DATA_FRACTION, 1.0))),
+        mn.TRAIN_TOKENS: tokens, mn.TRAIN_FLOPS: 6.0 * counts["parameters"] * tokens,
+        **metrics,
+        "run_name": result.run_name, "mlflow_run_id": result.mlflow_run_id,
+    }
+    if result.mlflow_run_id and result.tracking_uri:
+        from laborlm.training.mlflow_run import AttachedRun
+
+        run = AttachedRun(result.tracking_uri, result.mlflow_run_id)
+        run.log_params({"sweep.trial": key, "sweep.name": sweep.name,
+                        **{f"sweep.{k}": v for k, v in params.items()}})
+        run.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k != "seed"})
+    (trial_dir / TRIAL_RESULT).write_text(json.dumps(row, indent=2))
+    tune.report({k: v for k, v in row.items() if isinstance(v, (int, float, str))})
+
+
+def score_trial(sweep: SweepConfig, prepared: Prepared, model_dir: Path) -> dict[str, float]:
+    """Next-occupation perplexity of the trained model on the survey's valid and test persons (shared harness)."""
+    from laborlm.evaluation.harness import evaluate_model
+    from laborlm.llm import LlmOccupationModel
+    from laborlm.readers import read_panel
+    from laborlm.splits import SplitConfig, select_split
+    from laborlm.workflows.benchmark_careers import first_people
+
+    read = read_panel(Path(prepared.survey_panel))
+    split = SplitConfig(seed=sweep.data_seed)
+    model = LlmOccupationModel.from_pretrained(model_dir, prepared.tokenizer, sweep.template, read.taxonomy,
+                                               name="trial")
+    out: dict[str, float] = {}
+    for name, people in (("valid", sweep.valid_people), ("test", sweep.test_people)):
+        panel = select_split(read.table, name, split)
+        if people is not None:
+            panel = first_people(panel, people)
+        m = evaluate_model(model, panel, read.taxonomy)
+        key = mn.VALID_OCCUPATION_PERPLEXITY if name == "valid" else mn.TEST_PERPLEXITY
+        out[key] = m.perplexity
+        if m.oracle_perplexity is not None:
+            out[f"{name}/oracle_perplexity"] = m.oracle_perplexity
+    return out
+
+
+def parameter_counts(model_dir: Path) -> dict[str, int]:
+    """All parameters and non-embedding ones (Kaplan et al.'s N: input and output embeddings excluded)."""
+    from safetensors import safe_open
+
+    total = embedding = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
+                shape = f.get_slice(name).get_shape()
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                total += n
+                if name.endswith(("embed_tokens.weight", "lm_head.weight")):
+                    embedding += n
+    if total == 0:
+        raise LaborLMError(f"{model_dir}: no safetensors weights to count")
+    return {"parameters": total, "non_embedding": total - embedding}
+
+
+def pretrain_people(corpus: str, fraction: float) -> int:
+    """Train-split people of the pretraining corpus that a data fraction keeps (the data volume's unit)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from laborlm import schema
+    from laborlm.corpus.build import FRACTION_SEED, corpus_files
+    from laborlm.splits import unit_hash
+
+    n = 0
+    for path in corpus_files(corpus):
+        table = pq.read_table(path, columns=[schema.SPLIT, schema.PERSON_ID])
+        ids = table.filter(pc.equal(table.column(schema.SPLIT), "train")).column(schema.PERSON_ID).to_pylist()
+        n += sum(1 for p in ids if unit_hash(str(p), FRACTION_SEED) < fraction)
+    return n
+
+
+class ForwardToTune(TuneReportCallback):  # type: ignore[misc]
+    """A Ray Train callback: each report of the phase's run goes to the enclosing Tune trial.
+
+    Ray's ``TuneReportCallback`` plus the phase's name and, for the last phase, the validation loss under
+    :data:`OBJECTIVE`, so ASHA compares trials on the phase that decides the outcome.
+    """
+
+    def __init__(self, phase: str, *, last: bool) -> None:
+        super().__init__()
+        self.phase, self.last = phase, last
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        first = dict(metrics[0]) if metrics else {}
+        first["phase"] = self.phase
+        if self.last and mn.VALID_LOSS in first:
+            first[OBJECTIVE] = first[mn.VALID_LOSS]
+        super().after_report(run_context, [first], checkpoint)

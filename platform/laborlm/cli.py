@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from laborlm import __version__
+from laborlm.analysis.cli import add_analyze_parser
 from laborlm.errors import LaborLMError
 
 logger = logging.getLogger("laborlm")
@@ -503,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("target", help="a sweep YAML (jobs/sweep_*.yaml), or `report`")
     s.add_argument("rest", nargs="*", help="dotted overrides (e.g. seeds=0,1), or the sweep folder after `report`")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+
+    add_analyze_parser(sub)  # laborlm analyze {forecast,wages,subgroups,rationale}
 
     s = add(sub, "quickstart", _cmd_quickstart, "the whole pipeline on the embedded defaults (local Ray, synthetic data)")
     s.add_argument("--config", help="YAML overriding the embedded defaults")

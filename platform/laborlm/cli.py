@@ -8,6 +8,8 @@
     laborlm registry {register,promote} ...
     laborlm benchmark {careers,llm} [--config FILE] [overrides]
     laborlm sweep JOB.yaml [overrides] | laborlm sweep report SWEEP_DIR   # Ray Tune scaling studies
+    laborlm cluster {up,status,down}            # a real local Ray cluster + MLflow server on loopback
+    laborlm submit JOB.yaml [overrides] --address http://HEAD:8265   # Ray Job Submission; `jobs` to manage
     laborlm run JOB.yaml [key.path=value ...]   # any job config under jobs/, dispatched on its `kind`
     laborlm train JOB.yaml [key.path=value ...] # language-model training (kind: train) on Ray Train
     laborlm config show CONFIG.yaml [key.path=value ...]
@@ -50,7 +52,12 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _init_ray(address: str | None, num_cpus: int | None) -> None:
-    """Start (or connect to) Ray for a CLI command; library functions never call ``ray.init`` themselves."""
+    """Start (or connect to) Ray for a CLI command; library functions never call ``ray.init`` themselves.
+
+    Inside a Ray job (``ray job submit``) ``RAY_ADDRESS`` names the cluster: connect to it rather than start a
+    local Ray (``num_cpus`` cannot be given when connecting).
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if not address:
         # A local Ray started for one command is private to this user and process tree: skip its token
         # auth (which would also write ~/.ray/auth_token). A cluster's own settings apply when connecting.
@@ -250,6 +257,65 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     from laborlm.sweeps.scaling import SweepConfig
 
     return _run_sweep(load_config(SweepConfig, a.target, list(a.rest)), a)
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from laborlm.tracking.report import write_report_page
+
+    print(write_report_page(a.experiment, a.tracking_uri, _opt_path(a.out)))
+    return 0
+
+
+def _cmd_cluster(a: argparse.Namespace) -> int:
+    from laborlm.cluster import local
+
+    folder = Path(a.folder)
+    if a.cluster_command == "up":
+        cfg = local.ClusterConfig(folder=folder, host=a.host, ray_port=a.ray_port, dashboard_port=a.dashboard_port,
+                                  mlflow_port=a.mlflow_port, head_cpus=a.num_cpus, workers=a.workers,
+                                  worker_cpus=a.worker_cpus, mlflow=not a.no_mlflow)
+        state = local.up(cfg)
+        print(f"Ray:    {state.ray_address}  (dashboard and job API {state.dashboard_url})")
+        if state.mlflow_uri:
+            print(f"MLflow: {state.mlflow_uri}")
+        print("for clients:  " + " ".join(f"export {k}={v};" for k, v in state.env.items()))
+        print(f"submit:       laborlm submit jobs/quickstart.yaml --address {state.dashboard_url}")
+        return 0
+    if a.cluster_command == "down":
+        stopped = local.down(folder)
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+        return 0
+    info = local.status(folder)
+    print(json.dumps(info, indent=2))
+    return 0 if info["running"] else 1
+
+
+def _cmd_submit(a: argparse.Namespace) -> int:
+    from laborlm.cluster.submit import submit
+
+    result = submit(Path(a.config), a.overrides, address=a.address, working_dir=_opt_path(a.working_dir),
+                    pip=_opt_path(a.pip), env_names=a.env or (), wait=not a.no_wait,
+                    follow=None if a.no_wait or a.quiet_logs else sys.stdout, timeout=a.timeout)
+    print(f"job {result.job_id}: {result.status or 'submitted'}  ({result.entrypoint})")
+    return 0 if result.status in (None, "SUCCEEDED") else 1
+
+
+def _cmd_jobs(a: argparse.Namespace) -> int:
+    from ray.job_submission import JobSubmissionClient
+
+    from laborlm.cluster.submit import wait_for
+
+    client = JobSubmissionClient(a.address)
+    if a.jobs_command == "status":
+        print(client.get_job_status(a.job_id).value)
+    elif a.jobs_command == "logs":
+        if a.follow:
+            wait_for(client, a.job_id, follow=sys.stdout)
+        else:
+            print(client.get_job_logs(a.job_id), end="")
+    else:
+        print("stopped" if client.stop_job(a.job_id) else "not running")
+    return 0
 
 
 # kind -> (module, config class, runner or None when the kind has its own command)
@@ -500,12 +566,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. arms=fine-tuned,codes pretrain_steps=100")
 
+    cl = sub.add_parser("cluster", help="a real local Ray cluster + MLflow server on loopback (up, status, down)")
+    clsub = cl.add_subparsers(dest="cluster_command", required=True)
+    s = add(clsub, "up", _cmd_cluster, "ray start --head (+ --workers nodes) and an MLflow server (SQLite)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; others warn)")
+    s.add_argument("--ray-port", type=int, default=6379)
+    s.add_argument("--dashboard-port", type=int, default=8265)
+    s.add_argument("--mlflow-port", type=int, default=5000)
+    s.add_argument("--num-cpus", type=int, help="logical CPUs of the head (default: the machine's)")
+    s.add_argument("--workers", type=int, default=0, help="extra Ray nodes on this machine")
+    s.add_argument("--worker-cpus", type=int, default=1)
+    s.add_argument("--no-mlflow", action="store_true", help="Ray only")
+    for name, help_text in (("status", "what runs, Ray nodes alive, MLflow health"), ("down", "stop exactly what `up` started")):
+        add(clsub, name, _cmd_cluster, help_text)
+    for parser in clsub.choices.values():
+        parser.add_argument("--folder", default="runs/cluster", help="state, logs and MLflow data (default runs/cluster)")
+
+    s = add(sub, "submit", _cmd_submit, "submit a job YAML to a Ray cluster (Job Submission API) and follow it")
+    s.add_argument("config", help="job YAML under the working directory, e.g. jobs/train_tiny.yaml")
+    s.add_argument("overrides", nargs="*", help="dotted overrides for the job")
+    s.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "http://127.0.0.1:8265"),
+                   help="the cluster's dashboard URL (default $RAY_ADDRESS or http://127.0.0.1:8265)")
+    s.add_argument("--working-dir", help="uploaded with the job (default: the current directory)")
+    s.add_argument("--pip", help="a pinned requirements file installed into the job's environment (constraints.txt)")
+    s.add_argument("--env", action="append", help="forward this environment variable (repeatable; values never logged)")
+    s.add_argument("--no-wait", action="store_true", help="return after submitting")
+    s.add_argument("--quiet-logs", action="store_true", help="wait without streaming the job's logs")
+    s.add_argument("--timeout", type=float, help="stop the job after this many seconds")
+
+    jobs = sub.add_parser("jobs", help="status, logs or stop of a submitted job")
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True)
+    for name in ("status", "logs", "stop"):
+        s = add(jsub, name, _cmd_jobs, f"the job's {name}" if name != "stop" else "stop the job")
+        s.add_argument("job_id")
+        s.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "http://127.0.0.1:8265"))
+        if name == "logs":
+            s.add_argument("--follow", action="store_true", help="stream until the job ends")
+
     s = add(sub, "sweep", _cmd_sweep, "Ray Tune scaling studies (data volume x model size, ASHA); `sweep report DIR` fits power laws")
     s.add_argument("target", help="a sweep YAML (jobs/sweep_*.yaml), or `report`")
     s.add_argument("rest", nargs="*", help="dotted overrides (e.g. seeds=0,1), or the sweep folder after `report`")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
 
     add_analyze_parser(sub)  # laborlm analyze {forecast,wages,subgroups,rationale}
+
+    s = add(sub, "report", _cmd_report, "a static HTML page of an MLflow experiment: runs, comparisons, scaling laws, models")
+    s.add_argument("--experiment", required=True, help="MLflow experiment name")
+    s.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI)")
+    s.add_argument("--out", help="output folder for index.html (default: runs/report/<experiment>)")
 
     s = add(sub, "quickstart", _cmd_quickstart, "the whole pipeline on the embedded defaults (local Ray, synthetic data)")
     s.add_argument("--config", help="YAML overriding the embedded defaults")

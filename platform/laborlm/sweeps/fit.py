@@ -123,7 +123,7 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                 "smaller_people_needed": needed,
                                 "data_ratio": needed / c[D_KEY] if c[D_KEY] and math.isfinite(needed) else math.inf,
                                 "observed": [(s[D_KEY], s[PPL]) for s in observed]})
-    return {"oracle_perplexity": oracle, "cells": cells, "models": models, "fractions": fractions,
+    return {"oracle_perplexity": oracle, "rows": rows, "cells": cells, "models": models, "fractions": fractions,
             "data_laws": {m: asdict(law) for m, law in data_laws.items()},
             "size_laws": {str(f): asdict(law) for f, law in size_laws.items()}, "matches": matches,
             "_laws": (data_laws, size_laws)}
@@ -160,6 +160,11 @@ def to_markdown(result: dict[str, Any], title: str) -> str:
                          f"{need:,.0f} | {mt['data_ratio']:.2f}x | {seen} |" if math.isfinite(need) else
                          f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {mt['larger_ppl']:.2f}) | "
                          f"never (fit) | - | {seen} |")
+    lines += ["", "Trials:", "", "| trial | overrides | valid occupation ppl | test ppl | tokens | FLOPs |",
+              "|---|---|---:|---:|---:|---:|"]
+    for r in sorted(result["rows"], key=lambda r: r[PPL]):
+        lines.append(f"| {r['trial']} | {' '.join(r['overrides'])} | {r.get(mn.VALID_OCCUPATION_PERPLEXITY, math.nan):.2f} "
+                     f"| {r[PPL]:.2f} | {r[mn.TRAIN_TOKENS]:,.0f} | {r[mn.TRAIN_FLOPS]:.2e} |")
     return "\n".join(lines) + "\n"
 
 

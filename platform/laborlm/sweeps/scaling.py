@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -50,8 +51,8 @@ class AshaConfig:
     """Asynchronous successive halving over a searched space (``search.kind: asha``)."""
 
     num_samples: int = 8  # trials drawn from the space
-    max_t: int = 20  # Tune iterations (Train reports) a trial may run
-    grace_period: int = 2  # reports before a trial may be stopped
+    max_t: int = 6  # evaluations of the searched (last) phase a trial may run
+    grace_period: int = 2  # evaluations before a trial may be stopped
     reduction_factor: int = 2
     lr: tuple[float, float] | None = (1e-4, 3e-2)  # log-uniform range of <phase>.lr; null: not searched
     lr_phase: Literal["pretrain", "finetune"] = "finetune"
@@ -87,6 +88,8 @@ class SweepConfig:
     data_fractions: tuple[float, ...] = (0.1, 0.3, 1.0)  # grid: shares of the pretraining corpus
     models: tuple[str, ...] = ("llama-200k", "llama-400k", "llama-1m")  # sizes, or model folders / ids on a cluster
     seeds: tuple[int, ...] = (0,)
+    pretrain_epochs: float | None = 1.0  # pretraining steps = epochs over the trial's share of the corpus, so
+    #                                      data volume is tokens seen (Kaplan/Chinchilla); null: train_overrides'
     template: str = "labor-llm"
     tokenizer_vocab_size: int = 4096
     train_overrides: tuple[str, ...] = ()  # dotted TrainConfig overrides for every trial (before the trial's own)
@@ -109,6 +112,8 @@ class SweepConfig:
             problems.append("seeds: at least one")
         if self.workers_per_trial < 1 or self.max_concurrent_trials < 1:
             problems.append("workers_per_trial and max_concurrent_trials must be >= 1")
+        if self.pretrain_epochs is not None and self.pretrain_epochs <= 0:
+            problems.append(f"pretrain_epochs: must be > 0 or null, got {self.pretrain_epochs}")
         if self.survey_people < 50 or self.resume_people < 50:
             problems.append("survey_people and resume_people must be >= 50")
         for o in self.train_overrides:
@@ -133,6 +138,7 @@ class Prepared:
     parent_run_id: str | None
     tracking_uri: str | None
     experiment: str
+    volumes: dict[str, dict[str, int]]  # str(data fraction) -> train-split people and tokens it keeps
 
 
 def model_override(model: str) -> str:
@@ -204,7 +210,16 @@ def train_config_for(cfg: SweepConfig, prepared: Prepared, params: dict[str, Any
     else:
         base.append("tracking.enabled=false")
     overrides = base + list(cfg.train_overrides) + trial_overrides(params)
-    return build(TrainConfig, apply_overrides(TrainConfig, {}, overrides), source=f"sweep trial {trial_key(params)}")
+    source = f"sweep trial {trial_key(params)}"
+    config = build(TrainConfig, apply_overrides(TrainConfig, {}, overrides), source=source)
+    if cfg.pretrain_epochs is None or not config.pretrain.enabled:
+        return config
+    # Steps for ``pretrain_epochs`` passes over the trial's data (tokens per step over all workers).
+    tokens = prepared.volumes[str(config.pretrain.data_fraction)]["tokens"]
+    per_step = config.block_size * config.micro_batch_size * config.grad_accum_steps * config.strategy.num_workers
+    steps = max(1, math.ceil(cfg.pretrain_epochs * tokens / per_step))
+    return build(TrainConfig, apply_overrides(TrainConfig, {}, overrides + [f"pretrain.max_steps={steps}"]),
+                 source=source)
 
 
 # --- driver --------------------------------------------------------------------------------------------------
@@ -242,8 +257,10 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
         parent = open_run(cfg.tracking, folder, f"sweep-{cfg.name}", tags={"laborlm.kind": "sweep"})
         parent.log_params(flatten(cfg))
         parent_id, uri = parent.run_id, parent.tracking_uri
+    fractions = cfg.data_fractions if cfg.search == "grid" else (max(cfg.data_fractions),)
+    volumes = {str(f): data_volume(pretrain, str(tokenizer), f) for f in fractions}
     prepared = Prepared(str(survey), str(pretrain), str(finetune), str(tokenizer), parent_id, uri,
-                        cfg.tracking.experiment)
+                        cfg.tracking.experiment, volumes)
     (folder / PREPARED_FILE).write_text(json.dumps(prepared.__dict__, indent=2))
     return prepared
 
@@ -300,7 +317,7 @@ def _tune_config(cfg: SweepConfig) -> Any:
                                trial_dirname_creator=_dirname, trial_name_creator=_dirname)
     from ray.tune.schedulers import ASHAScheduler
 
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.asha.max_t,
+    scheduler = ASHAScheduler(time_attr=OBJECTIVE_TIME, max_t=cfg.asha.max_t,
                               grace_period=cfg.asha.grace_period, reduction_factor=cfg.asha.reduction_factor)
     return tune.TuneConfig(metric=OBJECTIVE, mode="min", scheduler=scheduler, num_samples=cfg.asha.num_samples,
                            max_concurrent_trials=cfg.max_concurrent_trials, trial_dirname_creator=_dirname,
@@ -329,6 +346,7 @@ def _dump(cfg: SweepConfig) -> str:
 # --- trial ---------------------------------------------------------------------------------------------------
 
 OBJECTIVE = "objective/valid_loss"  # the last phase's validation loss, for ASHA (absent from other reports)
+OBJECTIVE_TIME = "objective/evaluations"  # ASHA's time axis: evaluations of the last phase so far
 
 
 def scaling_trial(params: dict[str, Any], *, sweep: SweepConfig, prepared: Prepared) -> None:
@@ -341,6 +359,11 @@ def scaling_trial(params: dict[str, Any], *, sweep: SweepConfig, prepared: Prepa
     key = trial_key(params)
     trial_dir = sweep.folder / "trials" / key
     trial_dir.mkdir(parents=True, exist_ok=True)
+    done = trial_dir / TRIAL_RESULT
+    if done.is_file():  # finished, but the driver died before Tune recorded it: report again, train nothing
+        row = json.loads(done.read_text())
+        tune.report({k: v for k, v in row.items() if isinstance(v, (int, float, str))})
+        return
     with (trial_dir / ATTEMPTS_FILE).open("a") as f:
         f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} start\n")
     config = train_config_for(sweep, prepared, params, trial_dir)
@@ -355,7 +378,8 @@ def scaling_trial(params: dict[str, Any], *, sweep: SweepConfig, prepared: Prepa
         "trial": key, "overrides": trial_overrides(params), "model": str(params.get("model")),
         "data_fraction": float(params.get(DATA_FRACTION, 1.0)), "seed": int(params.get("seed", 0)),
         mn.MODEL_PARAMETERS: counts["parameters"], mn.MODEL_NON_EMBEDDING_PARAMETERS: counts["non_embedding"],
-        mn.DATA_PRETRAIN_PEOPLE: pretrain_people(prepared.pretrain_corpus, float(params.get(DATA_FRACTION, 1.0))),
+        mn.DATA_PRETRAIN_PEOPLE: prepared.volumes[str(config.pretrain.data_fraction)]["people"],
+        mn.DATA_PRETRAIN_TOKENS: prepared.volumes[str(config.pretrain.data_fraction)]["tokens"],
         mn.TRAIN_TOKENS: tokens, mn.TRAIN_FLOPS: 6.0 * counts["parameters"] * tokens,
         **metrics,
         "run_name": result.run_name, "mlflow_run_id": result.mlflow_run_id,
@@ -416,21 +440,17 @@ def parameter_counts(model_dir: Path) -> dict[str, int]:
     return {"parameters": total, "non_embedding": total - embedding}
 
 
-def pretrain_people(corpus: str, fraction: float) -> int:
-    """Train-split people of the pretraining corpus that a data fraction keeps (the data volume's unit)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+def data_volume(corpus: Path, tokenizer: str, fraction: float) -> dict[str, int]:
+    """Train-split people and tokens (with each document's EOS) of the corpus share a data fraction keeps."""
+    from laborlm.corpus.build import corpus_files, iter_texts
+    from laborlm.corpus.tokenizer import load_tokenizer
 
-    from laborlm import schema
-    from laborlm.corpus.build import FRACTION_SEED, corpus_files
-    from laborlm.splits import unit_hash
-
-    n = 0
-    for path in corpus_files(corpus):
-        table = pq.read_table(path, columns=[schema.SPLIT, schema.PERSON_ID])
-        ids = table.filter(pc.equal(table.column(schema.SPLIT), "train")).column(schema.PERSON_ID).to_pylist()
-        n += sum(1 for p in ids if unit_hash(str(p), FRACTION_SEED) < fraction)
-    return n
+    tok = load_tokenizer(tokenizer)
+    people = tokens = 0
+    for texts in iter_texts(corpus_files(corpus), "train", 2048, fraction):
+        people += len(texts)
+        tokens += sum(len(ids) + 1 for ids in tok(texts, add_special_tokens=True)["input_ids"])
+    return {"people": people, "tokens": tokens}
 
 
 class ForwardToTune(TuneReportCallback):  # type: ignore[misc]
@@ -443,10 +463,13 @@ class ForwardToTune(TuneReportCallback):  # type: ignore[misc]
     def __init__(self, phase: str, *, last: bool) -> None:
         super().__init__()
         self.phase, self.last = phase, last
+        self.evaluations = 0
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         first = dict(metrics[0]) if metrics else {}
         first["phase"] = self.phase
         if self.last and mn.VALID_LOSS in first:
+            self.evaluations += 1
             first[OBJECTIVE] = first[mn.VALID_LOSS]
+            first[OBJECTIVE_TIME] = self.evaluations
         super().after_report(run_context, [first], checkpoint)

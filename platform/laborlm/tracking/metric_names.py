@@ -19,6 +19,7 @@ TRAIN_FLOPS = "train/flops"  # training compute, 6 x parameters x tokens (forwar
 MODEL_PARAMETERS = "model/parameters"
 MODEL_NON_EMBEDDING_PARAMETERS = "model/non_embedding_parameters"  # Kaplan et al.'s N
 DATA_PRETRAIN_PEOPLE = "data/pretrain_people"  # train-split people of the pretraining corpus a trial used
+DATA_PRETRAIN_TOKENS = "data/pretrain_tokens"  # and their tokens (one epoch)
 DATA_ROWS_IN = "data/rows_in"
 DATA_ROWS_KEPT = "data/rows_kept"
 DATA_ROWS_REJECTED = "data/rows_rejected"

@@ -7,6 +7,7 @@ backend, and the same file can later be served by ``mlflow server`` for the UI.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ class TrackingConfig:
 
 
 def default_uri(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+    """Where a job logs when its config names no tracking URI: ``MLFLOW_TRACKING_URI`` when the environment sets
+    it (a cluster's shared server: ``laborlm cluster up``, the manifests in cluster/), else a SQLite file in the
+    job's own folder, so a laptop run needs no server."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
 
 
 _INVALID_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")

@@ -19,6 +19,7 @@ The whole LaborLM pipeline, small, on local Ray and a loopback MLflow server tha
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -63,7 +64,7 @@ class QuickstartConfig:
     workers: int = 2  # Ray Data / Ray Train CPU workers
     train_overrides: tuple[str, ...] = ()  # dotted overrides of the training config, e.g. "finetune.lora=true"
     mlflow_server: bool = True  # start (and stop) a loopback MLflow server over <out_dir>/mlflow.db
-    tracking_uri: str | None = None  # use this tracking server instead of starting one
+    tracking_uri: str | None = None  # use this tracking server instead of starting one (else MLFLOW_TRACKING_URI)
     register_as: str | None = "laborlm-quickstart"  # registered model name; null: do not register
     models: tuple[str, ...] = field(default=("markov1", "markov2", "two_stage", "two_stage+pretrain"))
     # registry names for the occupation-model rows; "two_stage" / "two_stage+pretrain" mean the size's CAREER
@@ -79,8 +80,9 @@ def run_quickstart(cfg: QuickstartConfig) -> str:
 
     out = cfg.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.tracking_uri or not cfg.mlflow_server:
-        return _run(cfg, out, cfg.tracking_uri, cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}")
+    tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")  # a cluster's shared server
+    if tracking_uri or not cfg.mlflow_server:
+        return _run(cfg, out, tracking_uri, tracking_uri or f"sqlite:///{out / 'mlflow.db'}")
     with mlflow_server(out) as server:
         report = _run(cfg, out, server.uri, server.backend_uri)
     return report + (

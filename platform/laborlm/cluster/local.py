@@ -1,0 +1,341 @@
+"""A real Ray cluster and MLflow server on this machine: ``laborlm cluster up | status | down``.
+
+    laborlm cluster up --workers 1        # ray start --head (+ one more Ray node) and an MLflow server
+    laborlm submit jobs/quickstart.yaml --address http://127.0.0.1:8265
+    laborlm cluster status
+    laborlm cluster down                  # stops exactly what `up` started, nothing else
+
+``up`` runs ``ray start --head --block`` and each extra node's ``ray start --address ... --block`` in their own
+sessions, and ``mlflow server`` (SQLite backend, local artifact store) the same way; their process groups and
+a cluster-private Ray temp folder are recorded in ``<folder>/cluster.json``. ``down`` signals those process
+groups, then kills any process still naming the cluster's temp folder (Ray's workers start their own process
+groups), so it never touches another Ray on the machine, unlike ``ray stop``.
+
+Everything binds 127.0.0.1 unless ``--host`` says otherwise, which logs a warning: Ray's dashboard and job API
+run arbitrary code for whoever reaches them, and the MLflow server has no authentication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from laborlm.errors import ConfigError, LaborLMError
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "cluster.json"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    folder: Path = Path("runs/cluster")  # state, logs, the MLflow database and artifacts
+    host: str = "127.0.0.1"  # every server binds here; anything but loopback is exposed (a warning says so)
+    ray_port: int = 6379  # GCS
+    dashboard_port: int = 8265  # dashboard and Job Submission API
+    mlflow_port: int = 5000
+    head_cpus: int | None = None  # logical CPUs of the head; None: the machine's
+    workers: int = 0  # extra Ray nodes on this machine (a second `ray start --address`), for multi-node tests
+    worker_cpus: int = 1
+    mlflow: bool = True  # also start the MLflow tracking server
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("ray_port", "dashboard_port", "mlflow_port"):
+            if not 0 < getattr(self, name) < 65536:
+                problems.append(f"{name}: not a port: {getattr(self, name)}")
+        if self.workers < 0 or self.worker_cpus < 1 or (self.head_cpus is not None and self.head_cpus < 1):
+            problems.append("workers must be >= 0, worker_cpus and head_cpus >= 1")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass
+class ClusterState:
+    """What ``up`` started: enough for ``status`` and ``down`` from another process."""
+
+    folder: str
+    host: str
+    temp_dir: str  # Ray's session files; every Ray process of this cluster names it on its command line
+    ray_address: str  # host:port for ray.init / ray start --address
+    dashboard_url: str  # http://host:port: the Job Submission API
+    mlflow_uri: str | None
+    groups: dict[str, int] = field(default_factory=dict)  # name (head, node-1, mlflow) -> process group id
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for clients: RAY_ADDRESS and MLFLOW_TRACKING_URI."""
+        env = {"RAY_ADDRESS": self.dashboard_url}
+        if self.mlflow_uri:
+            env["MLFLOW_TRACKING_URI"] = self.mlflow_uri
+        return env
+
+
+def _temp_dir(folder: Path) -> Path:
+    """A short cluster-private Ray temp folder (Unix socket paths under it must stay below 108 bytes)."""
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:10]
+    return Path("/tmp") / f"laborlm-ray-{digest}"
+
+
+def _ray_bin() -> str:
+    found = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if found is None:
+        raise LaborLMError("the `ray` command is not installed beside this Python")
+    return found
+
+
+def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> int:
+    """Start ``cmd`` in its own session (its pid is its process group id), output appended to ``log``."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return process.pid
+
+
+def _wait_http(url: str, timeout: float, what: str, log: Path, pid: int) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise LaborLMError(f"{what} exited while starting; see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise LaborLMError(f"{what} did not answer {url} within {timeout:.0f} s; see {log}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def read_state(folder: Path) -> ClusterState | None:
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        return None
+    return ClusterState(**json.loads(path.read_text()))
+
+
+def up(cfg: ClusterConfig) -> ClusterState:
+    """Start the head (+ ``workers`` nodes) and the MLflow server; wait until each answers.
+
+    Raises:
+        LaborLMError: a cluster from this folder is still running, or a process failed to start (its log is named).
+    """
+    folder = Path(cfg.folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    old = read_state(folder)
+    if old is not None and any(_alive(pid) for pid in old.groups.values()):
+        raise LaborLMError(f"a cluster from {folder} is running ({old.dashboard_url}); `laborlm cluster down` first")
+    if cfg.host not in LOOPBACK:
+        logger.warning("binding Ray and MLflow to %s: anyone who reaches these ports can run code on this cluster "
+                       "and read every run; prefer 127.0.0.1 with an SSH tunnel", cfg.host)
+    temp = _temp_dir(folder)
+    env = dict(os.environ)
+    # A cluster on loopback is private to this machine's users; token auth would need every client configured.
+    env.setdefault("RAY_AUTH_MODE", "disabled" if cfg.host in LOOPBACK else env.get("RAY_AUTH_MODE", "token"))
+    env.pop("RAY_ADDRESS", None)
+    state = ClusterState(str(folder), cfg.host, str(temp), f"{cfg.host}:{cfg.ray_port}",
+                         f"http://{cfg.host}:{cfg.dashboard_port}", None)
+    ray = _ray_bin()
+    try:
+        head = [ray, "start", "--head", "--block", "--node-ip-address", cfg.host, "--port", str(cfg.ray_port),
+                "--dashboard-host", cfg.host, "--dashboard-port", str(cfg.dashboard_port), "--include-dashboard",
+                "true", "--temp-dir", str(temp), "--disable-usage-stats"]
+        if cfg.head_cpus is not None:
+            head += ["--num-cpus", str(cfg.head_cpus)]
+        state.groups["head"] = _spawn(head, folder / "ray-head.log", env)
+        _save(state)
+        _wait_http(f"{state.dashboard_url}/api/version", 180, "the Ray head", folder / "ray-head.log",
+                   state.groups["head"])
+        for i in range(1, cfg.workers + 1):
+            add_node(state, cpus=cfg.worker_cpus, name=f"node-{i}", env=env)
+        if cfg.mlflow:
+            _start_mlflow(cfg, state, folder)
+    except BaseException:
+        down(folder)
+        raise
+    _save(state)
+    logger.info("cluster up: Ray %s (dashboard and jobs %s)%s", state.ray_address, state.dashboard_url,
+                f", MLflow {state.mlflow_uri}" if state.mlflow_uri else "")
+    return state
+
+
+def add_node(state: ClusterState, *, cpus: int, name: str, env: dict[str, str] | None = None,
+             timeout: float = 120.0) -> int:
+    """One more Ray node on this machine joined to the head (what an autoscaler does on a real cluster)."""
+    env = dict(env or os.environ)
+    env.pop("RAY_ADDRESS", None)
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    folder = Path(state.folder)
+    cmd = [_ray_bin(), "start", "--address", state.ray_address, "--block", "--node-ip-address", state.host,
+           "--num-cpus", str(cpus), "--disable-usage-stats"]
+    before = _node_count(state)
+    pgid = _spawn(cmd, folder / f"ray-{name}.log", env)
+    state.groups[name] = pgid
+    _save(state)
+    deadline = time.monotonic() + timeout
+    while _node_count(state) <= before:
+        if not _alive(pgid) or time.monotonic() > deadline:
+            raise LaborLMError(f"Ray node {name} did not join {state.ray_address}; see {folder / f'ray-{name}.log'}")
+        time.sleep(0.5)
+    return pgid
+
+
+def _node_count(state: ClusterState) -> int:
+    """Alive Ray nodes, from the GCS through the dashboard's state API (no Ray client in this process)."""
+    try:
+        with urllib.request.urlopen(f"{state.dashboard_url}/api/v0/nodes?limit=1000", timeout=10) as response:
+            data = json.loads(response.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return 0
+    nodes = data.get("data", {}).get("result", {}).get("result", [])
+    return sum(1 for n in nodes if n.get("state") == "ALIVE")
+
+
+def _start_mlflow(cfg: ClusterConfig, state: ClusterState, folder: Path) -> None:
+    mlflow_dir = folder / "mlflow"
+    (mlflow_dir / "mlartifacts").mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", cfg.host, "--port", str(cfg.mlflow_port),
+           "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}", "--artifacts-destination",
+           str(mlflow_dir / "mlartifacts"), "--workers", "1"]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    state.groups["mlflow"] = _spawn(cmd, folder / "mlflow-server.log", env)
+    state.mlflow_uri = f"http://{cfg.host}:{cfg.mlflow_port}"
+    _save(state)
+    _wait_http(f"{state.mlflow_uri}/health", 120, "the MLflow server", folder / "mlflow-server.log",
+               state.groups["mlflow"])
+
+
+def _save(state: ClusterState) -> None:
+    (Path(state.folder) / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def started_processes(state: ClusterState) -> set[int]:
+    """Every live process of the cluster: its process groups and all their descendants (Ray's workers
+    start their own groups and rename themselves ``ray::...``), plus anything naming its temp folder."""
+    table = _process_table()
+    found = {pid for pid, (_, pgid) in table.items() if pgid in state.groups.values()}
+    frontier = set(found)
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier and pid not in found}
+        found |= frontier
+    needle = state.temp_dir.encode()
+    for pid in table:
+        try:
+            if needle in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+        except OSError:
+            continue
+    found.discard(os.getpid())
+    return {pid for pid in found if _alive(pid)}
+
+
+def stop_group(pgid: int, timeout: float = 20.0) -> None:
+    """SIGTERM a process group, SIGKILL it after ``timeout`` seconds if anything is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if not _alive(pgid):
+            try:  # the leader is gone (or a zombie); members may remain
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def down(folder: Path, timeout: float = 30.0) -> list[str]:
+    """Stop what ``up`` started (nodes, head, MLflow) and every process descended from them."""
+    folder = Path(folder).resolve()
+    state = read_state(folder)
+    if state is None:
+        return []
+    ours = started_processes(state)  # before the parents go: orphans lose their ancestry
+    stopped = []
+    for name in sorted(state.groups, key=lambda n: (n == "head", n)):  # worker nodes first, the head last
+        pgid = state.groups[name]
+        if _alive(pgid):
+            stopped.append(name)
+        stop_group(pgid)
+    deadline = time.monotonic() + timeout
+    while (left := {p for p in ours if _alive(p)} | started_processes(state)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        logger.info("killing leftover Ray process %d", pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    (folder / STATE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(state.temp_dir, ignore_errors=True)
+    logger.info("cluster down: stopped %s", ", ".join(stopped) or "nothing (already stopped)")
+    return stopped
+
+
+def status(folder: Path) -> dict[str, Any]:
+    """Each started process's liveness, the Ray nodes and the MLflow server's health."""
+    state = read_state(Path(folder).resolve())
+    if state is None:
+        return {"running": False, "folder": str(Path(folder).resolve())}
+    out: dict[str, Any] = {"running": True, "folder": state.folder, "ray_address": state.ray_address,
+                           "dashboard_url": state.dashboard_url, "mlflow_uri": state.mlflow_uri,
+                           "processes": {n: _alive(p) for n, p in state.groups.items()},
+                           "ray_nodes_alive": _node_count(state)}
+    if state.mlflow_uri:
+        try:
+            with urllib.request.urlopen(f"{state.mlflow_uri}/health", timeout=3) as response:
+                out["mlflow_healthy"] = response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            out["mlflow_healthy"] = False
+    out["running"] = any(out["processes"].values())
+    return out

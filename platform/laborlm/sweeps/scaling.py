@@ -20,6 +20,7 @@ resumes it from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -274,6 +275,7 @@ def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
         raise LaborLMError("run_sweep needs Ray initialised by the caller (ray.init or --address)")
     # Train reports carry the objective only once validation has run; Tune must not reject the others.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    cfg = dataclasses.replace(cfg, out_dir=Path(cfg.out_dir).resolve())  # trials run in Tune's own folders
     folder = cfg.folder
     prepared = prepare(cfg, workers)
     (folder / "sweep.yaml").write_text(_dump(cfg))

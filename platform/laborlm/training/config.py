@@ -110,6 +110,8 @@ class StrategyConfig:
     num_workers: int = 2  # Ray Train workers (one GPU each with use_gpu)
     use_gpu: bool = False
     cpus_per_worker: float = 0.5  # CPUs reserved per worker; below 1 leaves room for Ray Data's packing tasks on a 2-core machine
+    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"  # Ray placement of the workers; STRICT_SPREAD:
+    #                                                                one worker per node (multi-node tests)
 
     def __post_init__(self) -> None:
         problems = []

@@ -234,7 +234,7 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
         train_loop_per_worker,
         train_loop_config={"job": job},
         scaling_config=ray.train.ScalingConfig(num_workers=strategy.num_workers, use_gpu=strategy.use_gpu,
-                                               resources_per_worker=resources),
+                                               resources_per_worker=resources, placement_strategy=strategy.placement),
         run_config=ray.train.RunConfig(
             name=run_name, storage_path=storage,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),

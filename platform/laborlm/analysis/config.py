@@ -32,11 +32,17 @@ class AnalysisDataConfig:
     preset: Literal["psid", "nlsy79", "nlsy97"] = "psid"  # synthetic survey generated when `panel` is null
     people: int | None = 2000  # persons of the generated survey; None: the preset's full size
     seed: int = 0  # generated data
+    synth_overrides: tuple[str, ...] = ()  # dotted overrides of the generated preset, e.g. wages.wage_type_effect=4
     split_seed: int = 0  # person-level 70/10/20 split: models fit on train (+valid), analyses read test
 
     def __post_init__(self) -> None:
+        problems = []
         if self.people is not None and self.people < 10:
-            raise ConfigError(f"people: expected >= 10 or null, got {self.people}")
+            problems.append(f"people: expected >= 10 or null, got {self.people}")
+        if self.synth_overrides and self.panel is not None:
+            problems.append("synth_overrides: only for a generated panel (panel must be null)")
+        if problems:
+            raise ConfigError(problems)
 
 
 @dataclass(frozen=True)

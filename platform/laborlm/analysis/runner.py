@@ -71,17 +71,31 @@ def load_data(cfg: AnalyzeConfig) -> AnalysisData:
     from laborlm.splits import SplitConfig, select_split
 
     d = cfg.data
-    if d.panel is None:
-        from laborlm.workflows.benchmark_careers import generate_preset_panel
-
-        panel_dir = generate_preset_panel(d.preset, d.people, d.seed, cfg.out_dir, workers=0)
-    else:
-        panel_dir = d.panel
+    panel_dir = generate_panel_for(cfg) if d.panel is None else d.panel
     read = read_panel(panel_dir)
     split = SplitConfig(seed=d.split_seed)
     train, valid, test = (select_split(read.table, s, split) for s in ("train", "valid", "test"))
     logger.info("%s: %d train / %d valid / %d test person-years", panel_dir, train.num_rows, valid.num_rows, test.num_rows)
     return AnalysisData(Path(panel_dir), read.taxonomy, train, valid, test)
+
+
+def generate_panel_for(cfg: AnalyzeConfig) -> Path:
+    """The configured synthetic preset under ``<out_dir>/data/<preset>-<config hash>``, generated in this
+    process (no Ray) unless already there.
+
+    The folder name is ``workflows.benchmark_careers.generate_preset_panel``'s, so without
+    ``synth_overrides`` the benchmarks and the analyses share one panel and one person split.
+    """
+    from laborlm.config import apply_overrides, build, to_dict
+    from laborlm.synthetic import SynthConfig, generate_panel, load_preset
+
+    d = cfg.data
+    overrides = [f"seed={d.seed}"] + ([f"people={d.people}"] if d.people is not None else []) + list(d.synth_overrides)
+    synth = build(SynthConfig, apply_overrides(SynthConfig, to_dict(load_preset(d.preset)), overrides))
+    folder = cfg.out_dir / "data" / f"{d.preset}-{config_hash(synth, 8)}"
+    if not (folder / "synth.yaml").exists():
+        generate_panel(synth, folder)
+    return folder
 
 
 def build_models(cfg: AnalyzeConfig, data: AnalysisData, train: pa.Table, valid: pa.Table) -> dict[str, NextOccupationModel]:

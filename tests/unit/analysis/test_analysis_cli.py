@@ -58,3 +58,16 @@ def test_bad_analysis_config_is_a_one_line_error(capsys) -> None:
     assert "markov7" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="samples"):
         load_config(AnalyzeConfig, None, ["forecast.samples=1"])
+    with pytest.raises(ConfigError, match="synth_overrides"):
+        load_config(AnalyzeConfig, None, ["data.panel=somewhere", "data.synth_overrides=people=5"])
+
+
+def test_synth_overrides_change_the_generated_panel(tmp_path: Path) -> None:
+    from laborlm.analysis.runner import generate_panel_for
+    from laborlm.synthetic import load_synth_config
+
+    base = load_config(AnalyzeConfig, None, [f"out_dir={tmp_path}", "data.people=50"])
+    typed = load_config(AnalyzeConfig, None, [f"out_dir={tmp_path}", "data.people=50",
+                                              "data.synth_overrides=wages.wage_type_effect=4"])
+    a, b = generate_panel_for(base), generate_panel_for(typed)
+    assert a != b and load_synth_config(b).wages.wage_type_effect == 4.0

@@ -1,16 +1,18 @@
 """Scaling-law fits over a sweep's finished trials: ``laborlm sweep report <sweep folder>``.
 
-Test perplexity is modelled as the oracle's perplexity (the irreducible term: we know it exactly, so it is
-not fitted) plus a power law,
+As in Kaplan et al. and Chinchilla, the law is fitted to the test cross-entropy (log perplexity, nats per
+person-year), with the oracle's cross-entropy as the irreducible term: we know it exactly, so it is not
+fitted:
 
-    ppl(D) = E + A * D^(-alpha)   per model size, D = pretraining people (data volume)
-    ppl(N) = E + B * N^(-beta)    per data volume, N = non-embedding parameters (Kaplan et al.)
+    ln ppl(D) = ln ppl_oracle + A * D^(-alpha)   per model size, D = pretraining people (data volume)
+    ln ppl(N) = ln ppl_oracle + B * N^(-beta)    per data volume, N = non-embedding parameters (Kaplan et al.)
 
-fitted as straight lines of log(ppl - E) on log D (log N), over seed means. From the per-size data laws the
-report finds where a smaller model with more data matches a larger one: the data volume D* at which the
-smaller model's curve reaches the larger model's perplexity, and the grid cells where that already happens.
-It writes ``scaling.md``, ``scaling.json``, ``scaling_data.png``, ``scaling_model.png`` and a self-contained
-``scaling.html`` into the sweep folder, and logs them (and the exponents) to the sweep's MLflow parent run.
+fitted as straight lines of log(ln ppl - ln ppl_oracle) on log D (log N), over seed means. From the per-size
+data laws the report finds where a smaller model with more data matches a larger one: the data volume D* at
+which the smaller model's curve reaches the larger model's perplexity, and the grid cells where that already
+happens. It writes ``scaling.md``, ``scaling.json``, ``scaling_data.png``, ``scaling_model.png`` and a
+self-contained ``scaling.html`` into the sweep folder, and logs them (and the exponents) to the sweep's MLflow
+parent run.
 """
 
 from __future__ import annotations
@@ -40,33 +42,36 @@ N_KEY = mn.MODEL_NON_EMBEDDING_PARAMETERS
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """``ppl = irreducible + coefficient * x^(-exponent)`` over ``points`` (x, ppl) pairs."""
+    """``ln ppl = irreducible + coefficient * x^(-exponent)``; ``irreducible`` is the oracle's ln perplexity."""
 
     label: str  # the fixed variable, e.g. "llama-1m" or "8000 people"
     variable: str  # "data" or "parameters"
-    irreducible: float
+    irreducible: float  # nats
     coefficient: float
     exponent: float
     r2: float  # of the log-log line
-    points: list[tuple[float, float]]
+    points: list[tuple[float, float]]  # (x, perplexity)
 
     def predict(self, x: float | np.ndarray) -> float | np.ndarray:
-        return self.irreducible + self.coefficient * np.power(x, -self.exponent)
+        """Perplexity at ``x``."""
+        return np.exp(self.irreducible + self.coefficient * np.power(x, -self.exponent))
 
     def solve(self, ppl: float) -> float:
-        """The x at which the law reaches ``ppl`` (inf when it never does)."""
-        if ppl <= self.irreducible or self.exponent <= 0:
+        """The x at which the law reaches perplexity ``ppl`` (inf when it never does)."""
+        excess = math.log(ppl) - self.irreducible
+        if excess <= 0 or self.exponent <= 0:
             return math.inf
-        return float((self.coefficient / (ppl - self.irreducible)) ** (1.0 / self.exponent))
+        return float((self.coefficient / excess) ** (1.0 / self.exponent))
 
 
-def fit_power_law(x: np.ndarray, ppl: np.ndarray, irreducible: float, label: str, variable: str) -> PowerLaw | None:
-    """Least squares of log(ppl - E) on log x; None with fewer than 2 points above E or one distinct x."""
-    keep = (ppl > irreducible) & (x > 0)
+def fit_power_law(x: np.ndarray, ppl: np.ndarray, oracle_ppl: float, label: str, variable: str) -> PowerLaw | None:
+    """Least squares of log(ln ppl - ln oracle) on log x; None with fewer than 2 distinct x above the oracle."""
+    irreducible = math.log(oracle_ppl)
+    keep = (ppl > oracle_ppl) & (x > 0)
     x, ppl = x[keep], ppl[keep]
     if len(np.unique(x)) < 2:
         return None
-    lx, ly = np.log(x), np.log(ppl - irreducible)
+    lx, ly = np.log(x), np.log(np.log(ppl) - irreducible)
     slope, intercept = np.polyfit(lx, ly, 1)
     fitted = intercept + slope * lx
     ss_res, ss_tot = float(((ly - fitted) ** 2).sum()), float(((ly - ly.mean()) ** 2).sum())
@@ -129,6 +134,11 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "_laws": (data_laws, size_laws)}
 
 
+def _fmt(ppl: float) -> str:
+    """Perplexities of undertrained language models run to 1e10 and beyond: keep them readable."""
+    return f"{ppl:.2f}" if ppl < 1e4 else f"{ppl:.3g}"
+
+
 def to_markdown(result: dict[str, Any], title: str) -> str:
     cells, models, fractions = result["cells"], result["models"], result["fractions"]
     people = {f: next(c[D_KEY] for c in cells if c["data_fraction"] == f) for f in fractions}
@@ -141,10 +151,10 @@ def to_markdown(result: dict[str, Any], title: str) -> str:
         row = [f"{m} ({next(c[N_KEY] for c in cells if c['model'] == m):,})"]
         for f in fractions:
             c = next((c for c in cells if c["model"] == m and c["data_fraction"] == f), None)
-            row.append("-" if c is None else f"{c[PPL]:.2f}" + (f" ± {c['ppl_sd']:.2f}" if c["seeds"] > 1 else ""))
+            row.append("-" if c is None else _fmt(c[PPL]) + (f" ± {_fmt(c['ppl_sd'])}" if c["seeds"] > 1 else ""))
         lines.append("| " + " | ".join(row) + " |")
     data_laws, size_laws = result["_laws"]
-    lines += ["", "Power laws `ppl = oracle + A x^-alpha` (fitted on log(ppl - oracle)):", "",
+    lines += ["", "Power laws in cross-entropy, `ln ppl = ln ppl_oracle + A x^-alpha` (nats per person-year):", "",
               "| fixed | in | A | exponent | R² (log-log) |", "|---|---|---:|---:|---:|"]
     for law in [*data_laws.values(), *size_laws.values()]:
         lines.append(f"| {law.label} | {'data (people)' if law.variable == 'data' else 'parameters'} | "
@@ -155,16 +165,16 @@ def to_markdown(result: dict[str, Any], title: str) -> str:
                   "|---|---|---:|---:|---|"]
         for mt in result["matches"]:
             need = mt["smaller_people_needed"]
-            seen = ", ".join(f"{d:,} people: {p:.2f}" for d, p in mt["observed"]) or "no"
-            lines.append(f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {mt['larger_ppl']:.2f}) | "
+            seen = ", ".join(f"{d:,} people: {_fmt(p)}" for d, p in mt["observed"]) or "no"
+            lines.append(f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {_fmt(mt['larger_ppl'])}) | "
                          f"{need:,.0f} | {mt['data_ratio']:.2f}x | {seen} |" if math.isfinite(need) else
-                         f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {mt['larger_ppl']:.2f}) | "
+                         f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {_fmt(mt['larger_ppl'])}) | "
                          f"never (fit) | - | {seen} |")
     lines += ["", "Trials:", "", "| trial | overrides | valid occupation ppl | test ppl | tokens | FLOPs |",
               "|---|---|---:|---:|---:|---:|"]
     for r in sorted(result["rows"], key=lambda r: r[PPL]):
-        lines.append(f"| {r['trial']} | {' '.join(r['overrides'])} | {r.get(mn.VALID_OCCUPATION_PERPLEXITY, math.nan):.2f} "
-                     f"| {r[PPL]:.2f} | {r[mn.TRAIN_TOKENS]:,.0f} | {r[mn.TRAIN_FLOPS]:.2e} |")
+        lines.append(f"| {r['trial']} | {' '.join(r['overrides'])} | {_fmt(r.get(mn.VALID_OCCUPATION_PERPLEXITY, math.nan))} "
+                     f"| {_fmt(r[PPL])} | {r[mn.TRAIN_TOKENS]:,.0f} | {r[mn.TRAIN_FLOPS]:.2e} |")
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,8 @@
     laborlm sweep JOB.yaml [overrides] | laborlm sweep report SWEEP_DIR   # Ray Tune scaling studies
     laborlm cluster {up,status,down}            # a real local Ray cluster + MLflow server on loopback
     laborlm submit JOB.yaml [overrides] --address http://HEAD:8265   # Ray Job Submission; `jobs` to manage
+    laborlm report --experiment NAME            # static HTML page of an MLflow experiment
+    laborlm analyze {forecast,wages,subgroups,rationale} [--config FILE] [overrides]
     laborlm run JOB.yaml [key.path=value ...]   # any job config under jobs/, dispatched on its `kind`
     laborlm train JOB.yaml [key.path=value ...] # language-model training (kind: train) on Ray Train
     laborlm config show CONFIG.yaml [key.path=value ...]

@@ -275,6 +275,9 @@ def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
         raise LaborLMError("run_sweep needs Ray initialised by the caller (ray.init or --address)")
     # Train reports carry the objective only once validation has run; Tune must not reject the others.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # A trial ASHA stops is blocked inside its Ray Train run; Tune would wait 600 s before killing it, and
+    # until then its workers and placement group hold their CPUs (ray-project/ray#54305). Kill it soon.
+    os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "10")
     cfg = dataclasses.replace(cfg, out_dir=Path(cfg.out_dir).resolve())  # trials run in Tune's own folders
     folder = cfg.folder
     prepared = prepare(cfg, workers)
@@ -319,8 +322,9 @@ def _tune_config(cfg: SweepConfig) -> Any:
                                trial_dirname_creator=_dirname, trial_name_creator=_dirname)
     from ray.tune.schedulers import ASHAScheduler
 
-    scheduler = ASHAScheduler(time_attr=OBJECTIVE_TIME, max_t=cfg.asha.max_t,
-                              grace_period=cfg.asha.grace_period, reduction_factor=cfg.asha.reduction_factor)
+    # stop_last_trials=False: a trial that reaches max_t finishes (scoring, result.json) instead of being cut.
+    scheduler = ASHAScheduler(time_attr=OBJECTIVE_TIME, max_t=cfg.asha.max_t, grace_period=cfg.asha.grace_period,
+                              reduction_factor=cfg.asha.reduction_factor, stop_last_trials=False)
     return tune.TuneConfig(metric=OBJECTIVE, mode="min", scheduler=scheduler, num_samples=cfg.asha.num_samples,
                            max_concurrent_trials=cfg.max_concurrent_trials, trial_dirname_creator=_dirname,
                            trial_name_creator=_dirname)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from laborlm.config import apply_overrides, build, flatten
@@ -295,7 +296,8 @@ def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
         tuner = tune.Tuner(
             trainable, param_space=param_space(cfg), tune_config=_tune_config(cfg),
             run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=1)),
+                                      failure_config=tune.FailureConfig(max_failures=1),
+                                      callbacks=[ReclaimPlacementGroups(folder)]),
         )
     grid = tuner.fit()
     errors = [str(r.error) for r in grid if r.error is not None]
@@ -328,6 +330,46 @@ def _tune_config(cfg: SweepConfig) -> Any:
     return tune.TuneConfig(metric=OBJECTIVE, mode="min", scheduler=scheduler, num_samples=cfg.asha.num_samples,
                            max_concurrent_trials=cfg.max_concurrent_trials, trial_dirname_creator=_dirname,
                            trial_name_creator=_dirname)
+
+
+class ReclaimPlacementGroups(Callback):  # type: ignore[misc]
+    """Remove the Ray Train placement groups of trials that ended, once Tune has killed their actors.
+
+    A trial stopped by ASHA is killed inside its Ray Train run, and Train V2 leaves the worker group's
+    placement group reserved (ray-project/ray#54305): on a small cluster the next trials then wait forever for
+    CPUs. Each phase records its group's id in the trial folder (``training.loop.PLACEMENT_GROUP_FILE``);
+    ``grace_s`` after a trial ends, whatever of those groups still exists is removed.
+    """
+
+    def __init__(self, sweep_folder: Path, grace_s: float = 20.0) -> None:
+        self.trials = Path(sweep_folder) / "trials"
+        self.grace_s = grace_s
+        self.due: list[tuple[float, str]] = []
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.due.append((time.monotonic() + self.grace_s, trial_key(dict(trial.config))))
+
+    on_trial_error = on_trial_complete
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        now = time.monotonic()
+        ready = [key for when, key in self.due if when <= now]
+        self.due = [(when, key) for when, key in self.due if when > now]
+        for key in ready:
+            self.reclaim(key)
+
+    def reclaim(self, key: str) -> None:
+        import ray
+        from ray.util.placement_group import PlacementGroup, placement_group_table
+
+        from laborlm.training.loop import PLACEMENT_GROUP_FILE
+
+        table = placement_group_table()
+        for path in (self.trials / key).glob(f"*/{PLACEMENT_GROUP_FILE}"):
+            group_id = path.read_text().strip()
+            if table.get(group_id, {}).get("state") == "CREATED":
+                ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
+                logger.info("trial %s ended: removed its leftover Ray Train placement group %s", key, group_id)
 
 
 def _dirname(trial: Any) -> str:

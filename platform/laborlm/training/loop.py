@@ -69,6 +69,7 @@ VALID_BEST_LOSS = "valid/best_loss"  # the best valid/loss so far: the model the
 INITIAL_VALID_LOSS = "valid/initial_loss"  # before the first step (eval_at_start)
 
 STATE_FILE = "state.json"
+PLACEMENT_GROUP_FILE = "placement_group.id"  # the running phase's worker placement group (see _record_placement_group)
 MODEL_DIR = "model"  # in every checkpoint: the best model so far, ready for from_pretrained
 _STATE_FORMAT = "laborlm.train/1"
 _TRAINABLE = "trainable.safetensors"
@@ -417,6 +418,19 @@ class _PhaseRun:
                   f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}")
         return tokenizer, engine, precision
 
+    def _record_placement_group(self) -> None:
+        """Write the worker group's placement group id to ``<out_dir>/<phase>/placement_group.id`` (rank 0).
+
+        A supervisor that kills this run from outside (a Tune trial stopped by ASHA) reclaims the group's
+        resources with it: Ray Train V2 leaves that placement group behind (ray-project/ray#54305).
+        """
+        group = ray.util.get_current_placement_group()
+        if self.rank != 0 or group is None:
+            return
+        folder = Path(self.job.config.out_dir) / self.job.phase
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / PLACEMENT_GROUP_FILE).write_text(group.id.hex())
+
     def _restore(self, engine: Engine) -> LoopState:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
@@ -464,6 +478,7 @@ class _PhaseRun:
 
     def _run(self) -> None:
         job, phase = self.job, self.phase
+        self._record_placement_group()
         tokenizer, engine, precision = self._setup()
         state = self._restore(engine)
         self._open_tracker(precision, engine)

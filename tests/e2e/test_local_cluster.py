@@ -47,8 +47,8 @@ def test_quickstart_submitted_to_a_local_cluster_lands_in_its_mlflow(tmp_path: P
         monkeypatch.chdir(REPO)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", state.mlflow_uri)  # forwarded to the job by `laborlm submit`
         code = main(["submit", "jobs/quickstart.yaml", f"out_dir={tmp_path / 'qs'}", *QUICK,
-                     "--address", state.dashboard_url, "--quiet-logs", "--timeout", "1200"])
-        assert code == 0, (folder / "ray-head.log").read_text()[-2000:]
+                     "--address", state.dashboard_url, "--timeout", "1200"])  # job logs: captured stdout
+        assert code == 0
 
         experiment = _get(state.mlflow_uri, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="laborlm")
         exp_id = experiment["experiment"]["experiment_id"]  # type: ignore[index]

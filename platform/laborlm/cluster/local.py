@@ -156,6 +156,8 @@ def up(cfg: ClusterConfig) -> ClusterState:
                        "and read every run; prefer 127.0.0.1 with an SSH tunnel", cfg.host)
     temp = _temp_dir(folder)
     env = dict(os.environ)
+    # Jobs run `laborlm ...` through a shell: the nodes find the commands of this Python's environment first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     # A cluster on loopback is private to this machine's users; token auth would need every client configured.
     env.setdefault("RAY_AUTH_MODE", "disabled" if cfg.host in LOOPBACK else env.get("RAY_AUTH_MODE", "token"))
     env.pop("RAY_ADDRESS", None)
@@ -191,6 +193,7 @@ def add_node(state: ClusterState, *, cpus: int, name: str, env: dict[str, str] |
     env = dict(env or os.environ)
     env.pop("RAY_ADDRESS", None)
     env.setdefault("RAY_AUTH_MODE", "disabled")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     folder = Path(state.folder)
     cmd = [_ray_bin(), "start", "--address", state.ray_address, "--block", "--node-ip-address", state.host,
            "--num-cpus", str(cpus), "--disable-usage-stats"]

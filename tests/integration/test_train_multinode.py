@@ -25,6 +25,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 STEPS = 8
 
 
+def _checkpoints(storage: Path) -> list[Path]:
+    """Ray Train's checkpoint folders (not its checkpoint_manager_snapshot.json beside them)."""
+    return [p for p in storage.glob("*/checkpoint_*") if p.is_dir()]
+
+
 def _kill_node(pgid: int) -> None:
     """SIGKILL the node's `ray start` group and every descendant (its raylet and workers): a lost machine."""
     table = _process_table()
@@ -46,7 +51,7 @@ def test_zero3_across_two_nodes_survives_losing_one(tmp_path: Path) -> None:
                              workers=1, worker_cpus=2, mlflow=False))
     storage = tmp_path / "shared-storage"
     try:
-        cmd = [sys.executable, "-m", "laborlm", "train", "jobs/train_tiny.yaml", "--address", state.ray_address,
+        cmd = [sys.executable, "-m", "laborlm", "train", "--address", state.ray_address, "jobs/train_tiny.yaml",
                f"out_dir={tmp_path / 'run'}", f"checkpoint.storage_path={storage}", "checkpoint.max_failures=3",
                "strategy.kind=zero3", "strategy.num_workers=2", "strategy.cpus_per_worker=1",
                "strategy.placement=STRICT_SPREAD", "finetune.enabled=false", "tracking.enabled=false",
@@ -58,7 +63,7 @@ def test_zero3_across_two_nodes_survives_losing_one(tmp_path: Path) -> None:
         driver = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], env=env,
                                   stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 900
-        while not list(storage.glob("*/checkpoint_*")):
+        while not _checkpoints(storage):
             assert driver.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint written in time"
             time.sleep(0.5)
@@ -68,7 +73,7 @@ def test_zero3_across_two_nodes_survives_losing_one(tmp_path: Path) -> None:
     finally:
         down(folder)
 
-    checkpoints = sorted(storage.glob("*/checkpoint_*"), key=lambda p: p.stat().st_mtime)
+    checkpoints = sorted(_checkpoints(storage), key=lambda p: p.stat().st_mtime)
     saved = json.loads((checkpoints[-1] / STATE_FILE).read_text())
     assert saved["world_size"] == 2 and saved["strategy"] == "zero3"
     assert saved["state"]["step"] == STEPS

@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ["survey_people=200", "resume_people=400", "test_people=5", "models=markov1", "register_as=laborlm-e2e",
-         "train_overrides=block_size=128,pretrain.max_steps=4,finetune.max_steps=2,pretrain.eval_every_steps=2,"
-         "finetune.eval_every_steps=2,pretrain.eval_blocks=4,finetune.eval_blocks=4,pretrain.warmup_steps=1,"
-         "finetune.warmup_steps=1,tokenizer_vocab_size=512"]
+         ("train_overrides=block_size=128,pretrain.max_steps=4,finetune.max_steps=2,pretrain.eval_every_steps=2,"
+          "finetune.eval_every_steps=2,pretrain.eval_blocks=4,finetune.eval_blocks=4,pretrain.warmup_steps=1,"
+          "finetune.warmup_steps=1,tokenizer_vocab_size=512")]
 
 
 def _get(uri: str, path: str, **query: str) -> dict[str, object]:

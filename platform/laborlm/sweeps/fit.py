@@ -143,8 +143,8 @@ def to_markdown(result: dict[str, Any], title: str) -> str:
     cells, models, fractions = result["cells"], result["models"], result["fractions"]
     people = {f: next(c[D_KEY] for c in cells if c["data_fraction"] == f) for f in fractions}
     lines = [f"# Scaling study {title}", "",
-             f"Test next-occupation perplexity (mean over seeds); the oracle's is **{result['oracle_perplexity']:.3f}** "
-             "(the irreducible term of every fit).", "",
+             (f"Test next-occupation perplexity (mean over seeds); the oracle's is "
+              f"**{result['oracle_perplexity']:.3f}** (the irreducible term of every fit)."), "",
              "| model (non-embedding params) | " + " | ".join(f"{people[f]:,} people ({f:g})" for f in fractions) + " |",
              "|---|" + "---:|" * len(fractions)]
     for m in models:

@@ -300,7 +300,7 @@ def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
                                       callbacks=[ReclaimPlacementGroups(folder)]),
         )
     grid = tuner.fit()
-    errors = [str(r.error) for r in grid if r.error is not None]
+    errors = [str(grid[i].error) for i in range(len(grid)) if grid[i].error is not None]
     rows = collect_results(folder)
     logger.info("sweep %s: %d trials finished, %d errored, %.0f s", cfg.name, len(rows), len(errors),
                 time.monotonic() - started)
@@ -332,7 +332,7 @@ def _tune_config(cfg: SweepConfig) -> Any:
                            trial_name_creator=_dirname)
 
 
-class ReclaimPlacementGroups(Callback):  # type: ignore[misc]
+class ReclaimPlacementGroups(Callback):
     """Remove the Ray Train placement groups of trials that ended, once Tune has killed their actors.
 
     A trial stopped by ASHA is killed inside its Ray Train run, and Train V2 leaves the worker group's
@@ -501,7 +501,7 @@ def data_volume(corpus: Path, tokenizer: str, fraction: float) -> dict[str, int]
     return {"people": people, "tokens": tokens}
 
 
-class ForwardToTune(TuneReportCallback):  # type: ignore[misc]
+class ForwardToTune(TuneReportCallback):
     """A Ray Train callback: each report of the phase's run goes to the enclosing Tune trial.
 
     Ray's ``TuneReportCallback`` plus the phase's name and, for the last phase, the validation loss under
@@ -509,7 +509,7 @@ class ForwardToTune(TuneReportCallback):  # type: ignore[misc]
     """
 
     def __init__(self, phase: str, *, last: bool) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.phase, self.last = phase, last
         self.evaluations = 0
 

@@ -221,17 +221,13 @@ def _node_count(state: ClusterState) -> int:
 
 
 def _start_mlflow(cfg: ClusterConfig, state: ClusterState, folder: Path) -> None:
-    mlflow_dir = folder / "mlflow"
-    (mlflow_dir / "mlartifacts").mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", cfg.host, "--port", str(cfg.mlflow_port),
-           "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}", "--artifacts-destination",
-           str(mlflow_dir / "mlartifacts"), "--workers", "1"]
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    state.groups["mlflow"] = _spawn(cmd, folder / "mlflow-server.log", env)
-    state.mlflow_uri = f"http://{cfg.host}:{cfg.mlflow_port}"
+    """The tracking server of ``laborlm.tracking.server`` (SQLite + local artifacts), recorded for ``down``."""
+    from laborlm.tracking.server import start_mlflow_server
+
+    server = start_mlflow_server(folder / "mlflow", host=cfg.host, port=cfg.mlflow_port, timeout=120)
+    state.groups["mlflow"] = server.process.pid  # its own session: pid == process group
+    state.mlflow_uri = server.uri
     _save(state)
-    _wait_http(f"{state.mlflow_uri}/health", 120, "the MLflow server", folder / "mlflow-server.log",
-               state.groups["mlflow"])
 
 
 def _save(state: ClusterState) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 from laborlm import __version__
 from laborlm.errors import CheckpointError, LaborLMError
 from laborlm.models.registry import saved_model_kind
+from laborlm.tracking.mlflow_tracker import mlflow_uri
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +71,6 @@ def pip_requirements() -> list[str]:
         except PackageNotFoundError:
             pins.append(str(req))
     return pins
-
-
-def _set_uri(tracking_uri: str | None) -> None:
-    """Point MLflow's tracking and registry at one store (SQLite file or server); None keeps MLflow's own
-    default (``MLFLOW_TRACKING_URI``)."""
-    import mlflow
-
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
 
 
 def _experiment_id(client: Any, tracking_uri: str | None, experiment: str) -> str:
@@ -126,26 +117,26 @@ def register_model(
 
     path = Path(saved_model_dir).resolve()
     kind = saved_model_kind(path)  # fails fast, before any run is created, on a folder that is not a model
-    _set_uri(tracking_uri)
-    client = MlflowClient()
-    if run_id is None:
-        exp_id = _experiment_id(client, tracking_uri, experiment)
-        run_id = client.create_run(exp_id, run_name=f"register-{name}", tags={"laborlm.kind": kind}).info.run_id
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(_MODEL_CODE),  # models from code: loading unpickles nothing
-            artifacts={ARTIFACT_KEY: str(path)},
-            pip_requirements=pip_requirements(),
-            signature=model_signature(),
-            metadata={"laborlm_kind": kind, "laborlm_version": __version__,
-                      "laborlm_career_schema": CAREER_JSON_SCHEMA},
-            registered_model_name=name,
-        )
-    version = str(info.registered_model_version)
-    client.set_model_version_tag(name, version, "laborlm.kind", kind)
-    if alias:
-        client.set_registered_model_alias(name, alias, version)
+    with mlflow_uri(tracking_uri):
+        client = MlflowClient()
+        if run_id is None:
+            exp_id = _experiment_id(client, tracking_uri, experiment)
+            run_id = client.create_run(exp_id, run_name=f"register-{name}", tags={"laborlm.kind": kind}).info.run_id
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(_MODEL_CODE),  # models from code: loading unpickles nothing
+                artifacts={ARTIFACT_KEY: str(path)},
+                pip_requirements=pip_requirements(),
+                signature=model_signature(),
+                metadata={"laborlm_kind": kind, "laborlm_version": __version__,
+                          "laborlm_career_schema": CAREER_JSON_SCHEMA},
+                registered_model_name=name,
+            )
+        version = str(info.registered_model_version)
+        client.set_model_version_tag(name, version, "laborlm.kind", kind)
+        if alias:
+            client.set_registered_model_alias(name, alias, version)
     logger.info("registered %s version %s (%s, run %s)%s", name, version, kind, run_id,
                 f" as @{alias}" if alias else "")
     return version
@@ -156,8 +147,7 @@ def promote(name: str, version: str | int, alias: str = CHAMPION, tracking_uri: 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    _set_uri(tracking_uri)
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         client.get_model_version(name, str(version))
         client.set_registered_model_alias(name, alias, str(version))
@@ -178,8 +168,7 @@ def resolve(uri: str, tracking_uri: str | None = None) -> RegisteredVersion:
     m = _MODELS_URI.match(uri)
     if m is None:
         raise LaborLMError(f"{uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-    _set_uri(tracking_uri)
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if m["alias"]:
             mv = client.get_model_version_by_alias(m["name"], m["alias"])
@@ -204,7 +193,8 @@ def load_predictor(model: str, tracking_uri: str | None = None) -> Any:
 
     version = resolve(model, tracking_uri)  # a clear error for an unknown name or alias
     logger.info("loading %s (version %s)", model, version.version)
-    python_model = mlflow.pyfunc.load_model(model).unwrap_python_model()
+    with mlflow_uri(tracking_uri):
+        python_model = mlflow.pyfunc.load_model(model).unwrap_python_model()
     loaded = getattr(python_model, "model", None)
     if loaded is None:
         raise CheckpointError(f"{model}: not a LaborLM pyfunc model ({type(python_model).__name__})")

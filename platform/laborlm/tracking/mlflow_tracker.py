@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,40 @@ def default_uri(run_dir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
 
 
+@contextmanager
+def mlflow_uri(uri: str | None) -> Iterator[None]:
+    """Point MLflow's global tracking and registry URIs (its fluent API) at ``uri`` for one block.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment, where it would outlive
+    the block, reach every subprocess and Ray job started later, and (through :func:`default_uri`) redirect
+    later runs to a server that may be gone. The previous URIs and environment are restored on exit. None
+    leaves MLflow's own default in place.
+    """
+    if not uri:
+        yield
+        return
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    # What was set explicitly (None: MLflow's own resolution), not the resolved values, so that the registry
+    # keeps following the tracking URI afterwards as it did before.
+    previous = (getattr(tracking_utils, "_tracking_uri", None), getattr(registry_utils, "_registry_uri", None))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 _INVALID_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
 
 
@@ -53,12 +88,9 @@ class MlflowTracker:
         parent_run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        import mlflow
         from mlflow.tracking import MlflowClient
 
-        self._mlflow = mlflow
         uri = config.tracking_uri or default_uri(run_dir)
-        mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(config.experiment)
         if exp is None:

@@ -12,6 +12,7 @@ import pytest
 from laborlm.cli import main
 from laborlm.errors import CheckpointError, LaborLMError
 from laborlm.serving.registry import pip_requirements, promote, register_model, resolve
+from laborlm.tracking.mlflow_tracker import mlflow_uri
 from unit.serving.test_careers import career, check_answer
 
 
@@ -57,8 +58,8 @@ def test_pyfunc_round_trip_through_the_alias(registered: str, tracking_uri: str)
     from mlflow.exceptions import MlflowException
 
     promote("serving-llm", registered, tracking_uri=tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.pyfunc.load_model("models:/serving-llm@champion")
+    with mlflow_uri(tracking_uri):  # not mlflow.set_tracking_uri: it would leak into later tests' environment
+        model = mlflow.pyfunc.load_model("models:/serving-llm@champion")
     signature = model.metadata.signature
     assert signature.params.to_dict() == [{"name": "top_k", "type": "long", "default": 5, "shape": None}]
     assert "history" in signature.inputs.input_names()

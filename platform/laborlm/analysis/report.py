@@ -87,13 +87,7 @@ def line_figure(
     if 0 < len(ticks) <= 12:
         ax.set_xticks(ticks)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _finish(plt, fig, ax, path, ylabel, title, legend_size=8)
 
 
 def bar_figure(path: Path, groups: list[str], bars: dict[str, list[float]], ylabel: str, title: str) -> Path:
@@ -106,9 +100,14 @@ def bar_figure(path: Path, groups: list[str], bars: dict[str, list[float]], ylab
         ax.bar(x, [0.0 if math.isnan(v) else v for v in values], width=width, label=label)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups)
+    return _finish(plt, fig, ax, path, ylabel, title, legend_size=7)
+
+
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, ylabel: str, title: str, *, legend_size: int) -> Path:
+    """Label, lay out, save (110 dpi) and close a figure; every analysis figure ends the same way."""
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

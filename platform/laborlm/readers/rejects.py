@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from laborlm.errors import InputDataError
+from laborlm.paths import open_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +58,20 @@ class ReadCounts:
 
 
 class RejectWriter:
-    """Appends rejected rows to a JSON-lines file, one object per row; use it as a context manager.
+    """Writes rejected rows to a JSON-lines file, one object per row; use it as a context manager.
 
-    The file (and its parent folders) is created on construction, so an empty rejects file is proof that a
-    run rejected nothing. Appending lets several inputs of one run share a single rejects file.
+    The file (and its parent folders) is created afresh on construction, truncating what an earlier run left
+    there, so an empty rejects file is proof that *this* run rejected nothing. Several inputs of one run
+    share a rejects file by sharing one writer.
+
+    Raises:
+        LaborLMError: the file cannot be created (a folder by that name, a read-only or missing place).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Held open across writes and closed by close()/__exit__: this class is the context manager.
-        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._file: IO[str] | None = open_output_file(self.path, "rejects file")
         self.rows_written = 0
 
     def write(self, problem: InputDataError) -> None:

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from laborlm.errors import InputDataError
+from laborlm.errors import InputDataError, LaborLMError
 from laborlm.readers import ReadCounts, RejectWriter, read_panel
 
 
-def test_reject_writer_appends_json_lines_and_counts(tmp_path: Path) -> None:
+def test_reject_writer_writes_json_lines_and_counts(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "run" / "rejects.jsonl"
     with RejectWriter(path) as rejects:
         assert path.exists()  # an empty rejects file proves nothing was rejected
         rejects.write(InputDataError("a.csv", 3, "year", "not an integer year", "19x0"))
         rejects.write_all([InputDataError("a.csv", None, None, "whole file", None)])
         assert rejects.rows_written == 2
-    with RejectWriter(path) as rejects:  # a second input of the same run appends
+        # a second input of the same run shares the writer
         rejects.write(InputDataError("b.csv", 2, "wage", "not a finite number", float("inf")))
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert records[0] == {
@@ -55,3 +55,18 @@ def test_input_data_error_from_a_reader_survives_pickling(tmp_path: Path) -> Non
     assert [getattr(back, f) for f in fields] == [getattr(err, f) for f in fields]
     assert (back.row, back.field, back.value, back.more) == (3, "year", "19x1", 1)
     assert str(back) == str(err)
+
+
+def test_each_run_writes_its_rejects_file_afresh(tmp_path: Path) -> None:
+    """Issue 16 defect 3: a clean run must not leave an earlier run's rejects in place."""
+    path = tmp_path / "rejects.jsonl"
+    with RejectWriter(path) as rejects:
+        rejects.write(InputDataError("a.csv", 3, "year", "not an integer year", "19x0"))
+    with RejectWriter(path):
+        pass  # a run that rejected nothing
+    assert path.read_text(encoding="utf-8") == ""
+
+
+def test_reject_writer_refuses_a_folder_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(LaborLMError, match="rejects file is a folder"):
+        RejectWriter(tmp_path)

@@ -79,8 +79,8 @@ DEFAULT_SPLITS = SplitConfig()
 
 
 def is_career_folder(path: Path) -> bool:
-    """A folder with at least one ``{train,valid,test}.job`` file."""
-    return any((path / f"{split}.job").is_file() for split in schema.SPLITS)
+    """A folder with at least one CAREER split file (``{train,valid,test}.{job,year,...}``)."""
+    return any(_OWNED.match(p.name) and p.is_file() for p in path.iterdir())
 
 
 def read_career_files(
@@ -102,6 +102,17 @@ def read_career_files(
     """
     folder = Path(path)
     splits = [s for s in schema.SPLITS if (folder / f"{s}.job").is_file()]
+    for split in schema.SPLITS:
+        # A split's other files without its .job would silently drop that split's persons.
+        orphans = [f"{split}.{k}" for k in KINDS if k != "job" and _file(folder, split, k).is_file()]
+        if split not in splits and orphans:
+            raise InputDataError(
+                str(_file(folder, split, "job")),
+                None,
+                schema.OCCUPATION,
+                f"missing file: {', '.join(orphans)} {'is' if len(orphans) == 1 else 'are'} there but not "
+                f"{split}.job, which every split needs",
+            )
     if not splits:
         raise InputDataError(
             str(folder), None, None, "not a CAREER folder: no train.job, valid.job or test.job"

@@ -276,6 +276,20 @@ def test_missing_files(career_small: Path) -> None:
         read_panel(career_small)
 
 
+def test_split_files_without_their_job_file_are_an_error(career_small: Path, tmp_path: Path) -> None:
+    """Issue 16 defect 4: test.year etc. without test.job used to drop the test persons silently."""
+    (career_small / "test.job").unlink()
+    with pytest.raises(InputDataError, match="missing file: test.year, .* but not test.job") as info:
+        read_panel(career_small, rejects=None)
+    assert Path(info.value.path).name == "test.job"
+    # ... also when no split has a .job file at all (the folder is still recognised as CAREER files).
+    only = tmp_path / "only_years"
+    only.mkdir()
+    (only / "train.year").write_text("1990\n")
+    with pytest.raises(InputDataError, match="train.year is there but not train.job"):
+        read_panel(only)
+
+
 def test_non_utf8_career_file_names_the_line(career_small: Path, expect_problem: ExpectProblem) -> None:
     (career_small / "train.ethnicity").write_bytes(b"white\nbl\xe4ck\n")
     expect_problem(

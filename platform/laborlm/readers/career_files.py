@@ -14,8 +14,9 @@ file           column       content of a line
 ``.location``  region       one token
 ``.ethnicity`` race         one token
 ``.gender``    gender       one token
-``.person_id`` person_id    one token; LaborLM's addition, like the two below. Without it a person is
-                            ``{split}-{line:06d}``
+``.id``        person_id    one token; LaborLM's addition, like the two below, so that per-person results
+                            join back to the survey. Without it a person is ``{split}-{line:06d}``.
+                            ``.person_id``, the name LaborLM wrote before, is read the same way
 ``.source``    source       one token; without it, the ``source`` argument or the folder's name
 ``.birth_year`` birth_year  one token
 =============  ===========  ===============================================================================
@@ -32,8 +33,8 @@ without splits comes back with the splits ``splits.assign_splits`` gives it.
 Structure is checked before any value, and each failure names the file and the line: every file of a split
 has as many lines as its ``.job`` file, ends with a newline, has no empty line; a time-varying file has as
 many tokens on a line as the ``.job`` line; a static file has exactly one; years increase along a line; a
-``person_id`` is on one line only. A line count mismatch or missing final newline makes a file unusable
-(alignment is lost), so it is raised; a bad line rejects that person.
+``person_id`` is on one line only; a split's files need its ``.job`` file. A line count mismatch or missing
+final newline makes a file unusable (alignment is lost), so it is raised; a bad line rejects that person.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ logger = logging.getLogger(__name__)
 # File extension -> canonical column. Order is the order in which line problems are looked for.
 TIME_VARYING: dict[str, str] = {"job": schema.OCCUPATION, "year": schema.YEAR, "education": schema.EDUCATION}
 STATIC: dict[str, str] = {
-    "person_id": schema.PERSON_ID,
+    "id": schema.PERSON_ID,
     "source": schema.SOURCE,
     "location": schema.REGION,
     "ethnicity": schema.RACE,
@@ -73,7 +74,8 @@ KINDS: dict[str, str] = {**TIME_VARYING, **STATIC}
 _KIND_OF_FIELD = {column: kind for kind, column in KINDS.items()}
 NULL_TOKEN = "NA"
 _NOT_WRITTEN = (schema.WAGE, schema.WEIGHT, schema.ORACLE_LOGP)
-_OWNED = re.compile(rf"^({'|'.join(schema.SPLITS)})\.({'|'.join(KINDS)})$")
+LEGACY_ID = "person_id"  # the extension LaborLM wrote ids under before ``.id``; still read
+_OWNED = re.compile(rf"^({'|'.join(schema.SPLITS)})\.({'|'.join([*KINDS, LEGACY_ID])})$")
 _SHOWN_CHARS = 200  # of a bad line, in a reject record
 DEFAULT_SPLITS = SplitConfig()
 
@@ -101,10 +103,18 @@ def read_career_files(
             UTF-8 or lacks its final newline (always); a bad line or value when ``rejects`` is None.
     """
     folder = Path(path)
+    both = [s for s in schema.SPLITS if (folder / f"{s}.id").exists() and (folder / f"{s}.{LEGACY_ID}").exists()]
+    if both:
+        raise InputDataError(
+            str(folder / f"{both[0]}.{LEGACY_ID}"),
+            None,
+            schema.PERSON_ID,
+            f"both {both[0]}.id and {both[0]}.{LEGACY_ID} hold person ids; keep one",
+        )
     splits = [s for s in schema.SPLITS if (folder / f"{s}.job").is_file()]
     for split in schema.SPLITS:
         # A split's other files without its .job would silently drop that split's persons.
-        orphans = [f"{split}.{k}" for k in KINDS if k != "job" and _file(folder, split, k).is_file()]
+        orphans = [_file(folder, split, k).name for k in KINDS if k != "job" and _file(folder, split, k).is_file()]
         if split not in splits and orphans:
             raise InputDataError(
                 str(_file(folder, split, "job")),
@@ -195,7 +205,11 @@ class _SplitFiles:
 
 
 def _file(folder: Path, split: str, kind: str) -> Path:
-    return folder / f"{split}.{kind}"
+    """The file of one kind of one split; person ids may be under their legacy name ``.person_id``."""
+    path = folder / f"{split}.{kind}"
+    if kind == "id" and not path.exists() and (folder / f"{split}.{LEGACY_ID}").exists():
+        return folder / f"{split}.{LEGACY_ID}"
+    return path
 
 
 def _lines(path: Path) -> pa.Array:
@@ -303,14 +317,14 @@ def _years_out_of_order(year_tokens: pa.ListArray) -> np.ndarray:
 
 def _flag_repeated_ids(parts: list[_SplitFiles]) -> None:
     """A ``person_id`` on two lines would silently merge two careers: reject every line that repeats one."""
-    if not parts or "person_id" not in parts[0].tokens:
+    if not parts or "id" not in parts[0].tokens:
         return  # generated ids are unique by construction
     places: list[tuple[int, np.ndarray]] = []  # (part, 0-based lines still good)
     ids = []
     for k, part in enumerate(parts):
         lines = part.good_lines()
         places.append((k, lines))
-        ids.append(pc.list_flatten(part.tokens["person_id"].take(pa.array(lines))))
+        ids.append(pc.list_flatten(part.tokens["id"].take(pa.array(lines))))
     all_ids = pa.chunked_array(ids, pa.string())
     counts = pc.value_counts(all_ids)
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
@@ -322,12 +336,12 @@ def _flag_repeated_ids(parts: list[_SplitFiles]) -> None:
         part = parts[k]
         for j in np.flatnonzero(np.asarray(pc.is_in(part_ids, repeated))).tolist():
             pid = part_ids[j].as_py()
-            seen.setdefault(pid, []).append(f"{part.split}.person_id:{lines[j] + 1}")
+            seen.setdefault(pid, []).append(f"{part.path('id').name}:{lines[j] + 1}")
             hits.append((part, int(lines[j]), pid))
     for part, line, pid in hits:
-        here = f"{part.split}.person_id:{line + 1}"
+        here = f"{part.path('id').name}:{line + 1}"
         others = ", ".join(p for p in seen[pid] if p != here)
-        part.flag("person_id", np.array([line]), f"person_id is on more than one line (also {others})")
+        part.flag("id", np.array([line]), f"person_id is on more than one line (also {others})")
 
 
 def _rows(part: _SplitFiles, kinds: list[str], default_source: str) -> tuple[pa.Table, np.ndarray]:
@@ -339,7 +353,7 @@ def _rows(part: _SplitFiles, kinds: list[str], default_source: str) -> tuple[pa.
     for kind in kinds:
         flat = pc.list_flatten(part.tokens[kind].take(pa.array(keep)))
         columns[KINDS[kind]] = flat if kind in TIME_VARYING else flat.take(person_of_row)
-    if "person_id" not in kinds:
+    if "id" not in kinds:
         columns[schema.PERSON_ID] = pa.array([f"{part.split}-{i + 1:06d}" for i in keep], pa.string()).take(
             person_of_row
         )
@@ -357,7 +371,7 @@ def write_career_files(
 
     Persons go to the file of their ``split`` (null splits are derived with ``splits.assign_splits``), sorted
     by person_id, one line each. Special states are written with CAREER's tokens (``not_in_labor_force``,
-    ``education``). ``.job``, ``.year``, ``.person_id`` and ``.source`` are always written; each other
+    ``education``). ``.job``, ``.year``, ``.id`` and ``.source`` are always written; each other
     covariate only if some row has a value, with ``NA`` for a missing one. All three splits are written, empty
     when they have nobody, plus ``taxonomy.csv``. A folder this function wrote before is replaced.
 
@@ -386,7 +400,7 @@ def write_career_files(
             raise LaborLMError(
                 f"{column} {value!r} is empty or contains whitespace; CAREER files separate tokens by spaces"
             )
-    kinds = ["job", "year", "person_id", "source"] + [
+    kinds = ["job", "year", "id", "source"] + [
         k
         for k in ("education", "location", "ethnicity", "gender", "birth_year")
         if table.column(KINDS[k]).null_count < table.num_rows

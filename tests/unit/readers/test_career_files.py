@@ -90,8 +90,8 @@ def test_panel_to_career_files_to_panel_is_identical(tmp_path: Path) -> None:
         "ethnicity",
         "gender",
         "job",
+        "id",
         "location",
-        "person_id",
         "source",
         "year",
     ]
@@ -274,6 +274,53 @@ def test_missing_files(career_small: Path) -> None:
     (career_small / "test.gender").unlink()
     with pytest.raises(InputDataError, match="other splits have gender files"):
         read_panel(career_small)
+
+
+def test_id_files_keep_person_ids_and_are_checked_like_the_others(
+    career_small: Path, expect_problem: ExpectProblem
+) -> None:
+    """Issue 15 item 5: ``{split}.id`` carries the survey's person ids through CAREER files."""
+    for split, ids in (("train", "w17\nw42\n"), ("valid", "w3\n"), ("test", "w8\n")):
+        (career_small / f"{split}.id").write_text(ids)
+    read = read_panel(career_small)
+    assert persons(read.table) == ["w17", "w3", "w42", "w8"]
+    assert read.table.filter(pc.equal(read.table.column("person_id"), "w42")).num_rows == 4
+    assert str(career_small / "train.id") in map(str, read.files)
+
+    (career_small / "train.id").write_text("w17\n")  # one line short: alignment is lost
+    expect_problem(
+        read_with(career_small),
+        file="train.id",
+        row=2,
+        field="person_id",
+        reason="has 1 lines but train.job has 2",
+        whole_file=True,
+    )
+    (career_small / "train.id").write_text("w17\nw 42\n")  # two tokens: that person is rejected
+    expect_problem(
+        read_with(career_small),
+        file="train.id",
+        row=2,
+        field="person_id",
+        reason="a .id file holds one token per line, found 2",
+    )
+    (career_small / "valid.id").unlink()
+    with pytest.raises(InputDataError, match="missing file \\(other splits have id files\\)"):
+        read_panel(career_small)
+    (career_small / "valid.person_id").write_text("w3\n")  # the legacy name is read too ...
+    (career_small / "train.id").write_text("w17\nw42\n")
+    assert persons(read_panel(career_small).table) == ["w17", "w3", "w42", "w8"]
+    (career_small / "valid.id").write_text("w3\n")  # ... but never beside an .id file
+    with pytest.raises(InputDataError, match="both valid.id and valid.person_id"):
+        read_panel(career_small)
+
+
+def test_export_writes_id_files_that_carry_the_ids_back(tmp_path: Path) -> None:
+    table = hand_made_panel()
+    write_career_files(table, tmp_path / "career", Taxonomy.default())
+    assert (tmp_path / "career" / "train.id").read_text() == "ann\ndee\n"
+    assert not list((tmp_path / "career").glob("*.person_id"))
+    assert persons(read_panel(tmp_path / "career").table) == ["ann", "bob", "cy", "dee"]
 
 
 def test_split_files_without_their_job_file_are_an_error(career_small: Path, tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ FILE = st.one_of(
     st.lists(LINE, max_size=4).map(lambda lines: "".join(line + "\n" for line in lines)),
     st.lists(LINE, min_size=1, max_size=4).map("\n".join),  # no final newline
 )
-KINDS = ["job", "year", "education", "location", "ethnicity", "gender", "person_id", "birth_year"]
+KINDS = ["job", "year", "education", "location", "ethnicity", "gender", "id", "person_id", "birth_year"]
 
 
 @PROPERTY

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,8 @@ from laborlm.errors import ConfigError
 from laborlm.evaluation.compare import ComparisonTable
 from laborlm.evaluation.harness import evaluate_model
 from laborlm.evaluation.metrics import Metrics
-from laborlm.models.fitting import FitConfig
 from laborlm.models.neural import NeuralOccupationModel
-from laborlm.models.registry import REGISTRY, create_model
+from laborlm.models.registry import REGISTRY, FitOverrides, create_model, fit_config, is_counted
 from laborlm.readers import read_panel
 from laborlm.splits import SplitConfig, select_split
 from laborlm.tracking.mlflow_tracker import MlflowTracker, TrackingConfig
@@ -47,6 +46,7 @@ PRETRAINED_SUFFIX = "+pretrain"
 # Row labels in the paper's words (Figure 2a and Table 8).
 LABELS = {
     "oracle": "Oracle (exact DGP)",
+    "unigram": "Unigram (occupation frequencies)",
     "markov1": "Markov chain, order 1",
     "markov2": "Markov chain, order 2",
     "regression-one_stage": "Markov regression",
@@ -65,26 +65,6 @@ def label(name: str) -> str:
         text = f"CAREER-{arch} ({'two-stage' if base.endswith('two_stage') else 'vanilla'}{' + pretrain' if pretrained else ''})"
         return text
     return LABELS.get(base, base) + (" + pretrain" if pretrained else "")
-
-
-@dataclass(frozen=True)
-class FitOverrides:
-    """Training settings applied to every neural model on top of its registry defaults (App. G).
-
-    The registry's warm-ups (up to 5,000 steps) assume CAREER's 16k-token batches over hundreds of thousands of
-    person-years; on small synthetic surveys the quick configuration uses smaller batches and warm-ups.
-    """
-
-    max_tokens: int = 500  # padded person-years per batch
-    lr: float | None = 2e-3  # peak learning rate of models trained from scratch; None: each model's registry lr
-    lr_by_model: dict[str, float] = field(default_factory=lambda: {"regression": 5e-2})  # per architecture
-    # (registry name without -one_stage/-two_stage): a multinomial logit on one-hot features needs far larger
-    # steps than a deep network to reach its optimum in a few hundred updates.
-    warmup_steps: int | None = 100  # None: keep each model's registry warm-up
-    max_epochs: int = 30
-    patience: int | None = 3  # evaluations (epochs) without improvement before stopping
-    num_workers: int | None = None  # None: fit in-process; n: Ray Train with n workers (cluster runs)
-    use_gpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,8 +104,8 @@ class CareersBenchmarkConfig:
             base = name.removesuffix(PRETRAINED_SUFFIX)
             if base not in REGISTRY:
                 problems.append(f"models: unknown model {name!r}; known: {', '.join(REGISTRY)}")
-            elif name.endswith(PRETRAINED_SUFFIX) and base.startswith("markov"):
-                problems.append(f"models: {name!r}: Markov chains are counted, not pretrained")
+            elif name.endswith(PRETRAINED_SUFFIX) and is_counted(base):
+                problems.append(f"models: {name!r}: unigram and Markov models are counted, not pretrained")
         if not self.seeds:
             problems.append("seeds: at least one seed")
         if problems:
@@ -139,24 +119,6 @@ class BenchmarkResult:
     run_id: str | None
     markdown_path: Path
     json_path: Path
-
-
-def _fit_config(
-    base: FitConfig, cfg: CareersBenchmarkConfig, lr: float | None = None, epochs: int | None = None,
-    max_tokens: int | None = None, arch: str = "",
-) -> FitConfig:
-    o = cfg.fit
-    lr = lr or o.lr_by_model.get(arch)
-    return replace(
-        base,
-        max_tokens=max_tokens or o.max_tokens,
-        warmup_steps=base.warmup_steps if o.warmup_steps is None else o.warmup_steps,
-        max_epochs=epochs or o.max_epochs,
-        patience=o.patience,
-        num_workers=o.num_workers,
-        use_gpu=o.use_gpu,
-        lr=lr or o.lr or base.lr,
-    )
 
 
 def generate_preset_panel(preset: str, people: int | None, seed: int, out: Path, workers: int = 0) -> Path:
@@ -187,9 +149,7 @@ def _pretrain(name: str, cfg: CareersBenchmarkConfig, resumes: Path, out: Path) 
         return folder
     read = read_panel(resumes)
     split = SplitConfig(seed=cfg.data_seed)
-    entry = REGISTRY[name]
-    assert entry.fit is not None
-    fit = _fit_config(entry.fit, cfg, lr=cfg.pretrain_lr, epochs=cfg.pretrain_epochs, max_tokens=cfg.pretrain_max_tokens)
+    fit = fit_config(name, cfg.fit, lr=cfg.pretrain_lr, epochs=cfg.pretrain_epochs, max_tokens=cfg.pretrain_max_tokens)
     model = create_model(name, read.taxonomy, fit=fit, seed=seed)
     logger.info("pretraining %s (seed %d) on %d resume person-years", name, seed, read.table.num_rows)
     model.fit(select_split(read.table, "train", split), select_split(read.table, "valid", split))
@@ -242,7 +202,7 @@ def run_careers_benchmark(
             tracker.log_metrics({f"{preset}/{row}/{k}": v for k, v in metrics.flat().items()})
         for name in cfg.models:
             base = name.removesuffix(PRETRAINED_SUFFIX)
-            deterministic = base.startswith("markov")
+            deterministic = is_counted(base)
             for seed in cfg.seeds[:1] if deterministic else cfg.seeds:
                 metrics = _fit_and_score(name, base, seed, cfg, read.taxonomy, train, valid, test, resumes, out / preset)
                 table.add(label(name), preset, metrics.perplexity)
@@ -269,11 +229,7 @@ def _fit_and_score(
     name: str, base: str, seed: int, cfg: CareersBenchmarkConfig, taxonomy: Any, train: Any, valid: Any, test: Any,
     resumes: Path | None, out: Path,
 ) -> Metrics:
-    entry = REGISTRY[base]
-    fit = None
-    if entry.fit is not None:
-        lr = cfg.finetune_lr if name.endswith(PRETRAINED_SUFFIX) else None
-        fit = _fit_config(entry.fit, cfg, lr=lr, arch=base.rsplit("-", 1)[0])
+    fit = fit_config(base, cfg.fit, lr=cfg.finetune_lr if name.endswith(PRETRAINED_SUFFIX) else None)
     model = create_model(base, taxonomy, fit=fit, seed=seed)
     if name.endswith(PRETRAINED_SUFFIX):
         assert resumes is not None and isinstance(model, NeuralOccupationModel)

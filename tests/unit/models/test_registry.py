@@ -4,6 +4,7 @@ import pytest
 
 from laborlm.baselines.base import NextOccupationModel
 from laborlm.baselines.markov import MarkovModel
+from laborlm.baselines.unigram import UnigramModel
 from laborlm.models.neural import NeuralOccupationModel
 from laborlm.models.registry import REGISTRY, create_model, model_names
 from laborlm.occupations import Taxonomy
@@ -16,7 +17,8 @@ def test_every_registered_model_builds_and_implements_the_interface() -> None:
     for name in model_names():
         model = create_model(name, taxonomy)
         assert isinstance(model, NextOccupationModel) and model.name == name
-        assert isinstance(model, MarkovModel if name.startswith("markov") else NeuralOccupationModel)
+        kind = UnigramModel if name == "unigram" else MarkovModel if name.startswith("markov") else NeuralOccupationModel
+        assert isinstance(model, kind)
     pretrained = create_model("career-pretrained-two_stage", taxonomy)
     assert isinstance(pretrained, NeuralOccupationModel)
     n_params = sum(p.numel() for p in pretrained.network.parameters())

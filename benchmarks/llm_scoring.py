@@ -65,7 +65,7 @@ def tokenizer_on(panel: pa.Table, taxonomy: Taxonomy, vocab: int, root: Path) ->
         people={"psid": {"train": rendered.num_rows}}, chars=0,
         files=(OutputShard("part-00000.parquet", rendered.num_rows, (corpus / "part-00000.parquet").stat().st_size),),
     ).write(corpus)
-    return train_tokenizer(corpus, root / "tokenizer", TokenizerConfig(vocab_size=vocab))
+    return train_tokenizer(corpus, root / "tokenizer", TokenizerConfig(vocab_size=vocab, label_tokens=False))
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def main() -> None:
                      "pretrain.checkpoint_every_steps=null", "finetune.enabled=false", "tracking.enabled=false"]
         cfg = load_config(TrainConfig, None, overrides)
         corpus = prepare_corpus(cfg, "pretrain", cfg.pretrain)
-        tokenizer = prepare_tokenizer(cfg, corpus)
+        tokenizer = prepare_tokenizer(cfg, [corpus])
         # The plain loop runs with Ray stopped: Ray's idle processes would otherwise compete for the cores.
         ray.shutdown()
         torch.set_num_threads(args.threads or args.cpus)

@@ -1,11 +1,24 @@
-"""Tokenizers for career texts: train a byte-level BPE on a corpus, load any local HF tokenizer, map spans.
+"""Tokenizers for career texts: train a byte-level BPE on corpora, load any local HF tokenizer, map spans.
 
-    laborlm corpus tokenizer --corpus runs/corpus --out runs/tokenizer --vocab-size 4096
+    laborlm corpus tokenizer --corpus runs/corpus/resumes --corpus runs/corpus/psid --out runs/tokenizer
 
-:func:`train_tokenizer` trains on the *train* split only (so no valid/test text leaks into the vocabulary),
-with ``tokenizers`` locally (no hub), and saves a ``PreTrainedTokenizerFast`` that
-``AutoTokenizer.from_pretrained(path)`` loads. It prepends BOS to every text, as Llama's tokenizer does, so
-training documents and evaluation prompts start the same way; documents are separated by EOS when packed.
+:func:`train_tokenizer` trains on the *train* split only (so no valid/test text leaks into the vocabulary)
+of one or more corpora (resumes *and* surveys: a BPE fitted on resumes alone fragments the survey's own
+strings, e.g. its dataset tag and the special states that resumes never contain), with ``tokenizers``
+locally (no hub), and saves a ``PreTrainedTokenizerFast`` that ``AutoTokenizer.from_pretrained(path)``
+loads. It prepends BOS to every text, as Llama's tokenizer does, so training documents and evaluation
+prompts start the same way; documents are separated by EOS when packed.
+
+**Label tokens** (``TokenizerConfig.label_tokens``, the default): every scored string
+``" " + label + "\n"`` of the corpora's taxonomies (titles or codes, the three special states included) is
+added as one token. A next-occupation prediction is then one softmax over the vocabulary instead of a chain
+of ~6 sub-token predictions each of which a small model must get right, and scoring all K labels needs no
+trie pass at all. Measured on the quickstart's tiny model (issue 14): test perplexity 16.7 -> 13.0 at equal
+training time, scoring 4x faster. The scored strings are prefix-free (each ends with the only newline), so
+the added-token matcher can never cut one label inside another. ``laborlm_tokenizer.json`` records each
+label token's sub-token ids under the plain BPE, from which a pretrained model's new embedding rows are
+initialised (``training.models.build_model``). Multi-token titles (``label_tokens: false``) remain what an
+off-the-shelf LLM sees, LABOR-LLM's own setting.
 
 :func:`token_spans` maps the character spans of occupation labels (``corpus.render``) to token spans with
 the tokenizer's offset mapping. Convention (labor_llm_spec.md §5.2): a label's token span covers the
@@ -23,7 +36,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from laborlm.config import to_dict
 from laborlm.corpus.build import corpus_files, iter_texts
@@ -46,7 +59,8 @@ class TokenizerConfig:
     vocab_size: int = 4096  # byte-level BPE: 256 byte symbols + 3 specials + merges
     min_frequency: int = 2  # a merge must be seen this often
     split: str = "train"  # train only: valid/test text never shapes the vocabulary
-    max_documents: int | None = None  # None: every document of the split
+    max_documents: int | None = None  # None: every document of the split (per corpus)
+    label_tokens: bool = True  # every scored label string " {label}\n" is one added token (module docstring)
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,34 +82,41 @@ class TokenSpans:
     spans: tuple[tuple[int, int], ...]  # [T]
 
 
-def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, config: TokenizerConfig = TokenizerConfig()) -> Path:
-    """Train a byte-level BPE tokenizer on a corpus's texts of ``config.split`` and save it to ``out_dir``.
+def train_tokenizer(
+    corpus_dirs: str | Path | Sequence[str | Path], out_dir: str | Path, config: TokenizerConfig = TokenizerConfig()
+) -> Path:
+    """Train a byte-level BPE tokenizer on the ``config.split`` texts of one or more corpora; save it to ``out_dir``.
+
+    With ``config.label_tokens`` the scored string of every label of the corpora's taxonomies (as their
+    templates write them) is added as one token after the BPE is trained.
 
     Returns:
         ``out_dir``, loadable with :func:`load_tokenizer` or ``AutoTokenizer.from_pretrained``.
 
     Raises:
-        LaborLMError: the corpus is not built, or has no document in the split.
+        LaborLMError: a corpus is not built, or no corpus has a document in the split.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
-    files = corpus_files(corpus_dir)
-    manifest = read_manifest(corpus_dir)
+    dirs = [Path(corpus_dirs)] if isinstance(corpus_dirs, (str, Path)) else [Path(d) for d in corpus_dirs]
+    out_dir = Path(out_dir)
+    manifests = [read_manifest(d) for d in dirs]
+    files = [corpus_files(d) for d in dirs]
     documents = 0
 
     def texts() -> Iterator[list[str]]:
         nonlocal documents
-        left = config.max_documents
-        for batch in iter_texts(files, config.split, 4096):
-            if left is not None:
-                batch = batch[:left]
-                left -= len(batch)
-            documents += len(batch)
-            yield batch
-            if left is not None and left <= 0:
-                return
+        for corpus in files:
+            left = config.max_documents
+            for batch in iter_texts(corpus, config.split, 4096):
+                if left is not None:
+                    batch = batch[:left]
+                    left -= len(batch)
+                documents += len(batch)
+                yield batch
+                if left is not None and left <= 0:
+                    break
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -109,30 +130,89 @@ def train_tokenizer(corpus_dir: str | Path, out_dir: str | Path, config: Tokeniz
     )
     tokenizer.train_from_iterator(texts(), trainer=trainer)
     if documents == 0:
-        raise LaborLMError(f"{corpus_dir}: no {config.split} documents to train a tokenizer on")
+        raise LaborLMError(f"{', '.join(map(str, dirs))}: no {config.split} documents to train a tokenizer on")
     bos_id = tokenizer.token_to_id(BOS)
     # trim_offsets=False: a token's offsets cover exactly its characters, leading space included.
     tokenizer.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
         processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]),
     ])
+    bpe_size = tokenizer.get_vocab_size()
+    label_tokens: dict[str, list[int]] = {}
+    if config.label_tokens:
+        strings = sorted({OCCUPATION_SEPARATOR + label + LINE_END for d in dirs for label in corpus_labels(d)})
+        # Sub-token ids under the plain BPE, recorded before the labels become tokens of their own.
+        pieces = tokenizer.encode_batch(strings, add_special_tokens=False)
+        label_tokens = {s: list(e.ids) for s, e in zip(strings, pieces, strict=True)}
+        # normalized=False: matched on the raw text; the strings are prefix-free, so matching is unambiguous.
+        tokenizer.add_tokens([AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False)
+                              for s in strings])
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out_dir))
     info = {
-        "corpus": str(corpus_dir.resolve()),
-        "corpus_config_hash": manifest.config_hash if manifest else None,
-        "template": manifest.template if manifest else None,
+        "corpus": [str(d.resolve()) for d in dirs],
+        "corpus_config_hash": [m.config_hash if m else None for m in manifests],
+        "template": [m.template if m else None for m in manifests],
         "documents": documents,
         "vocab_size": tokenizer.get_vocab_size(),
+        "bpe_vocab_size": bpe_size,
         "config": to_dict(config),
+        # label string -> its sub-token ids under the plain BPE (embedding initialisation of pretrained models)
+        "label_tokens": {s: {"id": tokenizer.token_to_id(s), "pieces": ids} for s, ids in label_tokens.items()},
     }
     (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    logger.info("tokenizer: %d tokens trained on %d %s documents of %s -> %s",
-                tokenizer.get_vocab_size(), documents, config.split, corpus_dir, out_dir)
+    logger.info("tokenizer: %d tokens (%d BPE + %d label tokens) trained on %d %s documents of %s -> %s",
+                tokenizer.get_vocab_size(), bpe_size, len(label_tokens), documents, config.split,
+                ", ".join(map(str, dirs)), out_dir)
     return out_dir
+
+
+def extend_tokenizer(base: str | Path, corpus_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """A pretrained model's own tokenizer plus one added token per label of the corpora (module docstring).
+
+    The pieces each label had under ``base`` are recorded, so the model's new embedding rows can start at the
+    mean of its pieces' (``training.models.build_model``) rather than at random.
+    """
+    from tokenizers import AddedToken
+
+    tokenizer = load_tokenizer(base)
+    strings = sorted({OCCUPATION_SEPARATOR + label + LINE_END for d in corpus_dirs for label in corpus_labels(d)})
+    pieces = tokenizer(strings, add_special_tokens=False)["input_ids"]
+    tokenizer.add_tokens([AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False)
+                          for s in strings])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(out_dir))
+    info = {"base": str(base), "corpus": [str(Path(d).resolve()) for d in corpus_dirs],
+            "vocab_size": len(tokenizer),
+            "label_tokens": {s: {"id": tokenizer.convert_tokens_to_ids(s), "pieces": list(ids)}
+                             for s, ids in zip(strings, pieces, strict=True)}}
+    (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    logger.info("tokenizer: %s plus %d label tokens -> %s", base, len(strings), out_dir)
+    return out_dir
+
+
+def corpus_labels(corpus_dir: str | Path) -> tuple[str, ...]:
+    """The K labels a built corpus's template writes for its taxonomy (what scoring reads off)."""
+    from laborlm.corpus.manifest import TAXONOMY_FILE, TEMPLATE_FILE
+    from laborlm.corpus.template import load_template
+    from laborlm.occupations.taxonomy import Taxonomy
+
+    corpus_dir = Path(corpus_dir)
+    taxonomy = Taxonomy.from_csv(corpus_dir / TAXONOMY_FILE)
+    return load_template(corpus_dir / TEMPLATE_FILE).occupation_labels(taxonomy)
+
+
+def read_tokenizer_info(folder: str | Path) -> dict[str, Any]:
+    """``laborlm_tokenizer.json`` of a tokenizer trained here ({} for any other tokenizer)."""
+    path = Path(folder) / INFO_FILE
+    if not path.is_file():
+        return {}
+    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return info
 
 
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:

@@ -250,7 +250,8 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     finetune = corpus([survey], cfg.survey)
     tokenizer = folder / "tokenizer"
     if not (tokenizer / "tokenizer.json").is_file():
-        train_tokenizer(pretrain, tokenizer, TokenizerConfig(vocab_size=cfg.tokenizer_vocab_size))
+        # Resumes and the survey: the survey's dataset tag and special states are absent from resumes.
+        train_tokenizer([pretrain, finetune], tokenizer, TokenizerConfig(vocab_size=cfg.tokenizer_vocab_size))
 
     parent_id, uri = None, None
     if cfg.tracking.enabled:
@@ -393,7 +394,8 @@ def _dump(cfg: SweepConfig) -> str:
 
 # --- trial ---------------------------------------------------------------------------------------------------
 
-OBJECTIVE = "objective/valid_loss"  # the last phase's validation loss, for ASHA (absent from other reports)
+OBJECTIVE = "objective/valid_occupation_perplexity"  # the last phase's valid occupation perplexity (its valid
+#                                                      loss where that is not measured), for ASHA
 OBJECTIVE_TIME = "objective/evaluations"  # ASHA's time axis: evaluations of the last phase so far
 
 
@@ -504,8 +506,9 @@ def data_volume(corpus: Path, tokenizer: str, fraction: float) -> dict[str, int]
 class ForwardToTune(TuneReportCallback):
     """A Ray Train callback: each report of the phase's run goes to the enclosing Tune trial.
 
-    Ray's ``TuneReportCallback`` plus the phase's name and, for the last phase, the validation loss under
-    :data:`OBJECTIVE`, so ASHA compares trials on the phase that decides the outcome.
+    Ray's ``TuneReportCallback`` plus the phase's name and, for the last phase, the valid occupation
+    perplexity (what users read; the whole-text loss is dominated by the template) under :data:`OBJECTIVE`,
+    so ASHA compares trials on the phase that decides the outcome.
     """
 
     def __init__(self, phase: str, *, last: bool) -> None:
@@ -518,6 +521,6 @@ class ForwardToTune(TuneReportCallback):
         first["phase"] = self.phase
         if self.last and mn.VALID_LOSS in first:
             self.evaluations += 1
-            first[OBJECTIVE] = first[mn.VALID_LOSS]
+            first[OBJECTIVE] = first.get(mn.VALID_OCCUPATION_PERPLEXITY, first[mn.VALID_LOSS])
             first[OBJECTIVE_TIME] = self.evaluations
         super().after_report(run_context, [first], checkpoint)

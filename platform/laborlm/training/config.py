@@ -170,9 +170,14 @@ class PhaseConfig:
     schedule: Schedule = "cosine"  # after warm-up: cosine to min_lr_ratio * lr, lr / sqrt(step), or flat
     warmup_steps: int = 20  # linear warm-up from lr / warmup_steps
     min_lr_ratio: float = 0.1  # cosine floor, as a fraction of lr
-    eval_every_steps: int | None = 50  # validation loss (and best-model selection) every N steps; null: at the end
+    eval_every_steps: int | None = 50  # validation (and best-model selection) every N steps; null: at the end
     eval_blocks: int | None = 256  # validation blocks over all workers; null: the whole valid split
     eval_at_start: bool = True  # also evaluate before the first step, so "did validation loss fall" is visible
+    occupation_eval_people: int | None = 200  # valid persons whose occupation perplexity is scored at each
+    #   evaluation (training.occupation_eval; with label tokens ~1 s for 200 PSID persons); null: off
+    select_on: Literal["occupation_perplexity", "loss"] = "occupation_perplexity"  # what picks the best model
+    #   (and early-stops); occupation_perplexity needs occupation_eval_people, else valid loss is used
+    early_stopping_patience: int | None = None  # stop after N evaluations without a better best model; null: never
     checkpoint_every_steps: int | None = 50  # null: only at the end
     log_every_steps: int = 10  # train loss, lr and tokens/s to MLflow
 
@@ -194,7 +199,8 @@ class PhaseConfig:
             problems.append(f"warmup_steps: must be >= 0, got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             problems.append(f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
-        for name in ("eval_every_steps", "eval_blocks", "checkpoint_every_steps"):
+        for name in ("eval_every_steps", "eval_blocks", "checkpoint_every_steps", "occupation_eval_people",
+                     "early_stopping_patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name}: must be >= 1 or null, got {value}")
@@ -223,9 +229,11 @@ class TrainConfig:
     out_dir: Path = Path("runs/train")  # models, tokenizer, synthetic data, MLflow store (local default)
     run_name: str | None = None  # null: train-<model>-s<seed>-<config hash>; same name + storage resumes
     seed: int = 0  # the one seed: initialisation (same on every rank), dropout (offset by rank)
-    tokenizer: str | None = None  # tokenizer folder or cached model id; null: a byte-level BPE trained on the
-    #                               first phase's train split (or the model's own with model.path)
-    tokenizer_vocab_size: int = 4096  # when the tokenizer is trained here
+    tokenizer: str | None = None  # tokenizer folder or cached model id; null: a byte-level BPE trained on every
+    #                               phase's train split (or, with model.path, the model's own plus label tokens)
+    tokenizer_vocab_size: int = 4096  # BPE merges when the tokenizer is trained here (label tokens come on top)
+    tokenizer_label_tokens: bool = True  # every occupation label (titles or codes, special states included) is
+    #   one added token (corpus.tokenizer); false: titles stay multi-token, as an off-the-shelf LLM reads them
     block_size: int = 64  # tokens per packed training block
     micro_batch_size: int = 8  # blocks per worker per forward pass
     grad_accum_steps: int = 1  # micro-batches per optimiser step; global batch = micro * accum * workers

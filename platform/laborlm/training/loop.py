@@ -58,6 +58,7 @@ from laborlm.tracking import metric_names as mn
 from laborlm.training.config import PhaseConfig, TrainConfig
 from laborlm.training.deepspeed import fill_deepspeed_config, load_template
 from laborlm.training.models import apply_lora, build_model, write_model_info
+from laborlm.training.occupation_eval import OccupationEvalSpec, OccupationEvaluator
 from laborlm.training.schedule import lr_lambda
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ logger = logging.getLogger(__name__)
 # Keys of Ray Train reports (and MLflow metrics beyond tracking.metric_names).
 STEP = "train/step"  # optimiser steps taken in this phase
 EPOCH = "train/epoch"  # completed passes over the train split
-VALID_BEST_LOSS = "valid/best_loss"  # the best valid/loss so far: the model the checkpoint's model/ holds
+VALID_BEST_LOSS = "valid/best_loss"  # the lowest valid/loss so far (selection may be on occupation perplexity)
+BEST_STEP = "valid/best_step"  # the step of the model the checkpoint's model/ holds
+STOPPED_EARLY = "train/stopped_early"  # 1.0 when early stopping ended the phase before max_steps
 INITIAL_VALID_LOSS = "valid/initial_loss"  # before the first step (eval_at_start)
 
 STATE_FILE = "state.json"
@@ -90,6 +93,7 @@ class PhaseJob:
     init_path: str | None  # weights to start from (a previous phase's model); None: config.model
     has_valid: bool  # the corpus has a valid split (else the last model is the best)
     model_info: dict[str, Any] = field(default_factory=dict)  # template, taxonomy, corpus: into laborlm_model.json
+    occupation_eval: OccupationEvalSpec | None = None  # valid persons scored at each evaluation (None: off)
     taxonomy_file: str | None = None  # the corpus's taxonomy.csv, copied next to the exported model
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None  # None: no tracking
@@ -112,9 +116,14 @@ class LoopState:
     epoch: int = 0  # completed passes over this rank's shard
     batches_in_epoch: int = 0  # micro-batches of the current epoch consumed (skipped on resume)
     tokens: int = 0  # real (unpadded) training tokens seen, all ranks
-    best_valid_loss: float | None = None
+    best_valid_loss: float | None = None  # the lowest valid loss seen (whichever model was selected)
     initial_valid_loss: float | None = None
     last_valid_loss: float | None = None
+    best_score: float | None = None  # the selection metric of the best model (occupation perplexity or loss)
+    best_step: int | None = None  # the step of the best model (the one model/ holds)
+    best_metrics: dict[str, float] = field(default_factory=dict)  # the valid metrics of the best model
+    evals_since_best: int = 0  # evaluations since the best model improved (early stopping)
+    stopped_early: bool = False  # the phase ended before max_steps (early_stopping_patience)
     resumes: int = 0  # times this phase was restored from a checkpoint (worker-group restarts and re-runs)
 
 
@@ -377,6 +386,7 @@ class _PhaseRun:
         self.device = ray.train.torch.get_device() if self.cfg.strategy.use_gpu else torch.device("cpu")
         self.best_dir = Path(tempfile.mkdtemp(prefix=f"laborlm-best-{job.phase}-"))
         self.tracker: Any = None
+        self.evaluator: OccupationEvaluator | None = None
         self.throughput: float | None = None  # tokens/s of the last log window, all workers
         self.exported = False  # a best model exists (every checkpoint carries one, so True after a restore)
 
@@ -397,6 +407,10 @@ class _PhaseRun:
         cfg, job = self.cfg, self.job
         if self.device.type == "cpu" and not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")  # silence DeepSpeed's accelerator probe on CPU
+        if self.device.type == "cpu":
+            # Workers share the cores: one torch thread per reserved CPU (2 threads per process beside other
+            # work measured 3-10x slower on 2 cores, issue 14).
+            torch.set_num_threads(max(1, int(cfg.strategy.cpus_per_worker)))
         precision = resolve_precision(cfg.strategy.precision, self.device)
         tokenizer = load_tokenizer(job.tokenizer)
         # The same initial weights on every rank (ZeRO-3 partitions each rank's own copy) ...
@@ -416,6 +430,15 @@ class _PhaseRun:
         self.log0("%s: %s on %d worker(s), %s, %s parameters (%s trainable)", job.phase, cfg.strategy.kind,
                   self.world, precision, f"{sum(p.numel() for p in model.parameters()):,}",
                   f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}")
+        if job.occupation_eval is not None:
+            try:
+                self.evaluator = OccupationEvaluator(job.occupation_eval, engine.module, tokenizer, rank=self.rank,
+                                                     world=self.world, partitioned=engine.partitioned)
+            except LaborLMError as exc:  # e.g. a tokenizer that cannot score labels apart from their context
+                logger.warning("%s: no occupation perplexity during training: %s", job.phase, exc)
+            else:
+                self.log0("%s: occupation perplexity of %d valid persons at each evaluation", job.phase,
+                          self.evaluator.total_people)
         return tokenizer, engine, precision
 
     def _record_placement_group(self) -> None:
@@ -489,14 +512,15 @@ class _PhaseRun:
         if phase.eval_at_start and state.step == 0 and valid_shard is not None:
             loss = self._evaluate(engine, valid_shard)
             state.initial_valid_loss = state.last_valid_loss = loss
-            self._log_metrics({mn.VALID_LOSS: loss, INITIAL_VALID_LOSS: loss}, 0)
-            self.log0("%s step 0: valid loss %.4f", job.phase, loss)
+            start = {mn.VALID_LOSS: loss, INITIAL_VALID_LOSS: loss, **self._occupation_metrics()}
+            self._log_metrics(start, 0)
+            self.log0("%s step 0: valid loss %.4f%s", job.phase, loss, _occupation_text(start))
 
         batches = micro_batches(train_shard, state, self.cfg.micro_batch_size, self.device, job.phase)
         window = {"loss": 0.0, "n": 0, "tokens": 0, "seconds": 0.0}
         since_report = {"loss": 0.0, "n": 0}
         engine.train_mode(True)
-        while state.step < phase.max_steps:
+        while state.step < phase.max_steps and not state.stopped_early:
             started = time.perf_counter()
             lr = engine.lr()
             for micro in range(self.cfg.grad_accum_steps):
@@ -523,6 +547,13 @@ class _PhaseRun:
                 self._evaluate_and_report(engine, tokenizer, valid_shard, state, since_report, eval_due, ckpt_due)
                 since_report = {"loss": 0.0, "n": 0}
                 reported = final
+            patience = phase.early_stopping_patience
+            if not final and patience is not None and state.evals_since_best >= patience:
+                # Every rank sees the same all-reduced metrics, so every rank stops at the same step.
+                state.stopped_early = True
+                self.log0("%s: early stop at step %d: no better model in %d evaluations (best at step %s)",
+                          job.phase, state.step, patience, state.best_step)
+                reported = False  # the last checkpoint must record the stop
         if not reported:
             # A restarted group with nothing left to do still hands back its checkpoint (and best model).
             self._evaluate_and_report(engine, tokenizer, valid_shard, state, since_report, False, True)
@@ -549,6 +580,18 @@ class _PhaseRun:
         engine.train_mode(True)
         total = self._all_reduce(total)
         return float(total[0] / total[1]) if total[1] > 0 else math.nan
+
+    def _selection_key(self) -> str:
+        """The valid metric that picks the best model: occupation perplexity when it is measured, else loss."""
+        if self.phase.select_on == "occupation_perplexity" and self.evaluator is not None:
+            return mn.VALID_OCCUPATION_PERPLEXITY
+        return mn.VALID_LOSS
+
+    def _occupation_metrics(self) -> dict[str, float]:
+        """The ``valid/`` occupation metrics of the current model ({} when not measured); a collective."""
+        if self.evaluator is None:
+            return {}
+        return self.evaluator.evaluate(self._all_reduce)
 
     def _all_reduce(self, values: torch.Tensor) -> torch.Tensor:
         if dist.is_available() and dist.is_initialized():
@@ -586,7 +629,8 @@ class _PhaseRun:
             shutil.copy(self.job.taxonomy_file, self.best_dir / "taxonomy.csv")
         write_model_info(self.best_dir, {
             **self.job.model_info, "phase": self.job.phase, "run_name": self.job.run_name, "step": state.step,
-            "valid_loss": state.last_valid_loss, "kind": "lora_adapter" if lora else "full",
+            "valid_loss": state.last_valid_loss, "valid": state.best_metrics if state.best_step == state.step else {},
+            "kind": "lora_adapter" if lora else "full",
             "base_model": self.job.init_path or self.cfg.model.path or self.cfg.model.size,
         })
 
@@ -599,14 +643,28 @@ class _PhaseRun:
         if eval_due and valid_shard is not None:
             loss = self._evaluate(engine, valid_shard)
             state.last_valid_loss = loss
-            metrics[mn.VALID_LOSS] = loss
+            valid = {mn.VALID_LOSS: loss, mn.VALID_PERPLEXITY: math.exp(min(loss, 50.0)),
+                     **self._occupation_metrics()}
+            metrics.update(valid)
             if not math.isnan(loss) and (state.best_valid_loss is None or loss < state.best_valid_loss):
-                state.best_valid_loss, improved = loss, True
-            self._log_metrics({mn.VALID_LOSS: loss, mn.VALID_PERPLEXITY: math.exp(min(loss, 50.0))}, state.step)
-            self.log0("%s step %d: valid loss %.4f (best %.4f)", self.job.phase, state.step, loss,
-                      state.best_valid_loss if state.best_valid_loss is not None else math.nan)
+                state.best_valid_loss = loss
+            score = valid.get(self._selection_key(), math.nan)
+            if not math.isnan(score) and (state.best_score is None or score < state.best_score):
+                state.best_score, state.best_step, state.best_metrics = score, state.step, dict(valid)
+                state.evals_since_best, improved = 0, True
+            else:
+                state.evals_since_best += 1
+            self._log_metrics(valid, state.step)
+            self.log0("%s step %d: valid loss %.4f%s (best %s %.4f at step %s)", self.job.phase, state.step, loss,
+                      _occupation_text(valid), self._selection_key(),
+                      state.best_score if state.best_score is not None else math.nan, state.best_step)
         if state.best_valid_loss is not None:
             metrics[VALID_BEST_LOSS] = state.best_valid_loss
+        if state.best_step is not None:
+            metrics[BEST_STEP] = state.best_step
+        if mn.VALID_OCCUPATION_PERPLEXITY in state.best_metrics:
+            metrics[mn.VALID_BEST_OCCUPATION_PERPLEXITY] = state.best_metrics[mn.VALID_OCCUPATION_PERPLEXITY]
+        metrics[STOPPED_EARLY] = float(state.stopped_early)
         if state.initial_valid_loss is not None:
             metrics[INITIAL_VALID_LOSS] = state.initial_valid_loss
         if self.throughput is not None:
@@ -661,3 +719,12 @@ class _PhaseRun:
                 pass
             time.sleep(0.2)
         logger.warning("no checkpoint registered in %s after %.0f s; failing anyway", snapshot, timeout_s)
+
+
+def _occupation_text(metrics: dict[str, float]) -> str:
+    """``, occupation perplexity 12.3 (raw 14.1, outside 0.05)`` for the log, or nothing when not measured."""
+    if mn.VALID_OCCUPATION_PERPLEXITY not in metrics:
+        return ""
+    return (f", occupation perplexity {metrics[mn.VALID_OCCUPATION_PERPLEXITY]:.2f} "
+            f"(raw {metrics[mn.VALID_OCCUPATION_PERPLEXITY_RAW]:.2f}, outside mass "
+            f"{metrics[mn.VALID_OUTSIDE_MASS]:.3f}, label-token loss {metrics[mn.VALID_LABEL_TOKEN_LOSS]:.3f})")

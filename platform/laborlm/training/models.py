@@ -96,8 +96,7 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, bloc
             raise ConfigError(f"model {str(source)!r}: not a local causal LM folder or cached model id ({exc})"
                               ) from None
         if len(tokenizer) > int(model.get_input_embeddings().num_embeddings):
-            raise ConfigError(f"model {str(source)!r}: vocabulary {model.get_input_embeddings().num_embeddings} "
-                              f"is smaller than the tokenizer's {len(tokenizer)}")
+            add_label_embeddings(model, tokenizer, source)
     else:
         assert config.size is not None
         cfg = llama_config(config.size, vocab_size=len(tokenizer), max_positions=config.max_positions or block_size,
@@ -113,6 +112,31 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, bloc
         model.config.use_cache = False
     out: PreTrainedModel = model
     return out
+
+
+def add_label_embeddings(model: Any, tokenizer: PreTrainedTokenizerBase, source: str | Path) -> None:
+    """Grow a pretrained model's vocabulary to the tokenizer's; each new label token starts at the mean of
+    the embeddings (input and output) of the pieces the label had before (``corpus.tokenizer.extend_tokenizer``).
+
+    Raises:
+        ConfigError: the tokenizer is larger than the model and its extra tokens are not recorded label tokens.
+    """
+    import torch
+
+    from laborlm.corpus.tokenizer import read_tokenizer_info
+
+    old = int(model.get_input_embeddings().num_embeddings)
+    labels = read_tokenizer_info(str(getattr(tokenizer, "name_or_path", ""))).get("label_tokens", {})
+    new = {int(v["id"]): [int(i) for i in v["pieces"]] for v in labels.values() if int(v["id"]) >= old}
+    if len(tokenizer) - old != len(new) or any(i >= old for pieces in new.values() for i in pieces):
+        raise ConfigError(f"model {str(source)!r}: vocabulary {old} is smaller than the tokenizer's "
+                          f"{len(tokenizer)}, and the extra tokens are not label tokens added to its own tokenizer")
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+            for token, pieces in new.items():
+                matrix[token] = matrix[pieces].mean(dim=0)
+    logger.info("model %s: %d label tokens added, embeddings initialised from their pieces", source, len(new))
 
 
 def apply_lora(model: PreTrainedModel, config: LoraConfig) -> Any:

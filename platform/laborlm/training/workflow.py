@@ -36,6 +36,7 @@ from laborlm.config import dump_yaml
 from laborlm.errors import CheckpointError, LaborLMError
 from laborlm.training.config import PhaseConfig, TrainConfig
 from laborlm.training.loop import MODEL_DIR, STATE_FILE, PhaseJob, train_loop_per_worker
+from laborlm.training.occupation_eval import OccupationEvalSpec
 from laborlm.training.models import is_adapter, merge_adapter, read_model_info
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ class TrainResult:
             best = p.metrics.get("valid/best_loss")
             start = p.metrics.get("valid/initial_loss")
             loss = f", valid loss {start:.3f} -> best {best:.3f}" if best is not None and start is not None else ""
+            occupation = p.metrics.get("valid/best_occupation_perplexity")
+            if occupation is not None:
+                loss += (f", best valid occupation perplexity {occupation:.2f} at step "
+                         f"{int(p.metrics.get('valid/best_step', 0))}")
             parts.append(f"{name}: step {int(p.metrics.get('train/step', 0))}{loss} -> {p.model_dir}")
         return f"{self.run_name}: " + "; ".join(parts)
 
@@ -105,7 +110,7 @@ def run_training(config: TrainConfig, *, failure: FailureInjection | None = None
     run_name = config.default_run_name()
     (out_dir / "config.yaml").write_text(dump_yaml(config, kind="train"), encoding="utf-8")
     corpora = {name: prepare_corpus(config, name, phase) for name, phase in config.phases()}
-    tokenizer = prepare_tokenizer(config, corpora[config.phases()[0][0]])
+    tokenizer = prepare_tokenizer(config, list(corpora.values()))
 
     parent = None
     if config.tracking.enabled:
@@ -161,17 +166,22 @@ def prepare_corpus(config: TrainConfig, name: str, phase: PhaseConfig) -> Path:
     return corpus
 
 
-def prepare_tokenizer(config: TrainConfig, corpus: Path) -> str:
-    """``config.tokenizer``, the model's own (``model.path``), or a BPE trained on ``corpus`` (reused if there)."""
+def prepare_tokenizer(config: TrainConfig, corpora: Sequence[Path]) -> str:
+    """``config.tokenizer``; else the model's own (``model.path``) with the corpora's label tokens added; else a
+    BPE trained on every corpus's train split (reused when ``<out_dir>/tokenizer`` exists)."""
     if config.tokenizer is not None:
         return config.tokenizer
-    if config.model.path is not None:
+    if config.model.path is not None and not config.tokenizer_label_tokens:
         return config.model.path
-    from laborlm.corpus.tokenizer import TokenizerConfig, train_tokenizer
+    from laborlm.corpus.tokenizer import TokenizerConfig, extend_tokenizer, train_tokenizer
 
     folder = Path(config.out_dir).resolve() / "tokenizer"
     if not (folder / "tokenizer.json").is_file():
-        train_tokenizer(corpus, folder, TokenizerConfig(vocab_size=config.tokenizer_vocab_size))
+        if config.model.path is not None:
+            extend_tokenizer(config.model.path, corpora, folder)
+        else:
+            train_tokenizer(corpora, folder, TokenizerConfig(vocab_size=config.tokenizer_vocab_size,
+                                                             label_tokens=config.tokenizer_label_tokens))
     return str(folder)
 
 
@@ -189,8 +199,8 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
     phase_dir = out_dir / name
     model_dir = phase_dir / MODEL_DIR
     done = read_model_info(model_dir)
-    if done.get("run_name") == run_name and done.get("final_step") == phase.max_steps:
-        logger.info("%s: %s already trained to step %d; reusing %s", name, run_name, phase.max_steps, model_dir)
+    if done.get("run_name") == run_name and done.get("completed"):
+        logger.info("%s: %s already trained (step %d); reusing %s", name, run_name, done.get("final_step"), model_dir)
         return PhaseResult(name, run_name, model_dir, _init_dir(phase_dir, model_dir, init, config),
                            dict(done.get("metrics", {})), None, done.get("mlflow_run_id"))
 
@@ -221,6 +231,8 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
         model_info={"template": manifest.template.get("name"), "taxonomy": manifest.taxonomy.get("name"),
                     "corpus_config_hash": manifest.config_hash},
         taxonomy_file=str(corpus / "taxonomy.csv"),
+        occupation_eval=(OccupationEvalSpec(str(corpus), phase.occupation_eval_people)
+                         if has_valid and phase.occupation_eval_people else None),
         tracking_uri=child.tracking_uri if child else None, mlflow_run_id=child.run_id if child else None,
         fail_at_step=failure.step if failure else None, fail_marker=str(failure.marker) if failure else None,
         fail_rank=failure.rank if failure else 1,
@@ -259,7 +271,8 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.copytree(Path(folder) / MODEL_DIR, model_dir)
     info = read_model_info(model_dir)
-    info.update({"final_step": state["state"]["step"], "metrics": metrics,
+    info.update({"final_step": state["state"]["step"], "completed": True, "metrics": metrics,
+                 "stopped_early": state["state"].get("stopped_early", False),
                  "mlflow_run_id": child.run_id if child else None})
     from laborlm.training.models import write_model_info
 

@@ -94,6 +94,8 @@ def write_corpus(panel: pa.Table, taxonomy: Taxonomy, template: Template, out: P
         pa.array(["train"] * rendered.num_rows, pa.string()),
     )
     pq.write_table(rendered, out / "part-00000.parquet")
+    taxonomy.to_csv(out / "taxonomy.csv")
+    (out / "template.yaml").write_text(template.to_yaml(), encoding="utf-8")
     CorpusManifest(
         config_hash="test",
         config={},
@@ -174,7 +176,8 @@ def build_world(root: Path, train_steps: int = 40) -> TinyWorld:
     tok_dir = train_tokenizer(
         write_corpus(pa.concat_tables([train, every]), taxonomy, template, root / "corpus"),
         root / "tokenizer",
-        TokenizerConfig(vocab_size=700, min_frequency=2),
+        # Multi-token titles: these tests exercise the trie scorer (label tokens: tests/unit/corpus).
+        TokenizerConfig(vocab_size=700, min_frequency=2, label_tokens=False),
     )
     tokenizer = load_tokenizer(tok_dir)
     model = tiny_llama(len(tokenizer))

@@ -3,6 +3,7 @@
     laborlm quickstart                      # the main job on the embedded defaults
     laborlm data {import,export,validate,stats,synth} ...
     laborlm corpus {build,tokenizer} ...
+    laborlm fit MODEL --panel PANEL --out DIR [--pretrain-panel RESUMES] [key=value ...]
     laborlm evaluate --model DIR --panel DIR
     laborlm predict --model models:/NAME@champion|DIR --input careers.jsonl [--top-k 5]
     laborlm registry {register,promote} ...
@@ -346,6 +347,19 @@ def _cmd_quickstart(a: argparse.Namespace) -> int:
 # --- models -------------------------------------------------------------------------------------------------
 
 
+def _cmd_fit(a: argparse.Namespace) -> int:
+    from laborlm.config import apply_overrides, build
+    from laborlm.workflows.fit import FitJobConfig, run_fit
+
+    data: dict[str, Any] = {"model": a.model, "panel": a.panel, "out": a.out, "pretrain_panel": a.pretrain_panel,
+                            "tracking": {"enabled": not a.no_mlflow, "tracking_uri": a.tracking_uri}}
+    cfg = build(FitJobConfig, apply_overrides(FitJobConfig, data, list(a.overrides)), source="command line")
+    if cfg.fit.num_workers:
+        _init_ray(a.address, None)
+    print(run_fit(cfg).line())
+    return 0
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from laborlm.config import build
     from laborlm.workflows.evaluate import EvaluateConfig, run_evaluate
@@ -526,6 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. strategy.kind=zero3 finetune.lora=true")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
 
+    s = add(sub, "fit", _cmd_fit, "fit a registry model on a panel's train split (valid for early stopping); save it")
+    s.add_argument("model", help="registry name: unigram, markov1, markov2, regression-two_stage, career-small-two_stage, ...")
+    s.add_argument("--panel", required=True, help="panel to fit on (from `laborlm data import`, Parquet/CSV, CAREER files)")
+    s.add_argument("--out", required=True, help="the saved model folder (evaluate, predict, registry register, analyze)")
+    s.add_argument("--pretrain-panel", help="resume panel to pretrain a neural model (CAREER) on first; same taxonomy")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite beside the output folder)")
+    s.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    s.add_argument("--address", help="Ray cluster address when fit.num_workers is set (default: local Ray)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. seed=1 split_seed=0 fit.max_epochs=10 fit.num_workers=2")
+    s.set_defaults(trailing_overrides=True)
+
     s = add(sub, "evaluate", _cmd_evaluate, "score a saved model on a panel split; write metrics.json; log to MLflow")
     s.add_argument("--model", required=True, help="saved model folder")
     s.add_argument("--panel", required=True, help="panel to score")
@@ -628,7 +653,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     for k, v in _ENV_DEFAULTS.items():
         os.environ.setdefault(k, v)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "trailing_overrides", False) and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]  # `laborlm fit MODEL --panel P --out D key=value`: after the options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.fn(args))

@@ -296,6 +296,8 @@ def _load_trained_lm(path: Path) -> NextOccupationModel:
             f"{path}: a `laborlm train` model without taxonomy.csv; copy the training corpus's taxonomy.csv here"
         )
     taxonomy = Taxonomy.from_csv(path / "taxonomy.csv")
+    if isinstance(info.get("taxonomy"), str):
+        taxonomy.name = info["taxonomy"]  # the corpus's name for it (occ1990dd, ...), not the file's stem
     template_name = info.get("template")
     if (path / "template.yaml").is_file():
         template = load_template(path / "template.yaml")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from laborlm.tracking.params import loggable_dict, loggable_params
+
 logger = logging.getLogger(__name__)
 
 _MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
@@ -108,9 +110,10 @@ class MlflowTracker:
         logger.info("MLflow run %s (%s) at %s", run_name, self.run_id, uri)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log ``params`` (through :func:`laborlm.tracking.params.loggable_params`: no ``tracking.*``, no secrets)."""
         from mlflow.entities import Param
 
-        items = [Param(mlflow_key(k), str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()]
+        items = [Param(mlflow_key(k), str(v)[:_MAX_PARAM_LEN]) for k, v in loggable_params(params).items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run.info.run_id, params=items[i : i + 100])
 
@@ -131,7 +134,7 @@ class MlflowTracker:
             self.client.log_artifact(self.run.info.run_id, str(path), artifact_path)
 
     def log_dict(self, data: Mapping[str, Any], name: str) -> None:
-        self.client.log_dict(self.run.info.run_id, dict(data), name)
+        self.client.log_dict(self.run.info.run_id, loggable_dict(data), name)
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run.info.run_id, status=status)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from laborlm.tracking.mlflow_tracker import TrackingConfig, default_uri, mlflow_key
+from laborlm.tracking.params import loggable_dict, loggable_params
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class AttachedRun:
 
         existing = self.client.get_run(str(self.run_id)).data.params
         # Params are immutable in MLflow: a restarted worker group logs only what is not there yet.
-        items = [Param(mlflow_key(k), str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()
+        items = [Param(mlflow_key(k), str(v)[:_MAX_PARAM_LEN]) for k, v in loggable_params(params).items()
                  if mlflow_key(k) not in existing]
         for i in range(0, len(items), 100):
             self.client.log_batch(str(self.run_id), params=items[i : i + 100])
@@ -56,7 +57,7 @@ class AttachedRun:
             self.client.log_artifact(str(self.run_id), str(path), artifact_path)
 
     def log_dict(self, data: Mapping[str, Any], name: str) -> None:
-        self.client.log_dict(str(self.run_id), dict(data), name)
+        self.client.log_dict(str(self.run_id), loggable_dict(data), name)
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(str(self.run_id), status=status)

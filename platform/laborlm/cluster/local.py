@@ -12,7 +12,13 @@ groups, then kills any process still naming the cluster's temp folder (Ray's wor
 groups), so it never touches another Ray on the machine, unlike ``ray stop``.
 
 Everything binds 127.0.0.1 unless ``--host`` says otherwise, which logs a warning: Ray's dashboard and job API
-run arbitrary code for whoever reaches them, and the MLflow server has no authentication.
+run arbitrary code for whoever reaches them, and the MLflow server has no authentication. "Everything" includes
+what Ray starts behind the head and each node (GCS, raylets, dashboard and runtime-env agents, workers, the Ray
+Client server): see ``laborlm.cluster.loopback`` for why that takes more than ``--node-ip-address 127.0.0.1``.
+
+``up`` refuses to start when one of its ports is taken (naming the holder), and counts a server as ready only
+when the process listening on its port is one it started: a second cluster on the same ports must fail, not
+report the first cluster's health as its own. ``status`` reports health only for the processes of its folder.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from laborlm.cluster.loopback import RAY_CLUSTER_SWITCH, check_ports_free, is_loopback, listening_sockets
 from laborlm.errors import ConfigError, LaborLMError
 
 logger = logging.getLogger(__name__)
@@ -47,6 +55,7 @@ class ClusterConfig:
     ray_port: int = 6379  # GCS
     dashboard_port: int = 8265  # dashboard and Job Submission API
     mlflow_port: int = 5000
+    client_port: int = 10001  # Ray Client server (bound to host like the rest)
     head_cpus: int | None = None  # logical CPUs of the head; None: the machine's
     workers: int = 0  # extra Ray nodes on this machine (a second `ray start --address`), for multi-node tests
     worker_cpus: int = 1
@@ -54,7 +63,7 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("ray_port", "dashboard_port", "mlflow_port"):
+        for name in ("ray_port", "dashboard_port", "mlflow_port", "client_port"):
             if not 0 < getattr(self, name) < 65536:
                 problems.append(f"{name}: not a port: {getattr(self, name)}")
         if self.workers < 0 or self.worker_cpus < 1 or (self.head_cpus is not None and self.head_cpus < 1):
@@ -104,19 +113,43 @@ def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> int:
     return process.pid
 
 
-def _wait_http(url: str, timeout: float, what: str, log: Path, pid: int) -> None:
+def _cluster_env(host: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every process of the cluster (and, through Ray, of its workers and job drivers)."""
+    env = dict(os.environ if base is None else base)
+    env.pop("RAY_ADDRESS", None)
+    # Jobs run `laborlm ...` through a shell: the nodes find the commands of this Python's environment first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # A cluster on loopback is private to this machine's users; token auth would need every client configured.
+    env.setdefault("RAY_AUTH_MODE", "disabled" if host in LOOPBACK else env.get("RAY_AUTH_MODE", "token"))
+    if is_loopback(host):
+        env[RAY_CLUSTER_SWITCH] = "0"  # keep Ray's node address (and so every server) on loopback
+    return env
+
+
+def _wait_http(url: str, timeout: float, what: str, log: Path, pid: int,
+               owner: ClusterState | None = None, ports: tuple[int, ...] = ()) -> None:
+    """Wait until ``url`` answers 200 and, with ``owner``, every one of ``ports`` is held by its processes.
+
+    The second condition is what makes readiness mean *ours*: a server of another cluster on the same port
+    answers the URL too, while the process we started is dying of ``address already in use``.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
             raise LaborLMError(f"{what} exited while starting; see {log}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
+                if response.status == 200 and (owner is None or set(ports) <= _own_ports(owner)):
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
     raise LaborLMError(f"{what} did not answer {url} within {timeout:.0f} s; see {log}")
+
+
+def _own_ports(state: ClusterState) -> set[int]:
+    """TCP ports the processes of this cluster listen on."""
+    return {port for _, _, _, port in listening_sockets(started_processes(state))}
 
 
 def _alive(pid: int) -> bool:
@@ -151,29 +184,30 @@ def up(cfg: ClusterConfig) -> ClusterState:
     old = read_state(folder)
     if old is not None and any(_alive(pid) for pid in old.groups.values()):
         raise LaborLMError(f"a cluster from {folder} is running ({old.dashboard_url}); `laborlm cluster down` first")
-    if cfg.host not in LOOPBACK:
+    if not is_loopback(cfg.host):
         logger.warning("binding Ray and MLflow to %s: anyone who reaches these ports can run code on this cluster "
                        "and read every run; prefer 127.0.0.1 with an SSH tunnel", cfg.host)
+    ports = {"Ray GCS": cfg.ray_port, "dashboard": cfg.dashboard_port, "Ray Client": cfg.client_port}
+    if cfg.mlflow:
+        ports["MLflow"] = cfg.mlflow_port
+    check_ports_free(cfg.host, ports)  # before anything starts: a clash is reported, not half-started
     temp = _temp_dir(folder)
-    env = dict(os.environ)
-    # Jobs run `laborlm ...` through a shell: the nodes find the commands of this Python's environment first.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    # A cluster on loopback is private to this machine's users; token auth would need every client configured.
-    env.setdefault("RAY_AUTH_MODE", "disabled" if cfg.host in LOOPBACK else env.get("RAY_AUTH_MODE", "token"))
-    env.pop("RAY_ADDRESS", None)
+    env = _cluster_env(cfg.host)
     state = ClusterState(str(folder), cfg.host, str(temp), f"{cfg.host}:{cfg.ray_port}",
                          f"http://{cfg.host}:{cfg.dashboard_port}", None)
     ray = _ray_bin()
     try:
         head = [ray, "start", "--head", "--block", "--node-ip-address", cfg.host, "--port", str(cfg.ray_port),
                 "--dashboard-host", cfg.host, "--dashboard-port", str(cfg.dashboard_port), "--include-dashboard",
-                "true", "--temp-dir", str(temp), "--disable-usage-stats"]
+                "true", "--ray-client-server-port", str(cfg.client_port), "--temp-dir", str(temp),
+                "--disable-usage-stats"]
         if cfg.head_cpus is not None:
             head += ["--num-cpus", str(cfg.head_cpus)]
         state.groups["head"] = _spawn(head, folder / "ray-head.log", env)
         _save(state)
         _wait_http(f"{state.dashboard_url}/api/version", 180, "the Ray head", folder / "ray-head.log",
-                   state.groups["head"])
+                   state.groups["head"], owner=state,
+                   ports=(cfg.ray_port, cfg.dashboard_port, cfg.client_port))
         for i in range(1, cfg.workers + 1):
             add_node(state, cpus=cfg.worker_cpus, name=f"node-{i}", env=env)
         if cfg.mlflow:
@@ -190,12 +224,11 @@ def up(cfg: ClusterConfig) -> ClusterState:
 def add_node(state: ClusterState, *, cpus: int, name: str, env: dict[str, str] | None = None,
              timeout: float = 120.0) -> int:
     """One more Ray node on this machine joined to the head (what an autoscaler does on a real cluster)."""
-    env = dict(env or os.environ)
-    env.pop("RAY_ADDRESS", None)
-    env.setdefault("RAY_AUTH_MODE", "disabled")
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = _cluster_env(state.host, env)
     folder = Path(state.folder)
-    cmd = [_ray_bin(), "start", "--address", state.ray_address, "--block", "--node-ip-address", state.host,
+    # On loopback, Ray's own `ray start` would refuse to join (or leave loopback): see laborlm.cluster.loopback.
+    ray = [sys.executable, "-m", "laborlm.cluster.loopback"] if is_loopback(state.host) else [_ray_bin()]
+    cmd = [*ray, "start", "--address", state.ray_address, "--block", "--node-ip-address", state.host,
            "--num-cpus", str(cpus), "--disable-usage-stats"]
     before = _node_count(state)
     pgid = _spawn(cmd, folder / f"ray-{name}.log", env)
@@ -328,13 +361,22 @@ def status(folder: Path) -> dict[str, Any]:
         return {"running": False, "folder": str(Path(folder).resolve())}
     out: dict[str, Any] = {"running": True, "folder": state.folder, "ray_address": state.ray_address,
                            "dashboard_url": state.dashboard_url, "mlflow_uri": state.mlflow_uri,
-                           "processes": {n: _alive(p) for n, p in state.groups.items()},
-                           "ray_nodes_alive": _node_count(state)}
+                           "processes": {n: _alive(p) for n, p in state.groups.items()}}
+    # Ask a URL only while a process of this folder holds its port: otherwise whatever else listens there
+    # (another cluster) would answer, and its health would be reported as ours.
+    own = _own_ports(state) if any(out["processes"].values()) else set()
+    out["ray_nodes_alive"] = _node_count(state) if _port_of(state.dashboard_url) in own else 0
     if state.mlflow_uri:
-        try:
-            with urllib.request.urlopen(f"{state.mlflow_uri}/health", timeout=3) as response:
-                out["mlflow_healthy"] = response.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            out["mlflow_healthy"] = False
+        out["mlflow_healthy"] = False
+        if _port_of(state.mlflow_uri) in own:
+            try:
+                with urllib.request.urlopen(f"{state.mlflow_uri}/health", timeout=3) as response:
+                    out["mlflow_healthy"] = response.status == 200
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
     out["running"] = any(out["processes"].values())
     return out
+
+
+def _port_of(url: str) -> int | None:
+    return urllib.parse.urlsplit(url).port

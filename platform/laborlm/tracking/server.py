@@ -77,11 +77,19 @@ def start_mlflow_server(folder: Path, *, host: str = "127.0.0.1", port: int | No
                         timeout: float = 90.0) -> MlflowServer:
     """Start ``mlflow server`` with ``folder/mlflow.db`` and ``folder/mlartifacts``; wait until /health answers.
 
+    Ready means answered by *this* server: its process tree holds the port. Another server already on the
+    port would answer /health while ours dies of ``address already in use``, so a taken port is refused first.
+
     Raises:
-        LaborLMError: the server exited or did not answer within ``timeout`` seconds (its log is named).
+        LaborLMError: the port is taken, or the server exited or did not answer within ``timeout`` seconds
+            (its log is named).
     """
+    from laborlm.cluster.loopback import check_ports_free
+
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    if port:
+        check_ports_free(host, {"MLflow": port})
     port = port or free_port(host)
     backend = f"sqlite:///{folder / DB_FILE}"
     artifacts = folder / ARTIFACTS_DIR
@@ -99,7 +107,7 @@ def start_mlflow_server(folder: Path, *, host: str = "127.0.0.1", port: int | No
             raise LaborLMError(f"MLflow server exited with code {process.returncode}; see {log_file}")
         try:
             with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as response:
-                if response.status == 200:
+                if response.status == 200 and _holds_port(process.pid, port):
                     logger.info("MLflow server on %s (backend %s)", server.uri, backend)
                     return server
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -107,6 +115,19 @@ def start_mlflow_server(folder: Path, *, host: str = "127.0.0.1", port: int | No
         time.sleep(0.5)
     server.stop()
     raise LaborLMError(f"MLflow server on {server.uri} did not answer /health within {timeout:.0f} s; see {log_file}")
+
+
+def _holds_port(pid: int, port: int) -> bool:
+    """Whether ``pid`` or one of its descendants listens on ``port``."""
+    import psutil
+
+    from laborlm.cluster.loopback import listening_sockets
+
+    try:
+        tree = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return False
+    return any(p == port for _, _, _, p in listening_sockets(tree))
 
 
 @contextmanager

@@ -66,6 +66,10 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
         # auth (which would also write ~/.ray/auth_token). A cluster's own settings apply when connecting.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0" if sys.stdout.isatty() else "1")
+    from laborlm.cluster.loopback import address_host, is_loopback, local_ray_init_kwargs, pin_ray_to_loopback
+
+    if address and is_loopback(address_host(address)):
+        pin_ray_to_loopback()  # else Ray would look for a loopback cluster (`cluster up`) on the machine's address
     import ray
 
     if ray.is_initialized():
@@ -73,7 +77,9 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        # Every process of this Ray (GCS, raylet, agents, workers) listens on 127.0.0.1 only.
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                 **local_ray_init_kwargs())
 
 
 # --- data ---------------------------------------------------------------------------------------------------

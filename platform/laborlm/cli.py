@@ -86,18 +86,33 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
 
 
 def _cmd_data_import(a: argparse.Namespace) -> int:
+    from laborlm.paths import ensure_writable_file, ensure_writable_parent
     from laborlm.workflows.data import import_data
 
-    s = import_data(Path(a.path), Path(a.out), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source)
-    print(s.line())
+    ensure_writable_parent(Path(a.out), "--out folder")
+    if a.rejects:
+        ensure_writable_file(Path(a.rejects), "--rejects file")
+    s = import_data(Path(a.path), Path(a.out), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source,
+                    maps=_import_maps(a), titles=_opt_path(a.titles))
+    print("\n".join(s.lines()))
     print(f"panel written to {a.out}")
     return 0
 
 
+def _import_maps(a: argparse.Namespace) -> Any:
+    """The survey maps of `data import/validate` (laborlm.readers.recode.ImportMaps)."""
+    from laborlm.readers.recode import ImportMaps
+
+    return ImportMaps.from_flags(columns=a.columns, ignore_columns=a.ignore_columns, maps=a.map or (),
+                                 states=a.states, two_digit_years=a.two_digit_years)
+
+
 def _cmd_data_export(a: argparse.Namespace) -> int:
+    from laborlm.paths import ensure_writable_parent
     from laborlm.splits import SplitConfig
     from laborlm.workflows.data import export_data
 
+    ensure_writable_parent(Path(a.out), "--out")
     out = export_data(Path(a.panel), Path(a.out), fmt=a.format, split=SplitConfig(seed=a.split_seed))
     print(f"{a.format} export written to {out}")
     return 0
@@ -106,8 +121,13 @@ def _cmd_data_export(a: argparse.Namespace) -> int:
 def _cmd_data_validate(a: argparse.Namespace) -> int:
     from laborlm.workflows.data import validate_data
 
-    s = validate_data(Path(a.path), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source)
-    print(s.line())
+    if a.rejects:
+        from laborlm.paths import ensure_writable_file
+
+        ensure_writable_file(Path(a.rejects), "--rejects file")
+    s = validate_data(Path(a.path), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source,
+                      maps=_import_maps(a))
+    print("\n".join(s.lines()))
     return 0 if s.rows_rejected == 0 else 1
 
 
@@ -460,6 +480,20 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _add_import_maps(s: argparse.ArgumentParser) -> None:
+    """A survey's own names, labels and years -> the panel schema's (laborlm.readers.recode); all counted."""
+    s.add_argument("--columns", metavar="COL=FILECOL,...", help="schema column = the file's column, e.g. "
+                   "person_id=idcode,occupation=occ_code")
+    s.add_argument("--ignore-columns", metavar="FILECOL,...", help="file columns to leave out; '*' = every "
+                   "column not in the schema after --columns (they are listed in the summary)")
+    s.add_argument("--map", action="append", metavar="COLUMN:LABEL=VALUE,...", help="recode a column's values "
+                   "(repeatable), e.g. race:1=white,2=black or education:0-11=less_than_high_school; NA = missing")
+    s.add_argument("--states", metavar="LABEL=STATE,...", help="the survey's labels of the special states, "
+                   "e.g. home=out_of_labor_force,school=in_school (also in a --taxonomy file)")
+    s.add_argument("--two-digit-years", type=int, metavar="START", help="read years and birth years 0..99 as "
+                   "START..START+99, e.g. 1900 (68 -> 1968)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="laborlm", description="Predict careers with language models (CAREER, LABOR-LLM) on Ray.")
     p.add_argument("--version", action="version", version=f"laborlm {__version__}")
@@ -482,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--taxonomy", help=taxonomy_help)
     s.add_argument("--rejects", help="write bad rows here (JSONL) and keep going, instead of stopping at the first")
     s.add_argument("--source", help="source name for inputs without a source column (default: the input's name)")
+    s.add_argument("--titles", help="code,title CSV giving English titles to a coded taxonomy (what an LLM reads)")
+    _add_import_maps(s)
 
     s = add(dsub, "export", _cmd_data_export, "write a canonical panel as CAREER split files, Parquet or CSV")
     s.add_argument("panel")
@@ -494,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--taxonomy", help=taxonomy_help)
     s.add_argument("--rejects", help="write bad rows here (JSONL) and report counts instead of stopping at the first")
     s.add_argument("--source")
+    _add_import_maps(s)
 
     s = add(dsub, "stats", _cmd_data_stats, "CAREER Table 7 statistics and yearly occupation-change shares")
     s.add_argument("path")

@@ -103,9 +103,19 @@ STATE_REGION: dict[str, str] = {
     **{s: "west" for s in ("AZ", "CO", "ID", "MT", "NV", "NM", "UT", "WY", "AK", "CA", "HI", "OR", "WA")},
 }
 
-# Spellings seen in real files (CAREER's sample data, NLS/PSID codebooks) mapped to canonical values.
+# Spellings seen in real files (CAREER's sample data, NLS/PSID/CPS codebooks) mapped to canonical values. An
+# import counts every value one of these changed (``laborlm data import`` prints them), so none is silent.
 EDUCATION_ALIASES: dict[str, str] = {
     "less_than_hs": "less_than_high_school",
+    "lths": "less_than_high_school",
+    "some_high_school": "less_than_high_school",
+    "hs_diploma": "high_school",
+    "hs_graduate": "high_school",
+    "some_college_no_degree": "some_college",
+    "ba": "bachelors",
+    "bs": "bachelors",
+    "ma": "masters",
+    "ms": "masters",
     "no_high_school": "less_than_high_school",
     "high_school_diploma": "high_school",
     "hs": "high_school",
@@ -123,8 +133,25 @@ EDUCATION_ALIASES: dict[str, str] = {
     "doctoral": "doctorate",
     "professional_degree": "professional",
 }
-GENDER_ALIASES: dict[str, str] = {"f": "female", "woman": "female", "m": "male", "man": "male"}
+GENDER_ALIASES: dict[str, str] = {
+    "f": "female",
+    "woman": "female",
+    "women": "female",
+    "m": "male",
+    "man": "male",
+    "men": "male",
+}
 RACE_ALIASES: dict[str, str] = {
+    "hisp": "hispanic",  # NLSY's label
+    "hispanic_latino": "hispanic",
+    "latina": "hispanic",
+    "latino_a": "hispanic",
+    "non_hispanic_white": "white",
+    "white_non_hispanic": "white",
+    "nh_white": "white",
+    "non_hispanic_black": "black",
+    "black_non_hispanic": "black",
+    "nh_black": "black",
     "black_or_african_american": "black",
     "african_american": "black",
     "hispanic_or_latino": "hispanic",
@@ -139,8 +166,8 @@ REGION_ALIASES: dict[str, str] = {"north_central": "midwest", "northcentral": "m
 
 
 def _token(value: str) -> str:
-    """Lower-case, trim, and join words with underscores: 'High School Diploma' -> 'high_school_diploma'."""
-    return re.sub(r"[\s\-/]+", "_", value.strip().lower())
+    """Lower-case, trim, and join words with underscores: 'Some college (no degree)' -> 'some_college_no_degree'."""
+    return re.sub(r"[\s\-/,.()]+", "_", value.strip().lower()).strip("_")
 
 
 def normalize_education(value: str) -> str | None:

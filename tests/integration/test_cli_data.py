@@ -47,3 +47,32 @@ def test_synth_then_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["data", "stats", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| Number of individuals | 300 |" in text and "| year | occupation-change share |" in text
+
+
+NLSW_IMPORT = [  # README "Command line": the real NLS Young Women panel, imported as it is
+    "--source", "nlsw", "--taxonomy", "jobs/data/nlsw_occupations.csv",
+    "--columns", "person_id=idcode,occupation=occ_code,birth_year=birth_yr,education=grade,wage=ln_wage",
+    "--ignore-columns", "*", "--two-digit-years", "1900", "--map", "race:1=white,2=black,3=other",
+    "--map", "education:0-11=less_than_high_school,12=high_school,13-15=some_college,16=bachelors,17-18=masters",
+]
+
+
+def test_the_real_nls_panel_imports_with_maps(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the README command runs from the repo root
+    source = shared_data / "nlsyw_young_women_1968_1988_nlswork.csv"
+    out, rejects = tmp_path / "nlsw", tmp_path / "nlsw.rejects.jsonl"
+    assert main(["data", "import", str(source), "--out", str(out), "--rejects", str(rejects), *NLSW_IMPORT]) == 0
+    text = capsys.readouterr().out
+    assert "rows in 28,534 = kept 28,413 + rejected 121 (4,699 people, taxonomy nlsw_occupations)" in text
+    assert "recoded race (--map), rows: '1' -> white: 20,180; '2' -> black: 8,051; '3' -> other: 303" in text
+    assert "recoded year (--two-digit-years): two-digit years -> 1968..1988 on 28,534 rows" in text
+    reasons = {json.loads(line)["reason"] for line in rejects.read_text().splitlines()}
+    assert reasons == {"missing occupation"}  # the 121 rows without an occ_code, and nothing else
+    read = read_panel(out)
+    assert len(read.taxonomy) == 13 + 3 and read.taxonomy.title("12") == "Private household workers"
+    t = read.table
+    assert set(t.column("source").to_pylist()) == {"nlsw"} and t.column("wage").null_count < 100
+    assert (min(t.column("year").to_pylist()), max(t.column("year").to_pylist())) == (1968, 1988)
+    assert set(t.column("race").to_pylist()) == {"white", "black", "other"}

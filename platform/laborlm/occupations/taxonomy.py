@@ -7,7 +7,10 @@ and ``in_school``. Index order is fixed: occupations in code order, then the spe
 across every model.
 
 Other coding schemes load from a ``code,title[,group]`` CSV (for example O*NET-SOC), or are inferred from the
-codes seen in data, in which case the code stands in for its title.
+codes seen in data, in which case the code stands in for its title until ``with_titles`` names them. Any
+spelling of a special state (``Out of labor force``, CAREER's ``not_in_labor_force``, a survey's own label
+given as ``states={"home": "out_of_labor_force"}``) is that state, in a CSV and in inferred codes alike: it
+never becomes an ordinary occupation.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import csv
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -44,11 +47,47 @@ SPECIAL_ALIASES: dict[str, str] = {
     "student": IN_SCHOOL,
     "school": IN_SCHOOL,
     "unemployment": UNEMPLOYED,
+    "not_in_the_labor_force": OUT_OF_LABOR_FORCE,
+    "out_of_the_labor_force": OUT_OF_LABOR_FORCE,
+    "not_in_labour_force": OUT_OF_LABOR_FORCE,
+    "in_education": IN_SCHOOL,
+    "enrolled_in_school": IN_SCHOOL,
 }
 # CAREER's own spelling, used when writing its split files.
 CAREER_TOKENS: dict[str, str] = {UNEMPLOYED: "unemployed", OUT_OF_LABOR_FORCE: "not_in_labor_force", IN_SCHOOL: "education"}
 MANUAL_GROUP = "operators_fabricators_laborers"  # CAREER Table 7's "manual laborers" (codes 703-889)
 _INT_CODE = re.compile(r"^\d+(\.0+)?$")
+_SEPARATORS = re.compile(r"[\s\-_/]+")
+
+
+def state_token(spelling: str) -> str:
+    """How special-state spellings are compared: lower case, words joined by '_' ('Out-of labor force')."""
+    return _SEPARATORS.sub("_", spelling.strip().lower()).strip("_")
+
+
+def special_state(spelling: str, states: Mapping[str, str] | None = None) -> str | None:
+    """The special state a spelling names (built-in spellings, or a survey's own labels in ``states``).
+
+    Args:
+        spelling: a code or label as written in data or a taxonomy file.
+        states: survey label -> special state (or any built-in spelling of one), e.g. ``{"home":
+            "out_of_labor_force"}``; labels are compared like built-in spellings (case, spaces, hyphens).
+
+    Returns:
+        ``unemployed``, ``out_of_labor_force``, ``in_school``, or None when the spelling is not a state.
+    """
+    token = state_token(spelling)
+    if token in _STATE_CODES:
+        return token
+    if token in SPECIAL_ALIASES:
+        return SPECIAL_ALIASES[token]
+    for label, state in (states or {}).items():
+        if state_token(label) == token:
+            return special_state(state)
+    return None
+
+
+_STATE_CODES = frozenset(code for code, _ in SPECIAL_STATES)
 
 
 @dataclass(frozen=True)
@@ -94,13 +133,18 @@ class Taxonomy:
         return _default_taxonomy()
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> Taxonomy:
+    def from_csv(cls, path: str | Path, states: Mapping[str, str] | None = None) -> Taxonomy:
         """Load any consistent coding scheme from a CSV with columns ``code,title`` and optionally ``group``.
+
+        A row whose code spells a special state (``unemployed``, ``Out of labor force``, a label of
+        ``states``) is that state, not an occupation: the three states are always there, at the last three
+        indices, and the file's spelling becomes an alias of its state.
 
         Raises:
             InputDataError: missing columns, empty or duplicate codes, empty titles (file and line named).
         """
         path = Path(path)
+        aliases: dict[str, str] = {}
         try:
             with open(path, newline="", encoding="utf-8") as f:
                 reader = csv.DictReader(f)
@@ -120,6 +164,10 @@ class Taxonomy:
                     if not title:
                         raise InputDataError(str(path), line_no, "title", "empty title", code)
                     seen[code] = line_no
+                    state = special_state(code, states)
+                    if state is not None:
+                        aliases[state_token(code)] = state
+                        continue
                     occs.append(Occupation(code, title, row.get("group") or "all"))
         except UnicodeDecodeError as exc:
             raise InputDataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
@@ -127,23 +175,43 @@ class Taxonomy:
             raise InputDataError(str(path), None, None, f"cannot read taxonomy file: {exc.strerror}") from None
         if not occs:
             raise InputDataError(str(path), None, "code", "taxonomy file lists no occupations")
-        loaded = cls(occs, name=path.stem)
+        loaded = cls(occs, name=path.stem, aliases=aliases)
         # A file that is exactly occ1990dd (as every panel folder carries) is occ1990dd, weights and all.
         default = cls.default()
         return default if loaded.fingerprint() == default.fingerprint() else loaded
 
     @classmethod
-    def infer(cls, codes: Iterable[str], name: str = "inferred") -> Taxonomy:
+    def infer(cls, codes: Iterable[str], name: str = "inferred", states: Mapping[str, str] | None = None) -> Taxonomy:
         """A taxonomy of the distinct codes seen in data; each code stands in for its own title.
 
-        Special-state spellings (``unemployed``, ``not_in_labor_force``, ...) become the special states, not codes.
+        Special-state spellings (``unemployed``, ``Not in labor force``, labels of ``states``) become the
+        special states, not codes.
         """
         distinct = {c.strip() for c in codes if c is not None and c.strip()}
-        regular = sorted(
-            (c for c in distinct if c not in SPECIAL_ALIASES and c not in dict(SPECIAL_STATES)),
-            key=_natural_key,
-        )
-        return cls([Occupation(c, c, "all") for c in regular], name=name)
+        state_of = {c: special_state(c, states) for c in distinct}
+        regular = sorted((c for c, state in state_of.items() if state is None), key=_natural_key)
+        aliases = {state_token(c): state for c, state in state_of.items() if state is not None}
+        return cls([Occupation(c, c, "all") for c in regular], name=name, aliases=aliases)
+
+    def with_titles(self, titles: Mapping[str, str], name: str | None = None) -> Taxonomy:
+        """The same codes, groups and order with English titles for the codes in ``titles``.
+
+        For a coded scheme (inferred, or a CSV whose titles are its codes): what a language model reads.
+
+        Raises:
+            KeyError: a code of ``titles`` that is not a regular occupation of this taxonomy.
+        """
+        unknown = [c for c in titles if c not in self._index or self.occupations[self._index[c]].special]
+        if unknown:
+            raise KeyError(f"codes not in taxonomy '{self.name}': {', '.join(unknown[:10])}")
+        occs = [o if o.special else replace(o, title=titles.get(o.code, o.title)) for o in self.occupations]
+        extra = {k: v for k, v in self._aliases.items() if k not in SPECIAL_ALIASES}
+        return Taxonomy(occs, name=name or self.name, aliases=extra)
+
+    @property
+    def untitled(self) -> tuple[str, ...]:
+        """Regular codes whose title is the code itself: a language model would see them bare."""
+        return tuple(o.code for o in self.occupations if not o.special and o.title.strip() == o.code)
 
     # -- lookup -------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -173,8 +241,11 @@ class Taxonomy:
         low = c.lower().replace(" ", "_")
         if low in self._index:
             return low
-        if low in self._aliases:
-            return self._aliases[low]
+        token = state_token(c)  # special states and their aliases also match across case, '-' and '/'
+        if token in self._index and self.occupations[self._index[token]].special:
+            return token
+        if token in self._aliases:
+            return self._aliases[token]
         if c in self._aliases:
             return self._aliases[c]
         if self.numeric and _INT_CODE.match(c):

@@ -51,10 +51,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from laborlm import schema
-from laborlm.errors import InputDataError, LaborLMError
+from laborlm.errors import ConfigError, InputDataError, LaborLMError
 from laborlm.occupations.taxonomy import CAREER_TOKENS, Taxonomy
 from laborlm.readers.layout import TAXONOMY_FILE, replace_folder, resolve_taxonomy, source_name
-from laborlm.readers.rejects import RejectWriter
+from laborlm.readers.recode import ImportMaps, recode
+from laborlm.readers.rejects import RecodeLog, RejectWriter
 from laborlm.readers.validate import Dropped, PanelRead, distinct_codes, sort_panel, validate_table
 from laborlm.splits import SplitConfig, assign_splits
 
@@ -91,6 +92,7 @@ def read_career_files(
     taxonomy: Taxonomy | str | Path | None = None,
     rejects: RejectWriter | None = None,
     source: str | None = None,
+    maps: ImportMaps | None = None,
 ) -> PanelRead:
     """Read a CAREER split-file folder into the canonical panel (arguments as in ``read_panel``).
 
@@ -101,8 +103,15 @@ def read_career_files(
     Raises:
         InputDataError: a missing ``.year`` file, files of a split that do not line up, a file that is not
             UTF-8 or lacks its final newline (always); a bad line or value when ``rejects`` is None.
+        ConfigError: column maps, which have no meaning here: a file's extension names its column.
     """
     folder = Path(path)
+    maps = maps or ImportMaps()
+    if maps.renames_columns:
+        raise ConfigError(
+            f"{folder}: --columns and --ignore-columns apply to CSV and Parquet panels; in a CAREER folder "
+            "each file's extension names its column"
+        )
     both = [s for s in schema.SPLITS if (folder / f"{s}.id").exists() and (folder / f"{s}.{LEGACY_ID}").exists()]
     if both:
         raise InputDataError(
@@ -142,7 +151,8 @@ def read_career_files(
     parts = [_read_split(folder, split, kinds) for split in splits]
     _flag_repeated_ids(parts)
     built = [_rows(part, kinds, default_source) for part in parts]
-    raw = pa.concat_tables([table for table, _ in built])
+    log = RecodeLog()
+    raw = recode(pa.concat_tables([table for table, _ in built]), maps, str(folder), log)
     rows = np.concatenate([line for _, line in built])  # [rows] 1-based line of each person-year
     split_of_row = np.repeat(np.arange(len(parts)), [len(line) for _, line in built])
     dropped = [
@@ -155,7 +165,9 @@ def read_career_files(
         kind = _KIND_OF_FIELD.get(field or "", "job")
         return str(_file(folder, splits[split_of_row[i]], kind if kind in kinds else "job")), int(rows[i])
 
-    resolved = resolve_taxonomy(taxonomy, folder, distinct_codes(raw.column(schema.OCCUPATION), str(folder)))
+    resolved = resolve_taxonomy(
+        taxonomy, folder, distinct_codes(raw.column(schema.OCCUPATION), str(folder)), maps.states
+    )
     table, counts = validate_table(
         raw,
         path=str(folder),
@@ -165,9 +177,11 @@ def read_career_files(
         source=default_source,
         locate=locate,
         dropped=dropped,
+        recodings=log,
     )
     files = tuple(_file(folder, s, k) for s in splits for k in kinds)
-    return PanelRead(table, resolved, counts, files)
+    defaulted = None if "source" in kinds else default_source
+    return PanelRead(table, resolved, counts, files, log.entries(), (), defaulted)
 
 
 @dataclass

@@ -18,12 +18,12 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from laborlm.errors import LaborLMError
-from laborlm.occupations.taxonomy import SPECIAL_ALIASES, SPECIAL_STATES, Taxonomy
+from laborlm.occupations.taxonomy import SPECIAL_STATES, Taxonomy, special_state
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,14 @@ TAXONOMY_FILE = "taxonomy.csv"
 SYNTH_CONFIG_FILE = "synth.yaml"  # written by laborlm.synthetic.generate_panel beside the shards it generated
 OCC1990DD = "occ1990dd"
 INFER = "infer"
-_SPECIAL_SPELLINGS = frozenset(SPECIAL_ALIASES) | {code for code, _ in SPECIAL_STATES}
 T = TypeVar("T")
 
 
 def resolve_taxonomy(
-    spec: Taxonomy | str | Path | None, folder: Path | None, codes: Sequence[str]
+    spec: Taxonomy | str | Path | None,
+    folder: Path | None,
+    codes: Sequence[str],
+    states: Mapping[str, str] | None = None,
 ) -> Taxonomy:
     """The taxonomy to validate occupations against.
 
@@ -45,6 +47,8 @@ def resolve_taxonomy(
             other string or path is a ``code,title[,group]`` CSV; None picks automatically (below).
         folder: the input folder, if the input is one; its ``taxonomy.csv`` wins when ``spec`` is None.
         codes: the distinct occupation spellings in the data.
+        states: a survey's own labels of the special states (``--states``): in a taxonomy file or in the
+            codes they are those states, never occupations.
 
     The automatic rule: the folder's ``taxonomy.csv`` if there is one; else occ1990dd, unless fewer than half
     of the distinct codes (special states aside) are occ1990dd codes. Then the data clearly use another
@@ -56,18 +60,18 @@ def resolve_taxonomy(
     if spec == OCC1990DD:
         return Taxonomy.default()
     if spec == INFER:
-        return Taxonomy.infer(codes)
+        return Taxonomy.infer(codes, states=states)
     default = Taxonomy.default()
     if spec is not None:
-        return _from_csv(Path(spec), default)
+        return _from_csv(Path(spec), default, states)
     if folder is not None and (folder / TAXONOMY_FILE).is_file():
-        taxonomy = _from_csv(folder / TAXONOMY_FILE, default)
+        taxonomy = _from_csv(folder / TAXONOMY_FILE, default, states)
         logger.info("taxonomy: %s from %s", taxonomy, folder / TAXONOMY_FILE)
         return taxonomy
-    regular = [c for c in codes if c.strip().lower().replace(" ", "_") not in _SPECIAL_SPELLINGS]
+    regular = [c for c in codes if special_state(c, states) is None]
     known = sum(default.normalize(c) is not None for c in regular)
     if 2 * known < len(regular):
-        taxonomy = Taxonomy.infer(codes)
+        taxonomy = Taxonomy.infer(codes, states=states)
         logger.info(
             "taxonomy: inferred from the data (%d codes): only %d of %d distinct codes are occ1990dd codes",
             len(taxonomy) - len(SPECIAL_STATES),
@@ -79,13 +83,13 @@ def resolve_taxonomy(
     return default
 
 
-def _from_csv(path: Path, default: Taxonomy) -> Taxonomy:
+def _from_csv(path: Path, default: Taxonomy, states: Mapping[str, str] | None = None) -> Taxonomy:
     """A taxonomy CSV; one that spells occ1990dd (as every folder written with it does) is occ1990dd itself.
 
     The CSV has no room for occ1990dd's subgroups, employment weights and crosswalk aliases; recognising it by
     its fingerprint gives them back, so a panel folder reads back with the taxonomy it was written with.
     """
-    taxonomy = Taxonomy.from_csv(path)
+    taxonomy = Taxonomy.from_csv(path, states)
     return default if taxonomy.fingerprint() == default.fingerprint() else taxonomy
 
 

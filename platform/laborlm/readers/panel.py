@@ -35,7 +35,8 @@ from laborlm.errors import InputDataError
 from laborlm.occupations.taxonomy import Taxonomy
 from laborlm.readers.career_files import is_career_folder, read_career_files
 from laborlm.readers.layout import TAXONOMY_FILE, replace_folder, resolve_taxonomy, source_name
-from laborlm.readers.rejects import RejectWriter
+from laborlm.readers.recode import ImportMaps, apply_column_map, recode
+from laborlm.readers.rejects import RecodeLog, RejectWriter
 from laborlm.readers.validate import (
     Dropped,
     PanelRead,
@@ -58,6 +59,7 @@ class _Raw(NamedTuple):
     table: pa.Table  # canonical column names, values as in the file
     rows: np.ndarray  # [num_rows] 1-based row/line of each row in its file
     dropped: list[Dropped]
+    ignored: tuple[str, ...] = ()  # the file's columns left out by the import maps
 
 
 def read_panel(
@@ -66,6 +68,7 @@ def read_panel(
     taxonomy: Taxonomy | str | Path | None = None,
     rejects: RejectWriter | None = None,
     source: str | None = None,
+    maps: ImportMaps | None = None,
 ) -> PanelRead:
     """Read a panel into the canonical schema.
 
@@ -80,39 +83,50 @@ def read_panel(
         rejects: where bad rows go; without it the first problem is raised.
         source: the ``source`` of rows without one; default: the file's stem or the folder's name,
             lower-cased with characters outside [a-z0-9_] replaced by ``_``.
+        maps: a survey's column names, value labels, state labels and two-digit years
+            (``laborlm.readers.recode``); every value they change is counted in the result's ``recoded``.
 
     Raises:
         InputDataError: an unreadable or malformed file (always), or a bad row when ``rejects`` is None.
     """
     path = Path(path)
+    maps = maps or ImportMaps()
     if path.is_dir():
         if is_career_folder(path):
-            return read_career_files(path, taxonomy=taxonomy, rejects=rejects, source=source)
+            return read_career_files(path, taxonomy=taxonomy, rejects=rejects, source=source, maps=maps)
         files = _shards(path)
     elif path.is_file():
         _format(path)
         files = [path]
     else:
         raise InputDataError(str(path), None, None, "no such file or folder")
-    raws = [_read_parquet(f) if _format(f) == "parquet" else _read_csv(f) for f in files]
-    raw = _concat(path, [r.table for r in raws])
+    raws = [_read_parquet(f, maps) if _format(f) == "parquet" else _read_csv(f, maps) for f in files]
+    log = RecodeLog()
+    raw = recode(_concat(path, [r.table for r in raws]), maps, str(path), log)
     rows = np.concatenate([r.rows for r in raws]).astype(np.int64)
     file_of_row = np.repeat(np.arange(len(files)), [len(r.rows) for r in raws])  # [num_rows]
     names = [str(f) for f in files]
     resolved = resolve_taxonomy(
-        taxonomy, path if path.is_dir() else None, distinct_codes(raw.column(schema.OCCUPATION), str(path))
+        taxonomy,
+        path if path.is_dir() else None,
+        distinct_codes(raw.column(schema.OCCUPATION), str(path)),
+        maps.states,
     )
+    default_source = source if source is not None else source_name(path.name if path.is_dir() else path.stem)
     table, counts = validate_table(
         raw,
         path=str(path),
         row_numbers=rows,
         taxonomy=resolved,
         rejects=rejects,
-        source=source if source is not None else source_name(path.name if path.is_dir() else path.stem),
+        source=default_source,
         locate=lambda i, _field: (names[file_of_row[i]], int(rows[i])),
         dropped=[d for r in raws for d in r.dropped],
+        recodings=log,
     )
-    return PanelRead(table, resolved, counts, tuple(files))
+    ignored = tuple(dict.fromkeys(name for r in raws for name in r.ignored))
+    defaulted = None if schema.SOURCE in raw.column_names else default_source
+    return PanelRead(table, resolved, counts, tuple(files), log.entries(), ignored, defaulted)
 
 
 def _format(path: Path) -> str:
@@ -162,21 +176,23 @@ def _concat(path: Path, tables: list[pa.Table]) -> pa.Table:
         raise InputDataError(str(path), None, None, f"the shards' column types disagree ({exc})") from None
 
 
-def _read_parquet(path: Path) -> _Raw:
+def _read_parquet(path: Path, maps: ImportMaps) -> _Raw:
     """A Parquet file's rows, columns checked against the schema before any data is read."""
     try:
         parquet = pq.ParquetFile(path)
-        canonical_columns(parquet.schema_arrow.empty_table(), str(path))
+        header, ignored = apply_column_map(parquet.schema_arrow.empty_table(), maps, str(path))
+        canonical_columns(header, str(path))
         table = parquet.read()
         # Parquet readers trust the file: text that is not UTF-8 (or corrupt offsets) would only fail later,
         # inside a compute kernel. A full validation (~GB/s) turns that into an error naming the file here.
         table.validate(full=True)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # corrupt metadata can hold bad names
         raise InputDataError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
-    return _Raw(canonical_columns(table, str(path)), np.arange(1, table.num_rows + 1), [])
+    table = apply_column_map(table, maps, str(path))[0]
+    return _Raw(canonical_columns(table, str(path)), np.arange(1, table.num_rows + 1), [], ignored)
 
 
-def _read_csv(path: Path) -> _Raw:
+def _read_csv(path: Path, maps: ImportMaps) -> _Raw:
     """A CSV file's rows, every value as text (no type guessing: ``007`` stays ``007``).
 
     The file is read once into memory and parsed single-threaded, because only then does pyarrow report the
@@ -195,11 +211,12 @@ def _read_csv(path: Path) -> _Raw:
     if not header.strip():
         raise InputDataError(str(path), 1, None, "no header line; the first line must name the columns")
     names = next(csv.reader([header]))
-    empty = canonical_columns(
-        pa.Table.from_arrays([pa.array([], pa.string())] * len(names), names=names), str(path)
+    header_table, ignored = apply_column_map(
+        pa.Table.from_arrays([pa.array([], pa.string())] * len(names), names=names), maps, str(path)
     )
+    empty = canonical_columns(header_table, str(path))
     if header_end is None or header_end.end() == len(data):
-        return _Raw(empty, np.zeros(0, dtype=np.int64), [])
+        return _Raw(empty, np.zeros(0, dtype=np.int64), [], ignored)
 
     invalid: list[tuple[int, int, int, str]] = []  # (record number, expected fields, actual fields, text)
 
@@ -245,7 +262,8 @@ def _read_csv(path: Path) -> _Raw:
         logger.info("%s: skipped %d blank line(s)", path, int(blank.sum()))
         table = table.filter(pa.array(~blank))
         row_lines = row_lines[~blank]
-    return _Raw(canonical_columns(table, str(path)), row_lines, dropped)
+    table = apply_column_map(table, maps, str(path))[0]
+    return _Raw(canonical_columns(table, str(path)), row_lines, dropped, ignored)
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -4,7 +4,8 @@ STYLE.md: readers never drop rows silently. A reader given a :class:`RejectWrite
 as one JSON object ``{"file", "row", "field", "value", "reason"}`` (the fields of
 :class:`~laborlm.errors.InputDataError`, ``row`` 1-based as an editor shows it) and returns the good rows
 with a :class:`ReadCounts`, whose invariant ``rows_in == rows_kept + rows_rejected`` the corpus manifest and
-MLflow record.
+MLflow record. Nor do readers change a value silently: a :class:`RecodeLog` counts every value that an import
+map or a built-in spelling changed.
 """
 
 from __future__ import annotations
@@ -55,6 +56,42 @@ class ReadCounts:
     def to_dict(self) -> dict[str, int]:
         """The manifest / MLflow form."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Recoding:
+    """A value an import changed: ``rows`` input rows of ``column`` held ``value`` and now hold ``to``.
+
+    ``how`` says what changed it: ``map`` (``--map``), ``states`` (``--states``), ``alias`` (a built-in
+    spelling such as ``hisp`` or ``college``) or ``two_digit_years`` (``value`` is then the range of two-digit
+    years seen and ``to`` the years they became). ``to`` is None where a map made the value missing.
+    """
+
+    column: str
+    value: str
+    to: str | None
+    rows: int
+    how: str
+
+
+class RecodeLog:
+    """Counts every recoding of one read, so that none is silent; summed across shards."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str, str | None, str], int] = {}
+
+    def add(self, column: str, value: str, to: str | None, rows: int, how: str) -> None:
+        if rows:
+            key = (column, value, to, how)
+            self._rows[key] = self._rows.get(key, 0) + rows
+
+    def entries(self) -> tuple[Recoding, ...]:
+        """The recodings by column, then by how (the user's maps before built-in spellings), most rows first."""
+        items = [Recoding(c, v, t, n, h) for (c, v, t, h), n in self._rows.items()]
+        return tuple(sorted(items, key=lambda r: (r.column, _HOW_ORDER.get(r.how, 9), -r.rows, r.value)))
+
+
+_HOW_ORDER = {"map": 0, "states": 1, "two_digit_years": 2, "alias": 3}
 
 
 class RejectWriter:

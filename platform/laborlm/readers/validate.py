@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from laborlm import schema
 from laborlm.errors import InputDataError
 from laborlm.occupations.taxonomy import Taxonomy
-from laborlm.readers.rejects import ReadCounts, RejectWriter
+from laborlm.readers.rejects import ReadCounts, RecodeLog, Recoding, RejectWriter
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class PanelRead:
     taxonomy: Taxonomy  # the codes of table's occupation column
     counts: ReadCounts
     files: tuple[Path, ...]  # the data files read, in reading order
+    recoded: tuple[Recoding, ...] = ()  # every value that an import map or a built-in spelling changed
+    ignored_columns: tuple[str, ...] = ()  # the file's columns left out (``--ignore-columns``)
+    default_source: str | None = None  # the source of rows that had none; None when every row had its own
 
 
 class Dropped(NamedTuple):
@@ -158,14 +161,43 @@ class _Parsed(NamedTuple):
     invalid: np.ndarray  # [n] bool
 
 
-def _parse_text(text: pa.Array, normalize: Callable[[str], str | None], nulls: frozenset[str]) -> _Parsed:
-    """Normalise each distinct value once (a column of 10M rows has a few hundred distinct codes)."""
+def _parse_text(
+    text: pa.Array,
+    normalize: Callable[[str], str | None],
+    nulls: frozenset[str],
+    recodings: tuple[RecodeLog, str] | None = None,
+) -> _Parsed:
+    """Normalise each distinct value once (a column of 10M rows has a few hundred distinct codes).
+
+    With ``recodings`` (a log and the column's name), every value that a built-in spelling turned into another
+    value (``hisp`` -> ``hispanic``, ``college`` -> ``bachelors``; not mere case, spacing or zero padding) is
+    counted with its number of rows.
+    """
     dictionary, codes = _encode(text)
     values: list[str] = dictionary.to_pylist()
     canon = [None if v in nulls else normalize(v) for v in values] + [None]
     missing = np.array([v in nulls for v in values] + [True], dtype=bool)
     invalid = np.array([c is None for c in canon], dtype=bool) & ~missing
+    if recodings is not None:
+        log, column = recodings
+        changed = [k for k, v in enumerate(values) if canon[k] is not None and not _same_value(v, canon[k])]
+        if changed:
+            rows = np.bincount(codes, minlength=len(canon))
+            for k in changed:
+                log.add(column, values[k], canon[k], int(rows[k]), "alias")
     return _Parsed(pa.array(canon, pa.string()).take(pa.array(codes)), missing[codes], invalid[codes])
+
+
+def _same_value(raw: str, canonical: str | None) -> bool:
+    """Whether normalising only changed case, spacing or zero padding (not worth reporting as a recoding)."""
+    if canonical is None:
+        return True
+    if re.sub(r"[\s\-/]+", "_", raw.strip().lower()) == canonical.lower():
+        return True
+    number = r"^\d+(\.0+)?$"
+    return bool(re.match(number, raw.strip()) and re.match(number, canonical)) and int(float(raw)) == int(
+        float(canonical)
+    )
 
 
 def _parse_number(
@@ -210,6 +242,7 @@ def validate_table(
     source: str | None,
     locate: Locate | None = None,
     dropped: Sequence[Dropped] = (),
+    recodings: RecodeLog | None = None,
 ) -> tuple[pa.Table, ReadCounts]:
     """Check a raw table against the panel schema and return it canonical, sorted by (person_id, year).
 
@@ -224,6 +257,7 @@ def validate_table(
         locate: for tables gathered from several files: maps (raw row index, field) to the (file, row) to
             report. Defaults to ``(path, row_numbers[i])``.
         dropped: problems the reader found in lines that never became rows of ``raw``.
+        recodings: where to count the values that a built-in spelling changed (of all input rows).
 
     Returns:
         The canonical table (``schema.PANEL_SCHEMA``) and the row counts, including ``dropped``.
@@ -245,7 +279,7 @@ def validate_table(
             path, None, schema.SOURCE, "the table has no 'source' column and no source was given"
         )
 
-    columns, checks = _check_rows(raw, path, taxonomy, source)
+    columns, checks = _check_rows(raw, path, taxonomy, source, recodings)
     n = raw.num_rows
     first = np.full(n, -1, dtype=np.int64)  # [n] index into checks of each row's first problem
     n_problems = np.zeros(n, dtype=np.int64)  # [n]
@@ -310,7 +344,7 @@ def _problem(raw: pa.Table, where: Locate, check: _Check, i: int, n_problems: in
 
 
 def _check_rows(
-    raw: pa.Table, path: str, taxonomy: Taxonomy, source: str | None
+    raw: pa.Table, path: str, taxonomy: Taxonomy, source: str | None, recodings: RecodeLog | None = None
 ) -> tuple[dict[str, pa.Array], list[_Check]]:
     """Parse every present column to its canonical type and collect the row-level checks, in column order."""
     columns: dict[str, pa.Array] = {}
@@ -330,11 +364,15 @@ def _check_rows(
             with np.errstate(invalid="ignore"):
                 not_int = ~missing & ~malformed & (np.floor(values) != values)
                 out_of_range = ~missing & ~malformed & ~not_int & ((values < low) | (values > high))
+                two_digit = out_of_range & (values >= 0) & (values < 100)
             ok = ~(missing | malformed | not_int | out_of_range)
             if name == schema.YEAR:
                 checks.append(_Check(name, missing, "missing year"))
             checks.append(_Check(name, malformed | not_int, "not an integer year"))
-            checks.append(_Check(name, out_of_range, f"{name} outside {low}..{high}"))
+            checks.append(
+                _Check(name, two_digit, f"{name} outside {low}..{high}; two-digit years? pass --two-digit-years 1900")
+            )
+            checks.append(_Check(name, out_of_range & ~two_digit, f"{name} outside {low}..{high}"))
             columns[name] = pa.array(np.where(ok, values, 0).astype(np.int32), pa.int32(), mask=~ok)
         elif name in (schema.WAGE, schema.WEIGHT, schema.ORACLE_LOGP):
             values, missing, malformed = _parse_number(column, path, name, nulls)
@@ -348,7 +386,9 @@ def _check_rows(
             columns[name] = pa.array(np.where(ok, values, 0.0), pa.float64(), mask=~ok)
         else:
             normalize, reason = _text_rule(name, taxonomy)
-            parsed = _parse_text(text_column(column, path, name), normalize, nulls)
+            counted = name == schema.OCCUPATION or name in schema.CATEGORICAL_NORMALIZERS
+            log = (recodings, name) if recodings is not None and counted else None
+            parsed = _parse_text(text_column(column, path, name), normalize, nulls, log)
             values = parsed.values
             if name == schema.OCCUPATION:
                 checks.append(_Check(name, parsed.missing, "missing occupation"))

@@ -2,9 +2,11 @@
 
     laborlm config show jobs/synth_psid.yaml synth.people=500
 
-Rules (STYLE.md): unknown keys are errors (with a "did you mean"); fields without defaults are required;
-override values are parsed by the field's declared type, never guessed; every problem found goes into one
-``ConfigError`` naming the file and the dotted key, e.g. ``jobs/x.yaml: train.lr: expected float, got 'fast'``.
+Rules (STYLE.md): unknown keys are errors (with a "did you mean"), and so are keys repeated in a YAML
+mapping (YAML would keep the last silently); fields without defaults are required; override values are parsed
+by the field's declared type, never guessed; every problem found goes into one ``ConfigError`` naming the file
+and the dotted key, e.g. ``jobs/x.yaml: train.lr: expected float, got 'fast'``, or the override that caused it
+(``override train.lr=-1: ...``) rather than the file it overrides.
 The dataclass defaults are the embedded defaults, so a config with no YAML at all is valid.
 """
 
@@ -14,6 +16,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -31,19 +34,50 @@ _FALSE = {"false", "no", "off", "0"}
 _NONE = {"null", "none", "~", ""}
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that records every key repeated within one mapping (``duplicates``)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.setdefault(key, line)
+        except TypeError:  # an unhashable key: SafeLoader reports it below
+            continue
+        if first != line:
+            loader.duplicates.append(f"line {line}: duplicate key {key!r} (first on line {first})")
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file, a parse error or a non-mapping top level is a ConfigError."""
+    """Read a YAML mapping; a missing file, a parse error, a repeated key or a non-mapping top level is a
+    ConfigError naming the file (and the line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", source=str(path)) from None
+    loader = _StrictLoader(text)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise ConfigError(f"{where}invalid YAML: {getattr(exc, 'problem', exc)}", source=str(path)) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ConfigError(sorted(loader.duplicates, key=lambda d: int(d.split()[1].rstrip(":"))), source=str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -122,11 +156,53 @@ def build(cls: type[T], data: Mapping[str, Any] | None, source: str | None = Non
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """YAML file (optional) + overrides -> ``cls``. A ``kind`` key, if present, is checked by the caller."""
+    """YAML file (optional) + overrides -> ``cls``. A ``kind`` key, if present, is checked by the caller.
+
+    A problem with a value an override set is attributed to that override, not to the YAML file.
+    """
     data = load_yaml(path) if path is not None else {}
     data.pop("kind", None)
     data = apply_overrides(cls, data, overrides)
-    return build(cls, data, source=str(path) if path is not None else None)
+    source = str(path) if path is not None else None
+    try:
+        return build(cls, data, source=source)
+    except ConfigError as exc:
+        if not overrides:
+            raise
+        attributed = [_attribute(p, source, parse_overrides(overrides)) for p in exc.problems]
+        raise ConfigError(attributed) from None
+
+
+def _attribute(problem: str, source: str | None, overrides: list[tuple[str, str]]) -> str:
+    """``problem`` prefixed with what caused it: the override that set its key, else the YAML file.
+
+    A check across the fields of a section (``train: warmup must be < steps``) that an override took part in
+    names both the file and the override.
+    """
+    key = _problem_key(problem)
+    setting = [f"{k}={v}" for k, v in overrides if k == key or key.startswith(f"{k}.")]
+    if setting:
+        return f"override {', '.join(setting)}: {problem}"
+    inside = [f"{k}={v}" for k, v in overrides if key == "" or k.startswith(f"{key}.")]
+    if inside:
+        return f"{source + ' with ' if source else ''}override {', '.join(inside)}: {problem}"
+    return f"{source}: {problem}" if source else problem
+
+
+_KEY = re.compile(r"^[A-Za-z_][\w.\[\]]*$")
+
+
+def _problem_key(problem: str) -> str:
+    """The dotted key a problem is about: ``train.lr: expected ...`` -> ``train.lr``, and a section's check
+    naming its field, ``config: people: expected >= 1`` -> ``people``; ``""`` for the whole config."""
+    keys = []
+    for part in problem.split(": ")[:-1]:
+        if not _KEY.match(part):
+            break
+        keys.append(part)
+    if keys and keys[0] == "config":
+        keys = keys[1:]
+    return ".".join(keys)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -95,3 +95,41 @@ def test_flatten_hash_and_pickle() -> None:
     err = ConfigError(["a", "b"], source="x.yaml")
     again = pickle.loads(pickle.dumps(err))
     assert again.problems == ["a", "b"] and str(again) == str(err)
+
+
+def test_duplicate_yaml_keys_are_errors_naming_file_line_and_key(tmp_path: Path) -> None:
+    """Issue 16 defect 8: YAML keeps the last of two equal keys silently."""
+    p = tmp_path / "job.yaml"
+    p.write_text("name: a\noptim:\n  lr: 0.1\n  lr: 0.2\nname: b\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(Job, p)
+    assert ei.value.source == str(p)
+    assert ei.value.problems == [
+        "line 4: duplicate key 'lr' (first on line 3)",
+        "line 5: duplicate key 'name' (first on line 1)",
+    ]
+
+
+def test_an_override_problem_is_attributed_to_the_override_not_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "job.yaml"
+    p.write_text("name: a\noptim:\n  schedule: cosine\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(Job, p, ["optim.lr=-1"])
+    msg = str(ei.value)
+    assert msg == f"{p} with override optim.lr=-1: optim: lr must be > 0", msg  # a check within the section
+    p.write_text("name: a\nout: 3\nextra: 1\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(Job, p, ["optim.eval_every=2"])
+    assert all(problem.startswith(f"{p}: ") for problem in ei.value.problems)  # the file's own problems
+
+    @dataclass(frozen=True)
+    class People:
+        people: int = 1
+
+        def __post_init__(self) -> None:
+            if self.people < 1:
+                raise ConfigError(f"people: expected >= 1, got {self.people}")
+
+    with pytest.raises(ConfigError) as ei:
+        load_config(People, None, ["people=-5"])
+    assert str(ei.value) == "override people=-5: config: people: expected >= 1, got -5"

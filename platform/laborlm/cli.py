@@ -301,8 +301,8 @@ def _cmd_cluster(a: argparse.Namespace) -> int:
     folder = Path(a.folder)
     if a.cluster_command == "up":
         cfg = local.ClusterConfig(folder=folder, host=a.host, ray_port=a.ray_port, dashboard_port=a.dashboard_port,
-                                  mlflow_port=a.mlflow_port, head_cpus=a.num_cpus, workers=a.workers,
-                                  worker_cpus=a.worker_cpus, mlflow=not a.no_mlflow)
+                                  mlflow_port=a.mlflow_port, client_port=a.client_port, head_cpus=a.num_cpus,
+                                  workers=a.workers, worker_cpus=a.worker_cpus, mlflow=not a.no_mlflow)
         state = local.up(cfg)
         print(f"Ray:    {state.ray_address}  (dashboard and job API {state.dashboard_url})")
         if state.mlflow_uri:
@@ -677,6 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("target", help="a sweep YAML (jobs/sweep_*.yaml), or `report`")
     s.add_argument("rest", nargs="*", help="dotted overrides (e.g. seeds=0,1), or the sweep folder after `report`")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    s.add_argument("--client-port", type=int, default=10001, help="Ray Client server (on --host, like the rest)")
 
     add_analyze_parser(sub)  # laborlm analyze {forecast,wages,subgroups,rationale}
 

@@ -643,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-port", type=int, default=6379)
     s.add_argument("--dashboard-port", type=int, default=8265)
     s.add_argument("--mlflow-port", type=int, default=5000)
+    s.add_argument("--client-port", type=int, default=10001, help="Ray Client server (on --host, like the rest)")
     s.add_argument("--num-cpus", type=int, help="logical CPUs of the head (default: the machine's)")
     s.add_argument("--workers", type=int, default=0, help="extra Ray nodes on this machine")
     s.add_argument("--worker-cpus", type=int, default=1)
@@ -677,7 +678,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("target", help="a sweep YAML (jobs/sweep_*.yaml), or `report`")
     s.add_argument("rest", nargs="*", help="dotted overrides (e.g. seeds=0,1), or the sweep folder after `report`")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
-    s.add_argument("--client-port", type=int, default=10001, help="Ray Client server (on --host, like the rest)")
 
     add_analyze_parser(sub)  # laborlm analyze {forecast,wages,subgroups,rationale}
 

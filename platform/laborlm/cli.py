@@ -137,7 +137,9 @@ def _cmd_data_stats(a: argparse.Namespace) -> int:
 
     stats = describe_data(Path(a.path), taxonomy=a.taxonomy)
     if a.json:
-        print(json.dumps(stats.to_json(), indent=2))
+        from laborlm import jsonsafe
+
+        print(jsonsafe.dumps(stats.to_json(), indent=2))  # an empty panel's median year is null, never NaN
     else:
         print(format_stats({Path(a.path).name: stats}))
     return 0
@@ -411,7 +413,9 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         predictions = predict_careers(model, careers, a.top_k)
     except CareerInputError as exc:
         raise exc.located(a.input, lines) from None
-    text = "".join(json.dumps(p) + "\n" for p in predictions)
+    from laborlm import jsonsafe
+
+    text = "".join(jsonsafe.dumps(p) + "\n" for p in predictions)
     if a.out:
         Path(a.out).write_text(text, encoding="utf-8")
         print(f"{len(predictions)} predictions written to {a.out}")

@@ -20,7 +20,8 @@ pyfunc model, ``mlflow models serve``). One career, as one JSON object:
 
 - ``history`` (required, may be empty only when ``next_year`` is given): the observed years, strictly
   increasing; ``occupation`` is a code of the model's taxonomy (an integer is read as its decimal code) or a
-  special state (``unemployed``, ``out_of_labor_force``, ``in_school``); ``education`` is optional.
+  special state (``unemployed``, ``out_of_labor_force``, ``in_school``); ``education`` is optional: an entry
+  without it keeps the previous entry's (education is the highest level so far).
 - ``covariates`` (optional, each key optional): the person's static covariates, in the panel's spellings
   (``female``, ``black_or_african_american``, ``CA``, ...). They describe the year being predicted too.
 - ``next_year`` (optional): the year to predict; default the last history year + 1. Biennial surveys
@@ -311,6 +312,8 @@ class _Parser:
                 self.fail(i, f"{where}.year", f"must be after the previous entry's year {years[-1]}", year)
             occ = self.occupation(i, f"{where}.occupation", entry.get("occupation"))
             edu = self.category(i, f"{where}.education", entry.get("education"), schema.EDUCATION)
+            if edu is None and education:
+                edu = education[-1]  # carried forward: education is the highest level so far
             if year is not None and occ is not None:
                 years.append(year)
                 occupations.append(occ)
@@ -413,6 +416,7 @@ def predict_careers(model: Any, careers: Iterable[Any], k: int = DEFAULT_TOP_K) 
 
     Raises:
         CareerInputError: invalid careers or ``k`` (nothing is scored then).
+        LaborLMError: the model gave NaN probabilities (nothing is returned then).
     """
     taxonomy: Taxonomy = model.taxonomy
     k = check_top_k(k, taxonomy)
@@ -420,6 +424,11 @@ def predict_careers(model: Any, careers: Iterable[Any], k: int = DEFAULT_TOP_K) 
     panel, targets = careers_to_panel(parsed, taxonomy)
     logger.debug("scoring %d careers (%d person-years) with %s", len(parsed), panel.num_rows, model.name)
     log_probs = np.asarray(model.log_probs(panel))[targets]  # [n_careers, K]
+    bad = np.flatnonzero(np.isnan(log_probs).any(axis=1))
+    if len(bad):
+        # A defect of the model, never an answer: NaN is not a probability (nor valid JSON).
+        raise LaborLMError(f"{model.name} gave NaN probabilities for career(s) {', '.join(map(str, bad[:10]))}; "
+                           "nothing was predicted")
     return [
         {"person_id": c.person_id, "next_year": c.next_year, "top_k": best}
         for c, best in zip(parsed, top_k(log_probs, taxonomy, k), strict=True)

@@ -160,7 +160,7 @@ def simulate(
             rise = education_rise_prob(market, e_prev, cur[act], age, gap, pop.birth_year[act])  # [n_act, Z]
             e = observed[1][act, s] if observed is not None else sample_education(market, rise, e_prev, z[act], rng)
             post = log_post[act] + education_log_lik(rise, e_prev, e)
-            log_post[act] = post - logsumexp(post, axis=1)
+            log_post[act] = _update(log_post[act], post, logsumexp(post, axis=1))
         edu_now[act] = e
         has_cur = cur[act] >= 0
         tenure = np.where(has_cur, pop.years[act, max(s - 1, 0)] - spell_start[act] + 1, 0).astype(np.float64)
@@ -179,7 +179,7 @@ def simulate(
         # Oracle: log sum_z p(z | past) p(y | z, past); then the posterior absorbs y.
         joint = log_post[act] + lik
         logp = logsumexp(joint, axis=1)[:, 0]
-        log_post[act] = joint - logp[:, None]
+        log_post[act] = _update(log_post[act], joint, logp[:, None])
         oracle[act, s] = logp
         occ[act, s] = y
         edu[act, s] = e
@@ -193,6 +193,20 @@ def simulate(
         returns[act[work], y[work]] = math.exp(market.dyn.return_bonus)
         cur[act] = y
     return Careers(occ, edu, wage, oracle, dists)
+
+
+def _update(prior: FloatArray, joint: FloatArray, norm: FloatArray) -> FloatArray:
+    """The type posterior ``joint - norm`` (``[n, Z]``); ``prior`` unchanged in rows where the observation has
+    probability zero under every type (``norm`` -inf).
+
+    Sampled careers never have such rows. A history given to the oracle can: an education that falls or rises
+    where no type can raise it, an education recorded after years without one, a special state in a preset that
+    has none. Such an observation says nothing about the type (all likelihoods are equal, zero), so the
+    posterior stays as it was instead of becoming NaN (-inf minus -inf) and poisoning every later step.
+    """
+    ok = np.isfinite(norm)  # [n, 1]
+    out: FloatArray = np.where(ok, joint - np.where(ok, norm, 0.0), prior)
+    return out
 
 
 def _log_wage(

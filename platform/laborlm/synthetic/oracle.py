@@ -16,7 +16,10 @@ arrays and teacher-forces ``generate.simulate(..., full=True)``, so every probab
 code that drew the data (``process.step_model`` and ``process.next_state_log_probs``), and the target's
 entry equals ``oracle_logp`` to rounding. Unrecorded values are handled as generation handled them:
 missing education is the "not recorded" level for the whole career, a missing birth year means proxy ages
-(``proxy_start_age`` at the first observed year), missing gender or race are their own levels.
+(``proxy_start_age`` at the first observed year), missing gender or race are their own levels. A later row
+without education (which generation never writes, but a user's history may) carries the last recorded level
+forward; an observation no type can produce (education that falls, or is recorded after years without it)
+leaves the type posterior unchanged (``generate._update``), so every answer stays a finite distribution.
 
 A person's history is that person's rows in the panel given, so scoring a subset of people (a test split)
 gives exactly the rows of scoring the whole panel; dropping a person's early years changes what the later
@@ -204,6 +207,9 @@ def _careers(panel: pa.Table, arrays: PanelArrays) -> tuple[Population, IntArray
     edu_row = _category_index(panel, EDUCATION, EDUCATION_LEVELS, EDU_MISSING)
     edu = np.full((people, T), EDU_MISSING, dtype=np.int64)
     edu[arrays.person, arrays.position] = edu_row
+    for t in range(1, T):  # a later row without education keeps the last recorded level (README: "so far")
+        gap = edu[:, t] == EDU_MISSING
+        edu[gap, t] = edu[gap, t - 1]
     first = arrays.starts
     if BIRTH_YEAR in panel.column_names:
         birth = pc.fill_null(panel.column(BIRTH_YEAR).cast(pa.int64()), -1).to_numpy()[first]

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from laborlm import jsonsafe
 from laborlm.config import flatten
+from laborlm.errors import InputDataError, LaborLMError
 from laborlm.evaluation.harness import evaluate_model
 from laborlm.evaluation.metrics import Metrics
 from laborlm.models.registry import load_model
@@ -32,12 +34,25 @@ class EvaluateConfig:
 
 
 def run_evaluate(cfg: EvaluateConfig) -> tuple[Metrics, Path]:
+    """Score ``cfg.model`` on the chosen split; write the metrics and log them (nothing is logged on failure).
+
+    Raises:
+        CheckpointError: ``cfg.model`` is not a saved model folder.
+        InputDataError: an unreadable panel, or a split without person-years (its perplexity is undefined).
+        LaborLMError: the model gave NaN probabilities.
+    """
     model = load_model(cfg.model)
     read = read_panel(cfg.panel, taxonomy=model.taxonomy)
     panel = read.table if cfg.split is None else select_split(read.table, cfg.split, SplitConfig(seed=cfg.split_seed))
+    if panel.num_rows == 0:
+        where = "the panel" if cfg.split is None else f"the {cfg.split} split (split seed {cfg.split_seed})"
+        raise InputDataError(str(cfg.panel), None, "split",
+                             f"{where} holds none of the panel's {read.table.num_rows} person-years: nothing to evaluate")
     metrics = evaluate_model(model, panel)
+    if math.isnan(metrics.perplexity):
+        raise LaborLMError(f"{model.name} gave NaN probabilities on {cfg.panel}; no metrics were written or logged")
     out = cfg.out or cfg.model / f"metrics-{cfg.split or 'all'}.json"
-    out.write_text(json.dumps(metrics.to_json(), indent=2))
+    out.write_text(jsonsafe.dumps(metrics.to_json(), indent=2))  # undefined metrics (no stays: AUC) are null
     if cfg.tracking.enabled:
         run_dir = out.parent
         tracker = MlflowTracker(cfg.tracking, run_name=f"evaluate-{model.name}-{cfg.split or 'all'}", run_dir=run_dir)

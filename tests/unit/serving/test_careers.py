@@ -56,8 +56,9 @@ def test_career_becomes_history_rows_plus_one_target_row() -> None:
     assert [r["person_id"] for r in rows] == ["00000000"] * 3 + ["00000001"]  # request order = panel order
     # Covariates are canonicalised and repeated on every row, the target row included.
     assert {(r["gender"], r["race"], r["region"], r["birth_year"]) for r in rows[:3]} == {("female", "black", "CA", 1975)}
-    # Education carries forward to the predicted year unless given; the target's code is a placeholder.
-    assert [r["education"] for r in rows[:3]] == ["bachelors", None, "bachelors"]
+    # Education carries forward (to a history entry without it, and to the predicted year unless given);
+    # the target's code is a placeholder.
+    assert [r["education"] for r in rows[:3]] == ["bachelors", "bachelors", "bachelors"]
     assert rows[2]["occupation"] == B and rows[3]["occupation"] == TAX.codes[0]
     assert rows[3]["source"] == "nlsy79" and rows[0]["source"] == "psid"
     assert parsed[0].person_id == "w1" and parsed[1].person_id == "1"

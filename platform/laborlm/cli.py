@@ -86,12 +86,8 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
 
 
 def _cmd_data_import(a: argparse.Namespace) -> int:
-    from laborlm.paths import ensure_writable_file, ensure_writable_parent
     from laborlm.workflows.data import import_data
 
-    ensure_writable_parent(Path(a.out), "--out folder")
-    if a.rejects:
-        ensure_writable_file(Path(a.rejects), "--rejects file")
     s = import_data(Path(a.path), Path(a.out), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source,
                     maps=_import_maps(a), titles=_opt_path(a.titles))
     print("\n".join(s.lines()))
@@ -108,11 +104,9 @@ def _import_maps(a: argparse.Namespace) -> Any:
 
 
 def _cmd_data_export(a: argparse.Namespace) -> int:
-    from laborlm.paths import ensure_writable_parent
     from laborlm.splits import SplitConfig
     from laborlm.workflows.data import export_data
 
-    ensure_writable_parent(Path(a.out), "--out")
     out = export_data(Path(a.panel), Path(a.out), fmt=a.format, split=SplitConfig(seed=a.split_seed))
     print(f"{a.format} export written to {out}")
     return 0
@@ -121,10 +115,6 @@ def _cmd_data_export(a: argparse.Namespace) -> int:
 def _cmd_data_validate(a: argparse.Namespace) -> int:
     from laborlm.workflows.data import validate_data
 
-    if a.rejects:
-        from laborlm.paths import ensure_writable_file
-
-        ensure_writable_file(Path(a.rejects), "--rejects file")
     s = validate_data(Path(a.path), taxonomy=a.taxonomy, rejects=_opt_path(a.rejects), source=a.source,
                       maps=_import_maps(a))
     print("\n".join(s.lines()))
@@ -203,6 +193,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
 def _run_quickstart(cfg: Any, a: argparse.Namespace) -> int:
     from laborlm.workflows.quickstart import run_quickstart
 
+    _check_out_dir(cfg)
     _init_ray(a.address, cfg.workers)
     print(run_quickstart(cfg))
     return 0
@@ -211,6 +202,7 @@ def _run_quickstart(cfg: Any, a: argparse.Namespace) -> int:
 def _run_build_corpus(cfg: Any, a: argparse.Namespace) -> int:
     from laborlm.corpus import build_corpus
 
+    _check_out_dir(cfg)
     _init_ray(a.address, a.workers)
     manifest = build_corpus(cfg, num_workers=a.workers)
     print(manifest.line(cfg.out_dir))
@@ -220,6 +212,7 @@ def _run_build_corpus(cfg: Any, a: argparse.Namespace) -> int:
 def _run_benchmark_careers(cfg: Any, a: argparse.Namespace) -> int:
     from laborlm.workflows.benchmark_careers import run_careers_benchmark
 
+    _check_out_dir(cfg)
     if cfg.workers or cfg.fit.num_workers:
         _init_ray(a.address, None)
     result = run_careers_benchmark(cfg)
@@ -231,6 +224,7 @@ def _run_benchmark_careers(cfg: Any, a: argparse.Namespace) -> int:
 def _run_train(cfg: Any, a: argparse.Namespace) -> int:
     from laborlm.training.workflow import run_training
 
+    _check_out_dir(cfg)
     _init_ray(a.address, None)
     print(run_training(cfg).line())
     return 0
@@ -250,6 +244,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _run_benchmark_llm(cfg: Any, a: argparse.Namespace) -> int:
     from laborlm.workflows.benchmark_llm import run_llm_benchmark
 
+    _check_out_dir(cfg)
     _init_ray(a.address, cfg.workers)
     result = run_llm_benchmark(cfg)
     print(result.markdown_path.read_text(), end="")
@@ -267,6 +262,7 @@ def _cmd_benchmark_llm(a: argparse.Namespace) -> int:
 def _run_sweep(cfg: Any, a: argparse.Namespace) -> int:
     from laborlm.sweeps.scaling import run_sweep
 
+    _check_out_dir(cfg)
     _init_ray(a.address, None)
     folder = run_sweep(cfg)
     print((folder / "scaling.md").read_text(), end="")
@@ -471,6 +467,40 @@ def _cmd_corpus_tokenizer(a: argparse.Namespace) -> int:
 
 
 # --- plumbing -----------------------------------------------------------------------------------------------
+
+
+# Every output flag: (command, subcommand) -> {argparse dest: "file" | "folder" | "path" (either)}. main() checks
+# them before the command runs (laborlm.paths.check_output), so an unwritable output is a one-line error (rc 2),
+# never a traceback after the work is done. tests/unit/core/test_output_paths.py walks every command's flags.
+_OUTPUT_FLAGS: dict[tuple[str, str | None], dict[str, str]] = {
+    ("data", "import"): {"out": "folder", "rejects": "file"},
+    ("data", "validate"): {"rejects": "file"},
+    ("data", "export"): {"out": "path"},  # a folder, or one file for --format csv
+    ("data", "synth"): {"out": "folder"},
+    ("corpus", "build"): {"out": "folder"},
+    ("corpus", "tokenizer"): {"out": "folder"},
+    ("fit", None): {"out": "folder"},
+    ("evaluate", None): {"out": "file"},
+    ("predict", None): {"out": "file"},
+    ("report", None): {"out": "folder"},
+}
+
+
+def _check_outputs(a: argparse.Namespace) -> None:
+    from laborlm.paths import check_output
+
+    command = getattr(a, "command", None)
+    for dest, kind in _OUTPUT_FLAGS.get((command, getattr(a, f"{command}_command", None)), {}).items():
+        if getattr(a, dest, None):
+            check_output(Path(getattr(a, dest)), kind, f"--{dest.replace('_', '-')}")
+
+
+def _check_out_dir(cfg: Any) -> None:
+    """A job config's ``out_dir`` (``run``/``train``/``quickstart``/``sweep``/``benchmark``), before any work."""
+    from laborlm.paths import check_output
+
+    if getattr(cfg, "out_dir", None):
+        check_output(Path(cfg.out_dir), "folder", "out_dir")
 
 
 def _opt_path(value: str | None) -> Path | None:
@@ -709,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(-1 if args.quiet else args.verbose)
     try:
+        _check_outputs(args)
         return int(args.fn(args))
     except LaborLMError as exc:
         print(f"laborlm: error: {exc}", file=sys.stderr)

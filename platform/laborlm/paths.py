@@ -4,7 +4,7 @@ Inputs already fail with ``file:row: field`` errors; outputs fail the same way, 
 the path and what is wrong with it (the CLI turns it into one line and exit code 2), never as an ``OSError``
 traceback from deep inside a writer. The checks run at the command-line boundary, before any work:
 
-    ensure_writable_dir(Path(cfg.out_dir), "out_dir")       # a folder the job writes into
+    ensure_writable_dir(Path(cfg.out_dir), "out_dir")       # a folder the job writes into (created)
     ensure_writable_file(Path(args.out), "--out")           # a file written (or replaced) as a whole
     ensure_writable_parent(Path(args.out), "--out")         # a folder that a writer swaps in as a whole
 
@@ -25,12 +25,14 @@ from laborlm.errors import LaborLMError
 logger = logging.getLogger(__name__)
 
 
-def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
-    """Create ``path`` (and its parents) if needed and check that files can be created in it.
+def ensure_writable_dir(path: str | Path, what: str = "output folder", *, create: bool = True) -> Path:
+    """Check that files can be created in the folder ``path``, creating it (and its parents) if needed.
 
     Args:
         path: the folder.
         what: how the message names it (``--out``, ``out_dir``, ``rejects file``).
+        create: False leaves a folder that does not exist yet to its writer (which may swap it in whole, or
+            read "exists" as "resume"), and checks its parent instead.
 
     Returns:
         ``path`` as a ``Path``.
@@ -42,6 +44,8 @@ def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
     _no_file_above(path, what)
     if path.exists() and not path.is_dir():
         raise LaborLMError(f"{path}: {what} is a file, not a folder")
+    if not create and not path.exists():
+        return ensure_writable_parent(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -77,8 +81,27 @@ def ensure_writable_parent(path: str | Path, what: str = "output") -> Path:
     """
     path = Path(path)
     _no_file_above(path, what)
-    ensure_writable_dir(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
+    try:
+        ensure_writable_dir(path.parent, "folder")
+    except LaborLMError as exc:
+        raise LaborLMError(f"{path}: cannot write the {what} there: {exc}") from None
     return path
+
+
+def check_output(path: str | Path, kind: str, what: str) -> Path:
+    """One output of a command, checked by its kind: ``file``, ``folder`` (not created) or ``path`` (either).
+
+    Raises:
+        LaborLMError: as :func:`ensure_writable_file`, :func:`ensure_writable_dir` or
+            :func:`ensure_writable_parent`.
+    """
+    if kind == "file":
+        return ensure_writable_file(path, what)
+    if kind == "folder":
+        return ensure_writable_dir(path, what, create=False)
+    if kind == "path":
+        return ensure_writable_parent(path, what)
+    raise ValueError(f"unknown output kind {kind!r}")
 
 
 def open_output_file(path: str | Path, what: str = "output file") -> IO[str]:

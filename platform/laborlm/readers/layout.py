@@ -106,7 +106,8 @@ def replace_folder(out_dir: Path, owned: Callable[[str], bool], write: Callable[
     Anything else in it is the user's, and the write is refused before a byte is written.
 
     Raises:
-        LaborLMError: ``out_dir`` is a file, or a folder that holds files the writer does not own.
+        LaborLMError: ``out_dir`` is a file, or a folder that holds files the writer does not own, or its
+            parent cannot be written in.
     """
     if out_dir.exists():
         if not out_dir.is_dir():
@@ -117,9 +118,12 @@ def replace_folder(out_dir: Path, owned: Callable[[str], bool], write: Callable[
                 f"{out_dir}: refusing to overwrite a folder that holds other files ({', '.join(foreign[:5])}"
                 f"{', ...' if len(foreign) > 5 else ''}); write to an empty or new folder"
             )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise LaborLMError(f"{out_dir}: cannot write the folder here ({exc.strerror or exc})") from None
     try:
         result = write(tmp)
         if out_dir.exists():

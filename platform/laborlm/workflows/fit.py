@@ -20,7 +20,6 @@ register``, ``analyze models=OUT``) plus ``fit.json`` (the resolved config, pers
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from laborlm import jsonsafe
 from laborlm.config import config_hash, flatten, to_dict
 from laborlm.errors import ConfigError, InputDataError
 from laborlm.evaluation.harness import evaluate_model
@@ -197,10 +197,10 @@ def run_fit(cfg: FitJobConfig) -> FitJobResult:
             "pretrain_person_years": inputs.resumes.num_rows if inputs.resumes is not None else None,
             "seconds": round(seconds, 3), "mlflow_run_id": getattr(tracker, "run_id", None),
         }
-        (cfg.out / FIT_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        (cfg.out / FIT_RECORD).write_text(jsonsafe.dumps(record, indent=2) + "\n")
         tracker.log_artifact(cfg.out / FIT_RECORD)
         if valid is not None:
-            (cfg.out / VALID_METRICS).write_text(json.dumps(valid.to_json(), indent=2) + "\n")
+            (cfg.out / VALID_METRICS).write_text(jsonsafe.dumps(valid.to_json(), indent=2) + "\n")
             tracker.log_metrics(valid.flat("valid"))
             tracker.log_artifact(cfg.out / VALID_METRICS)
     except BaseException:

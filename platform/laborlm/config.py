@@ -34,7 +34,7 @@ _FALSE = {"false", "no", "off", "0"}
 _NONE = {"null", "none", "~", ""}
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # (PyYAML ships no type hints)
     """``yaml.SafeLoader`` that records every key repeated within one mapping (``duplicates``)."""
 
     def __init__(self, stream: str) -> None:
@@ -53,10 +53,10 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             continue
         if first != line:
             loader.duplicates.append(f"line {line}: duplicate key {key!r} (first on line {first})")
-    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+    return typing.cast(dict[Any, Any], yaml.SafeLoader.construct_mapping(loader, node, deep))
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -229,7 +229,7 @@ def dump_yaml(config: Any, kind: str | None = None) -> str:
     data = to_dict(config)
     if kind is not None:
         data = {"kind": kind, **data}
-    return yaml.safe_dump(data, sort_keys=False)
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 def config_hash(config: Any, length: int = 12) -> str:

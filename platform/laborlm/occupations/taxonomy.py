@@ -266,7 +266,7 @@ class Taxonomy:
         get = self._index.get
         out = np.fromiter((get(c, -1) for c in codes), dtype=np.int64, count=len(codes))
         if (out < 0).any():
-            for j in np.flatnonzero(out < 0):
+            for j in np.flatnonzero(out < 0).tolist():
                 norm = self.normalize(codes[j]) if codes[j] is not None else None
                 if norm is not None:
                     out[j] = self._index[norm]

@@ -129,12 +129,12 @@ class ImportMaps:
         column_map = {k.lower(): v for k, v in _pairs(columns or "", "--columns", problems).items()}
         state_map = _pairs(states or "", "--states", problems)
         try:
-            maps = cls(column_map, ignored, values, state_map, two_digit_years)
+            parsed = cls(column_map, ignored, values, state_map, two_digit_years)
         except ConfigError as exc:
             problems += exc.problems  # report the malformed flags and the maps that cannot apply together
         if problems:
             raise ConfigError(problems, source="command line")
-        return maps
+        return parsed
 
     @property
     def empty(self) -> bool:

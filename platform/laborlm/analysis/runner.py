@@ -17,7 +17,6 @@ careers (the rationale examples and similar careers): LaborLM logs nothing deriv
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -29,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from laborlm import jsonsafe
 from laborlm.analysis.config import KINDS, ORACLE, AnalyzeConfig, _is_path
 from laborlm.analysis.report import Table, bar_figure, line_figure
 from laborlm.config import config_hash, dump_yaml, flatten
@@ -382,7 +382,7 @@ def run_analysis(kind: str, cfg: AnalyzeConfig) -> Path:
 def _write(kind: str, cfg: AnalyzeConfig, data: AnalysisData, out: AnalysisOutput, folder: Path, elapsed: float) -> None:
     for table in out.tables:
         table.write_csv(folder)
-    (folder / "metrics.json").write_text(json.dumps(out.metrics, indent=2, sort_keys=True), encoding="utf-8")
+    (folder / "metrics.json").write_text(jsonsafe.dumps(out.metrics, indent=2, sort_keys=True), encoding="utf-8")
     lines = [
         f"# laborlm analyze {kind}", "",
         (

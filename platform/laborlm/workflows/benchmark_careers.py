@@ -15,7 +15,6 @@ order, as in the paper). Markov chains and the oracle are deterministic (± 0).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from laborlm import schema
+from laborlm import jsonsafe, schema
 from laborlm.baselines.base import NextOccupationModel
 from laborlm.config import apply_overrides, build, config_hash, flatten, to_dict
 from laborlm.errors import ConfigError
@@ -212,7 +211,7 @@ def run_careers_benchmark(
     md = "\n\n".join([table.to_markdown(), _transition_table(all_metrics), f"_{time.monotonic() - started:.0f} s on this machine; config {config_hash(cfg, 6)}_"])
     md_path, json_path = out / "comparison.md", out / "comparison.json"
     md_path.write_text(md + "\n")
-    json_path.write_text(json.dumps({"config": to_dict(cfg), "table": table.to_json(), "metrics": all_metrics}, indent=2, default=str))
+    json_path.write_text(jsonsafe.dumps({"config": to_dict(cfg), "table": table.to_json(), "metrics": all_metrics}, indent=2, default=str))
     tracker.log_artifact(md_path)
     tracker.log_artifact(json_path)
     tracker.finish()
@@ -239,7 +238,7 @@ def _fit_and_score(
     metrics = evaluate_model(model, test, taxonomy)
     folder = out / f"{name}-s{seed}"
     model.save(folder / "model")
-    (folder / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2))
+    (folder / "metrics.json").write_text(jsonsafe.dumps(metrics.to_json(), indent=2))
     logger.info("%s seed %d: test perplexity %.3f (%.0f s)", name, seed, metrics.perplexity, time.monotonic() - t0)
     return metrics
 

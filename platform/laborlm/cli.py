@@ -647,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg = sub.add_parser("registry", help="the MLflow model registry: register saved models, move aliases")
     rsub = reg.add_subparsers(dest="registry_command", required=True)
     s = add(rsub, "register", _cmd_registry_register, "log a saved model folder as a pyfunc model and register it")
-    s.add_argument("model_dir", help="a saved LaborLM model folder (LLM, neural or Markov)")
+    s.add_argument("model_dir", help="any saved LaborLM model folder (laborlm fit or train, llm/, benchmarks, oracle)")
     s.add_argument("name", help="registered model name")
     s.add_argument("--alias", default="candidate", help="alias of the new version (default candidate)")
     s.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI)")

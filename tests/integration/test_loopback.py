@@ -154,6 +154,25 @@ def test_cluster_up_with_a_worker_node_listens_on_loopback_only(cluster: tuple[C
     assert not _exposed(sockets), f"listening beyond loopback: {_exposed(sockets)}"
 
 
+def test_the_loopback_cluster_runs_a_submitted_job(cluster: tuple[ClusterConfig, ClusterState]) -> None:
+    """Through the head's dashboard agent (on a free port: Ray's fixed 52365 may belong to another Ray here),
+    a job whose driver finds the cluster from RAY_ADDRESS, as every `laborlm submit` job does."""
+    import time
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    _, state = cluster
+    client = JobSubmissionClient(state.dashboard_url)
+    job = client.submit_job(entrypoint='python -c "import ray; ray.init(); '
+                                       "print('job ran on', ray.get(ray.remote(ray.util.get_node_ip_address).remote()))\"")
+    deadline = time.monotonic() + 120
+    while (job_status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, "the job did not finish in 120 s"
+        time.sleep(1)
+    logs = client.get_job_logs(job)
+    assert job_status == JobStatus.SUCCEEDED and "job ran on 127.0.0.1" in logs, logs[-2000:]
+
+
 def test_a_second_cluster_on_taken_ports_fails_and_reports_nothing_of_the_first(
         cluster: tuple[ClusterConfig, ClusterState], tmp_path: Path) -> None:
     cfg, state = cluster

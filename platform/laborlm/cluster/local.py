@@ -126,6 +126,14 @@ def _cluster_env(host: str, base: dict[str, str] | None = None) -> dict[str, str
     return env
 
 
+def _free_port(host: str) -> int:
+    """A free port for a node's dashboard agent. Ray's fixed default (52365) is taken by any other Ray on this
+    machine, and without its agent a head accepts no job ("No available agent to submit job")."""
+    from laborlm.tracking.server import free_port
+
+    return free_port(host)
+
+
 def _wait_http(url: str, timeout: float, what: str, log: Path, pid: int,
                owner: ClusterState | None = None, ports: tuple[int, ...] = ()) -> None:
     """Wait until ``url`` answers 200 and, with ``owner``, every one of ``ports`` is held by its processes.
@@ -200,7 +208,7 @@ def up(cfg: ClusterConfig) -> ClusterState:
         head = [ray, "start", "--head", "--block", "--node-ip-address", cfg.host, "--port", str(cfg.ray_port),
                 "--dashboard-host", cfg.host, "--dashboard-port", str(cfg.dashboard_port), "--include-dashboard",
                 "true", "--ray-client-server-port", str(cfg.client_port), "--temp-dir", str(temp),
-                "--disable-usage-stats"]
+                "--dashboard-agent-listen-port", str(_free_port(cfg.host)), "--disable-usage-stats"]
         if cfg.head_cpus is not None:
             head += ["--num-cpus", str(cfg.head_cpus)]
         state.groups["head"] = _spawn(head, folder / "ray-head.log", env)
@@ -229,7 +237,8 @@ def add_node(state: ClusterState, *, cpus: int, name: str, env: dict[str, str] |
     # On loopback, Ray's own `ray start` would refuse to join (or leave loopback): see laborlm.cluster.loopback.
     ray = [sys.executable, "-m", "laborlm.cluster.loopback"] if is_loopback(state.host) else [_ray_bin()]
     cmd = [*ray, "start", "--address", state.ray_address, "--block", "--node-ip-address", state.host,
-           "--num-cpus", str(cpus), "--disable-usage-stats"]
+           "--num-cpus", str(cpus), "--dashboard-agent-listen-port", str(_free_port(state.host)),
+           "--disable-usage-stats"]
     before = _node_count(state)
     pgid = _spawn(cmd, folder / f"ray-{name}.log", env)
     state.groups[name] = pgid

@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def keep_loopback(host: str) -> str:
         return host if is_loopback(host) else resolve(host)
 
-    ray_constants.ENABLE_RAY_CLUSTER = True  # type: ignore[misc]
+    ray_constants.ENABLE_RAY_CLUSTER = True
     services.resolve_ip_for_localhost = keep_loopback
     cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="ray")
 

@@ -61,8 +61,9 @@ def mlflow_uri(uri: str | None) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        # None (typed out by MLflow's stubs) puts back MLflow's own resolution, as before the block.
+        mlflow.set_tracking_uri(previous[0])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(previous[1])  # type: ignore[arg-type]
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -40,12 +40,15 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """One local 2-CPU Ray for the whole session (starting Ray costs ~3 s; never per test)."""
     import ray
 
+    from laborlm.cluster.loopback import local_ray_init_kwargs
+
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
         logging_level="WARNING",
         _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        **local_ray_init_kwargs(),  # loopback only, as every Ray LaborLM starts
     )
     yield ray
     ray.shutdown()

@@ -41,7 +41,7 @@ def test_quickstart_submitted_to_a_local_cluster_lands_in_its_mlflow(tmp_path: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "cluster"
     state = up(ClusterConfig(folder=folder, ray_port=free_port(), dashboard_port=free_port(),
-                             mlflow_port=free_port(), head_cpus=2))
+                             mlflow_port=free_port(), client_port=free_port(), head_cpus=2))
     try:
         assert state.mlflow_uri is not None and state.mlflow_uri.startswith("http://127.0.0.1:")
         monkeypatch.chdir(REPO)

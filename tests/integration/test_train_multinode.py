@@ -58,7 +58,8 @@ def _kill_node(pgid: int) -> None:
 
 def test_zero3_across_two_nodes_survives_losing_one(tmp_path: Path) -> None:
     folder = tmp_path / "cluster"
-    state = up(ClusterConfig(folder=folder, ray_port=free_port(), dashboard_port=free_port(), head_cpus=2,
+    state = up(ClusterConfig(folder=folder, ray_port=free_port(), dashboard_port=free_port(),
+                             client_port=free_port(), head_cpus=2,
                              workers=1, worker_cpus=2, mlflow=False))
     storage = tmp_path / "shared-storage"
     try:

@@ -95,6 +95,7 @@ class PhaseJob:
     model_info: dict[str, Any] = field(default_factory=dict)  # template, taxonomy, corpus: into laborlm_model.json
     occupation_eval: OccupationEvalSpec | None = None  # valid persons scored at each evaluation (None: off)
     taxonomy_file: str | None = None  # the corpus's taxonomy.csv, copied next to the exported model
+    template_file: str | None = None  # the corpus's template.yaml, likewise (a user template loads from it)
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None  # None: no tracking
     fail_at_step: int | None = None  # test hook: a worker exits hard after this step, once (see fail_marker)
@@ -625,8 +626,12 @@ class _PhaseRun:
         self.best_dir.mkdir(parents=True)
         engine.module.save_pretrained(str(self.best_dir), state_dict=weights)
         tokenizer.save_pretrained(str(self.best_dir))
-        if self.job.taxonomy_file and Path(self.job.taxonomy_file).is_file():
-            shutil.copy(self.job.taxonomy_file, self.best_dir / "taxonomy.csv")
+        for source, name in ((self.job.taxonomy_file, "taxonomy.csv"), (self.job.template_file, "template.yaml")):
+            if source is None:
+                continue
+            if not Path(source).is_file():
+                raise LaborLMError(f"{source}: missing; every built corpus has one (rebuild the corpus)")
+            shutil.copy(source, self.best_dir / name)
         write_model_info(self.best_dir, {
             **self.job.model_info, "phase": self.job.phase, "run_name": self.job.run_name, "step": state.step,
             "valid_loss": state.last_valid_loss, "valid": state.best_metrics if state.best_step == state.step else {},

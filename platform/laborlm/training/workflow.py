@@ -230,7 +230,7 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
         init_path=str(init) if init is not None else None, has_valid=has_valid,
         model_info={"template": manifest.template.get("name"), "taxonomy": manifest.taxonomy.get("name"),
                     "corpus_config_hash": manifest.config_hash},
-        taxonomy_file=str(corpus / "taxonomy.csv"),
+        taxonomy_file=str(corpus / "taxonomy.csv"), template_file=str(corpus / "template.yaml"),
         occupation_eval=(OccupationEvalSpec(str(corpus), phase.occupation_eval_people)
                          if has_valid and phase.occupation_eval_people else None),
         tracking_uri=child.tracking_uri if child else None, mlflow_run_id=child.run_id if child else None,

@@ -10,12 +10,17 @@ label (``LlmOccupationModel``) on the survey's test persons, beside the occupati
 * ``fine-tuned`` vs ``not-fine-tuned``: the same resume-pretrained model with and without fine-tuning on the
   survey (no hub weights exist here, so "off the shelf" means pretrained on resumes only);
 * ``codes``: numeric occupation codes instead of English titles (the ``codes`` template);
+* ``multi-token-titles``: titles left as the BPE cuts them (~6 tokens each), what an off-the-shelf LLM
+  reads (LABOR-LLM's setting), against the default one added token per label;
 * ``survey-only`` vs ``pooled``: no pretraining at all, or pretraining on resumes pooled with the other surveys;
 * ``larger-less-data``: a 10x larger model pretrained on a fifth of the resumes, against ``fine-tuned``'s
   smaller model with all of them.
 
-Arms that share a pretraining (template, model, data) train it once; both phases always run, and a
-not-fine-tuned arm reads phase (a)'s model. Everything is deterministic in ``seed``.
+Every arm trains with the quickstart's recipe (``workflows.quickstart.RECIPES["tiny"]``: steps, lr, schedule,
+best model and early stopping on valid occupation perplexity) unless ``pretrain_steps`` / ``finetune_steps``
+or ``train_overrides`` say otherwise. Arms that share a pretraining (template, model, data, tokenizer) train it
+once; both phases always run, and a not-fine-tuned arm reads phase (a)'s model. Everything is deterministic in
+``seed``.
 """
 
 from __future__ import annotations
@@ -39,12 +44,15 @@ class Arm:
     pretrain_on: tuple[str, ...] = ("resumes",)  # presets pooled for pretraining; () = no pretraining
     resume_fraction: float = 1.0  # share of the resume corpus used (data scale)
     finetune: bool = True  # fine-tune on the survey after pretraining
+    label_tokens: bool = True  # one added token per label; false: multi-token titles (training.TrainConfig)
 
 
 ARMS: dict[str, Arm] = {
     "fine-tuned": Arm("titles, pretrained on resumes, fine-tuned"),
     "not-fine-tuned": Arm("titles, pretrained on resumes, not fine-tuned", finetune=False),
     "codes": Arm("numeric codes, pretrained on resumes, fine-tuned", template="codes"),
+    "multi-token-titles": Arm("multi-token titles (no label tokens), pretrained on resumes, fine-tuned",
+                              label_tokens=False),
     "survey-only": Arm("titles, survey only (no pretraining)", pretrain_on=()),
     "pooled": Arm("titles, pretrained on resumes + NLSY79 + NLSY97, fine-tuned",
                   pretrain_on=("resumes", "nlsy79", "nlsy97")),
@@ -61,9 +69,10 @@ class LlmBenchmarkConfig:
     other_survey_people: int = 3000  # people of each other survey in the pooled arm
     seed: int = 0
     arms: tuple[str, ...] = tuple(ARMS)
-    careers_models: tuple[str, ...] = ("markov1", "career-small-two_stage", "career-small-two_stage+pretrain")
-    pretrain_steps: int = 300
-    finetune_steps: int = 150
+    careers_models: tuple[str, ...] = ("unigram", "markov1", "career-small-two_stage",
+                                       "career-small-two_stage+pretrain")
+    pretrain_steps: int | None = None  # null: the recipe's (500)
+    finetune_steps: int | None = None  # null: the recipe's (up to 1000, early stopping)
     block_size: int = 256  # covers a whole survey career text, so models are scored on contexts they trained on
     train_overrides: tuple[str, ...] = ()  # applied to every arm's training config
     test_people: int | None = 150  # test persons every model is scored on; None: the whole test split
@@ -97,14 +106,15 @@ def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
     models = {}
     for name in cfg.arms:
         arm = ARMS[name]
-        key = (arm.template, arm.model, arm.pretrain_on, arm.resume_fraction)
+        key = (arm.template, arm.model, arm.pretrain_on, arm.resume_fraction, arm.label_tokens)
         if key not in trained:
             logger.info("arm %s: training %s (%s)", name, arm.model, arm.description)
             trained[key] = _train(cfg, arm, survey, out / "arms" / name)
         result, folder = trained[key]
         phase = "finetune" if arm.finetune or not arm.pretrain_on else "pretrain"
         models[f"LLM {arm.model}: {arm.description}"] = LlmOccupationModel.from_pretrained(
-            result.phases[phase].init_dir, folder / "tokenizer", arm.template, taxonomy, name=name)
+            result.phases[phase].init_dir, folder / "tokenizer", arm.template, taxonomy, name=name,
+            num_workers=cfg.workers)
     careers = CareersBenchmarkConfig(
         presets=(cfg.survey,), survey_people=cfg.survey_people, resume_people=cfg.resume_people, data_seed=cfg.seed,
         seeds=(cfg.seed,), models=cfg.careers_models, out_dir=out, workers=cfg.workers, test_people=cfg.test_people,
@@ -115,11 +125,14 @@ def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
 
 def _train(cfg: LlmBenchmarkConfig, arm: Arm, survey: Path, folder: Path) -> tuple[Any, Path]:
     """Build the arm's corpora (template, pooled inputs) and run its pretrain and fine-tune phases."""
-    from laborlm.config import apply_overrides, build
+    import dataclasses
+
+    from laborlm.config import apply_overrides, build, to_dict
     from laborlm.corpus import CorpusConfig, build_corpus
     from laborlm.training import TrainConfig
     from laborlm.training.workflow import run_training
     from laborlm.workflows.benchmark_careers import generate_preset_panel
+    from laborlm.workflows.quickstart import RECIPES
 
     out = cfg.out_dir.resolve()
 
@@ -128,12 +141,15 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, survey: Path, folder: Path) -> tup
         build_corpus(CorpusConfig(inputs=tuple(inputs), out_dir=target, template=arm.template), num_workers=cfg.workers)
         return target
 
-    overrides = [
-        f"out_dir={folder}", f"seed={cfg.seed}", f"model.size={arm.model}", f"block_size={cfg.block_size}",
-        "micro_batch_size=4", f"strategy.num_workers={cfg.workers}", "pretrain.synthesize=null",
-        "finetune.synthesize=null", f"pretrain.max_steps={cfg.pretrain_steps}",
-        f"finetune.max_steps={cfg.finetune_steps}", f"finetune.corpus={corpus([survey], cfg.survey)}",
-    ]
+    recipe = RECIPES["tiny"]
+    pretrain = dataclasses.replace(recipe.pretrain, synthesize=None, max_steps=cfg.pretrain_steps or
+                                   recipe.pretrain.max_steps)
+    finetune = dataclasses.replace(recipe.finetune, synthesize=None, corpus=corpus([survey], cfg.survey),
+                                   max_steps=cfg.finetune_steps or recipe.finetune.max_steps)
+    if not arm.label_tokens:
+        # Multi-token labels are scored over a trie (~K x 5 positions per person-year): fewer valid persons.
+        pretrain = dataclasses.replace(pretrain, occupation_eval_people=25)
+        finetune = dataclasses.replace(finetune, occupation_eval_people=50)
     if arm.pretrain_on:
         panels = []
         for preset in arm.pretrain_on:
@@ -142,12 +158,17 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, survey: Path, folder: Path) -> tup
             panels.append(generate_preset_panel(preset, people, cfg.seed, out, cfg.workers))
         tag = "+".join(f"{p}{'' if p != 'resumes' or arm.resume_fraction == 1 else arm.resume_fraction}"
                        for p in arm.pretrain_on)
-        overrides.append(f"pretrain.corpus={corpus(panels, tag)}")  # both phases: a not-fine-tuned arm reads (a)
+        pretrain = dataclasses.replace(pretrain, corpus=corpus(panels, tag))  # a not-fine-tuned arm reads (a)
     else:
-        overrides += ["pretrain.enabled=false", "finetune.init=model"]
-    if cfg.tracking.tracking_uri:
-        overrides.append(f"tracking.tracking_uri={cfg.tracking.tracking_uri}")
-    elif not cfg.tracking.enabled:
-        overrides.append("tracking.enabled=false")
-    overrides += list(cfg.train_overrides)
-    return run_training(build(TrainConfig, apply_overrides(TrainConfig, {}, overrides), source="benchmark llm")), folder
+        pretrain = dataclasses.replace(pretrain, enabled=False)
+        finetune = dataclasses.replace(finetune, init="model")
+    tracking = cfg.tracking if cfg.tracking.tracking_uri or not cfg.tracking.enabled else recipe.tracking
+    train_cfg = dataclasses.replace(
+        recipe, out_dir=folder, seed=cfg.seed, model=dataclasses.replace(recipe.model, size=arm.model),
+        block_size=cfg.block_size, tokenizer_label_tokens=arm.label_tokens,
+        strategy=dataclasses.replace(recipe.strategy, num_workers=cfg.workers), pretrain=pretrain,
+        finetune=finetune, tracking=tracking)
+    if cfg.train_overrides:
+        train_cfg = build(TrainConfig, apply_overrides(TrainConfig, to_dict(train_cfg), list(cfg.train_overrides)),
+                          source="benchmark llm train_overrides")
+    return run_training(train_cfg), folder

@@ -8,6 +8,7 @@
     laborlm predict --model models:/NAME@champion|DIR --input careers.jsonl [--top-k 5]
     laborlm registry {register,promote} ...
     laborlm benchmark {careers,llm} [--config FILE] [overrides]
+    laborlm benchmark hardware [--device cpu|cuda] [--sizes ...] [--strategies ...] [--lora|--qlora] [--quick]
     laborlm sweep JOB.yaml [overrides] | laborlm sweep report SWEEP_DIR   # Ray Tune scaling studies
     laborlm cluster {up,status,down}            # a real local Ray cluster + MLflow server on loopback
     laborlm submit JOB.yaml [overrides] --address http://HEAD:8265   # Ray Job Submission; `jobs` to manage
@@ -213,7 +214,7 @@ def _run_benchmark_careers(cfg: Any, a: argparse.Namespace) -> int:
     from laborlm.workflows.benchmark_careers import run_careers_benchmark
 
     _check_out_dir(cfg)
-    if cfg.workers or cfg.fit.num_workers:
+    if (cfg.workers and cfg.generates_data) or cfg.fit.num_workers:
         _init_ray(a.address, None)
     result = run_careers_benchmark(cfg)
     print(result.markdown_path.read_text(), end="")
@@ -257,6 +258,25 @@ def _cmd_benchmark_llm(a: argparse.Namespace) -> int:
     from laborlm.workflows.benchmark_llm import LlmBenchmarkConfig
 
     return _run_benchmark_llm(load_config(LlmBenchmarkConfig, a.config, list(a.overrides)), a)
+
+
+def _cmd_benchmark_hardware(a: argparse.Namespace) -> int:
+    from laborlm.config import load_config
+    from laborlm.workflows.benchmark_hardware import HardwareBenchmarkConfig, run_hardware_benchmark
+
+    flags = {"device": a.device, "sizes": a.sizes, "strategies": a.strategies, "seconds": a.seconds,
+             "out_dir": a.out, "mode": "qlora" if a.qlora else "lora" if a.lora else None,
+             "quick": "true" if a.quick else None, "tracking.enabled": "false" if a.no_mlflow else None}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(a.overrides)
+    cfg = load_config(HardwareBenchmarkConfig, a.config, overrides)  # GPU-only options on CPU: ConfigError, rc 2
+    _check_out_dir(cfg)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # each cell is a short Ray Train run
+    _init_ray(a.address, None)
+    result = run_hardware_benchmark(cfg)
+    print(result.markdown_path.read_text(), end="")
+    written = ", ".join(str(p) for p in (result.markdown_path, result.json_path, result.plot_path) if p)
+    print(f"\nwritten to {written}" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+    return 1 if result.failed else 0
 
 
 def _run_sweep(cfg: Any, a: argparse.Namespace) -> int:
@@ -441,6 +461,10 @@ def _cmd_benchmark_careers(a: argparse.Namespace) -> int:
     from laborlm.workflows.benchmark_careers import CareersBenchmarkConfig
 
     overrides = list(a.overrides) + ([f"presets={','.join(a.preset)}"] if a.preset else [])
+    if a.panel:  # a JSON list: paths may hold commas
+        overrides.append(f"panels={json.dumps(a.panel)}")
+    if a.resumes:
+        overrides.append(f"resumes={a.resumes}")
     return _run_benchmark_careers(load_config(CareersBenchmarkConfig, a.config, overrides), a)
 
 
@@ -659,8 +683,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("benchmark", help="reproduce the papers' comparison tables")
     bsub = bench.add_subparsers(dest="benchmark_command", required=True)
-    s = add(bsub, "careers", _cmd_benchmark_careers, "CAREER's Figure 2a table on the synthetic surveys, with the oracle")
-    s.add_argument("--preset", action="append", choices=["psid", "nlsy79", "nlsy97"], help="repeatable; default psid")
+    s = add(bsub, "careers", _cmd_benchmark_careers, "CAREER's Figure 2a table on synthetic surveys (with the oracle) "
+            "and on your own panels")
+    s.add_argument("--preset", action="append", help="a synthetic survey: psid, nlsy79 or nlsy97; repeatable; default "
+                   "psid unless --panel is given")
+    s.add_argument("--panel", action="append", metavar="DIR", help="your panel (a `laborlm data import` folder), "
+                   "one column named after the folder; repeatable")
+    s.add_argument("--resumes", metavar="DIR", help="resume panel the +pretrain rows pretrain on (needed with --panel; "
+                   "its codes must be the panels'); default: the synthetic resume corpus")
     s.add_argument("--config", help="YAML (see jobs/benchmark_careers*.yaml)")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. seeds=0 survey_people=1000")
@@ -669,6 +699,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML (see jobs/benchmark_llm.yaml)")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. arms=fine-tuned,codes pretrain_steps=100")
+
+    s = add(bsub, "hardware", _cmd_benchmark_hardware, "training tokens/s, memory and MFU by model size and strategy, "
+            "and the scorer's speed, on CPU or GPU")
+    s.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
+    s.add_argument("--sizes", metavar="SIZE,...", help="model sizes, e.g. llama-1m,llama-10m (default: the device's set)")
+    s.add_argument("--strategies", metavar="NAME,...", help="ddp, zero2, zero3, zero3_offload (default: the device's set)")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--lora", action="store_true", help="train LoRA adapters instead of every weight")
+    mode.add_argument("--qlora", action="store_true", help="LoRA on 4-bit base weights (CUDA, ddp only)")
+    s.add_argument("--seconds", type=float, help="timed seconds per cell after warm-up")
+    s.add_argument("--quick", action="store_true", help="the device's small first-look set")
+    s.add_argument("--out", help="output folder (default runs/benchmark_hardware)")
+    s.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    s.add_argument("--config", help="YAML of HardwareBenchmarkConfig fields")
+    s.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. precision=bf16 optim_impl=deepspeed num_workers=1")
 
     cl = sub.add_parser("cluster", help="a real local Ray cluster + MLflow server on loopback (up, status, down)")
     clsub = cl.add_subparsers(dest="cluster_command", required=True)

@@ -5,8 +5,10 @@
 
 over the features of Appendix G: the most recent job (a beginning-of-career row for a first year), the job
 before it, the year, a dummy for more than one year since the previous observation, education, a dummy for
-a change in education, region, gender, race, the years in the current job (``tenure``), the years observed so
-far (``position``), and an intercept ``b``. An embedding table with one column per score *is* a one-hot
+a change in education, region, gender, race, the consecutive observations in the current job (``tenure``), the
+observations so far (``position``), and an intercept ``b``. Both count observed years (waves), as
+``encoding`` does for every model, so on a biennial or irregular survey they are not calendar years; the
+gap dummy carries the spacing. An embedding table with one column per score *is* a one-hot
 design matrix times a coefficient matrix, so the regression is a sum of embedding lookups; it trains with the
 same loop as the neural models (CAREER fitted it by SGD too). The two-stage variant adds one score column,
 the stay logit, so every feature also shifts the probability of staying.

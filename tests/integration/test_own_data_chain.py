@@ -1,0 +1,91 @@
+"""A user's own survey, end to end with the command line only (issue 15's acceptance), on a 300-person slice of
+the public NLS Young Women panel: import with the survey's maps, fit, evaluate, benchmark, predict. README
+"Your own data: the NLS Young Women walkthrough" runs the same commands on the whole panel.
+
+The language-model step (corpus build, train, evaluate) belongs to the language-model training tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from laborlm.cli import main
+
+PANEL_FILE = "nlsyw_young_women_1968_1988_nlswork.csv"
+REPO = Path(__file__).resolve().parents[2]
+PEOPLE = 300
+
+
+@pytest.fixture(scope="module")
+def survey_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 300 women of the file, every row of theirs, exactly as the file has them."""
+    out = tmp_path_factory.mktemp("nlsw") / "nlsw_slice.csv"
+    with (shared_data / PANEL_FILE).open(newline="") as src, out.open("w", newline="") as dst:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        kept: set[str] = set()
+        for row in reader:
+            if row["idcode"] not in kept and len(kept) == PEOPLE:
+                continue
+            kept.add(row["idcode"])
+            writer.writerow(row)
+    return out
+
+
+def test_import_fit_evaluate_benchmark_predict_on_a_real_survey(
+    survey_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    panel, models = tmp_path / "nlsw", tmp_path / "models"
+    assert main([
+        "-q", "data", "import", str(survey_slice), "--out", str(panel), "--rejects", str(tmp_path / "rejects.jsonl"),
+        "--source", "nlsw", "--taxonomy", str(REPO / "jobs" / "data" / "nlsw_occupations.csv"),
+        "--columns", "person_id=idcode,occupation=occ_code,birth_year=birth_yr,education=grade,wage=ln_wage",
+        "--ignore-columns", "*", "--two-digit-years", "1900", "--map", "race:1=white,2=black,3=other",
+        "--map", "education:0-11=less_than_high_school,12=high_school,13-15=some_college,16=bachelors,17-18=masters",
+    ]) == 0
+    summary = capsys.readouterr().out
+    rows = len(survey_slice.read_text().splitlines()) - 1
+    assert f"rows in {rows:,} = kept" in summary and "recoded race (--map)" in summary
+    assert "people, taxonomy nlsw_occupations)" in summary  # (a woman whose every row lacks occ_code drops out)
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert all(r["field"] == "occupation" for r in rejects)  # only the rows without an occ_code
+
+    for name in ("unigram", "markov1"):
+        assert main(["-q", "fit", name, "--panel", str(panel), "--out", str(models / name)]) == 0
+        assert f"{name} fitted on" in capsys.readouterr().out
+    assert (models / "mlflow.db").is_file()  # one store beside the fitted models
+
+    scores = {}
+    for name in ("unigram", "markov1"):
+        out = tmp_path / f"eval-{name}.json"
+        assert main(["-q", "evaluate", "--model", str(models / name), "--panel", str(panel), "--out", str(out),
+                     "--no-mlflow"]) == 0
+        scores[name] = json.loads(out.read_text())
+    capsys.readouterr()
+    assert scores["markov1"]["perplexity"] < scores["unigram"]["perplexity"] < 13  # the floor beats a uniform guess
+    assert scores["markov1"]["oracle_perplexity"] is None  # a real survey has no oracle
+
+    bench = tmp_path / "bench"
+    assert main(["-q", "benchmark", "careers", "--panel", str(panel), f"out_dir={bench}", "models=markov1",
+                 "seeds=0"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0] == "| model (test perplexity) | nlsw |"
+    assert "Oracle" not in table and "Unigram (occupation frequencies)" in table
+    result = json.loads((bench / "comparison.json").read_text())
+    for name in ("unigram", "markov1"):  # the same split and the same harness as `fit` + `evaluate`
+        assert result["metrics"]["nlsw"][name][0]["perplexity"] == pytest.approx(scores[name]["perplexity"], rel=1e-9)
+    assert result["table"]["flags"] == []
+
+    careers = tmp_path / "careers.jsonl"
+    careers.write_text(json.dumps({"person_id": "w1", "covariates": {"race": "black", "birth_year": 1950},
+                                   "history": [{"year": 1970, "occupation": "4"}, {"year": 1972, "occupation": "4"}],
+                                   "next_year": 1973}) + "\n")
+    assert main(["-q", "predict", "--model", str(models / "markov1"), "--input", str(careers), "--top-k", "3"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["person_id"] == "w1" and answer["next_year"] == 1973
+    assert answer["top_k"][0] == {**answer["top_k"][0], "code": "4", "title": "Clerical and unskilled workers"}
+    assert sum(k["probability"] for k in answer["top_k"]) < 1

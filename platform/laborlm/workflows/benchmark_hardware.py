@@ -206,6 +206,7 @@ def model_shape(size: str, vocab_size: int) -> ModelShape:
 
     from laborlm.training.models import SIZES, llama_config
 
+    model: Any
     with torch.device("meta"):
         model = LlamaForCausalLM(llama_config(size, vocab_size=vocab_size, max_positions=2048))
     total = sum(p.numel() for p in model.parameters())
@@ -338,6 +339,7 @@ def _build_model(job: StrategyJob, size: str, cfg: Any, device: Any) -> Any:
     from laborlm.training.models import apply_lora, llama_config
 
     config = llama_config(size, vocab_size=job.vocab_size, max_positions=cfg.block_size)
+    model: Any
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed_for(cfg.seed, 0))
         model = LlamaForCausalLM(config)
@@ -357,13 +359,15 @@ def _quantize_4bit(model: Any, device: Any) -> Any:
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig, LlamaForCausalLM
 
+    bnb: Any = BitsAndBytesConfig  # untyped in transformers' stubs
+    prepare: Any = prepare_model_for_kbit_training
     with tempfile.TemporaryDirectory(prefix="laborlm-qlora-") as tmp:
         model.to(torch.bfloat16).save_pretrained(tmp)
         quantized = LlamaForCausalLM.from_pretrained(
             tmp, local_files_only=True, device_map={"": device},
-            quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+            quantization_config=bnb(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                    bnb_4bit_compute_dtype=torch.bfloat16))
-    return prepare_model_for_kbit_training(quantized, use_gradient_checkpointing=False)
+    return prepare(quantized, use_gradient_checkpointing=False)
 
 
 def strategy_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -533,7 +537,7 @@ def run_hardware_benchmark(cfg: HardwareBenchmarkConfig) -> HardwareBenchmarkRes
     if not ray.is_initialized():
         raise LaborLMError("the hardware benchmark needs Ray initialised by the caller (ray.init or --address)")
     limits = cfg.resolved()
-    resources = ray.cluster_resources()
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     workers, cpus_per_worker = _workers(cfg, resources)
     plans = {strategy: [(size, _train_config(cfg, limits, size, strategy, workers, cpus_per_worker))
                         for size in limits.sizes]
@@ -836,6 +840,7 @@ def score_throughput(size: str, device: str, people: int, naive_person_years: in
     with tempfile.TemporaryDirectory(prefix="laborlm-score-") as tmp:
         panel = _random_panel(tokenizer_people, years, "t", seed + 1)
         tokenizer = load_tokenizer(_tokenizer_on(panel, taxonomy, vocab, Path(tmp)))
+    model: Any
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(llama_config(size, vocab_size=len(tokenizer), max_positions=2048,

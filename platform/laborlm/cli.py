@@ -507,6 +507,7 @@ _OUTPUT_FLAGS: dict[tuple[str, str | None], dict[str, str]] = {
     ("evaluate", None): {"out": "file"},
     ("predict", None): {"out": "file"},
     ("report", None): {"out": "folder"},
+    ("benchmark", "hardware"): {"out": "folder"},
 }
 
 

@@ -536,6 +536,11 @@ def run_hardware_benchmark(cfg: HardwareBenchmarkConfig) -> HardwareBenchmarkRes
 
     if not ray.is_initialized():
         raise LaborLMError("the hardware benchmark needs Ray initialised by the caller (ray.init or --address)")
+    if cfg.mode == "qlora":
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("mode: QLoRA needs bitsandbytes on the GPU hosts (pip install bitsandbytes)")
     limits = cfg.resolved()
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     workers, cpus_per_worker = _workers(cfg, resources)

@@ -36,8 +36,8 @@ from laborlm.config import dump_yaml
 from laborlm.errors import CheckpointError, LaborLMError
 from laborlm.training.config import PhaseConfig, TrainConfig
 from laborlm.training.loop import MODEL_DIR, STATE_FILE, PhaseJob, train_loop_per_worker
-from laborlm.training.occupation_eval import OccupationEvalSpec
 from laborlm.training.models import is_adapter, merge_adapter, read_model_info
+from laborlm.training.occupation_eval import OccupationEvalSpec
 
 logger = logging.getLogger(__name__)
 

@@ -142,14 +142,7 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, survey: Path, folder: Path) -> tup
         return target
 
     recipe = RECIPES["tiny"]
-    pretrain = dataclasses.replace(recipe.pretrain, synthesize=None, max_steps=cfg.pretrain_steps or
-                                   recipe.pretrain.max_steps)
-    finetune = dataclasses.replace(recipe.finetune, synthesize=None, corpus=corpus([survey], cfg.survey),
-                                   max_steps=cfg.finetune_steps or recipe.finetune.max_steps)
-    if not arm.label_tokens:
-        # Multi-token labels are scored over a trie (~K x 5 positions per person-year): fewer valid persons.
-        pretrain = dataclasses.replace(pretrain, occupation_eval_people=25)
-        finetune = dataclasses.replace(finetune, occupation_eval_people=50)
+    pretrain_corpus: Path | None = None
     if arm.pretrain_on:
         panels = []
         for preset in arm.pretrain_on:
@@ -158,10 +151,18 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, survey: Path, folder: Path) -> tup
             panels.append(generate_preset_panel(preset, people, cfg.seed, out, cfg.workers))
         tag = "+".join(f"{p}{'' if p != 'resumes' or arm.resume_fraction == 1 else arm.resume_fraction}"
                        for p in arm.pretrain_on)
-        pretrain = dataclasses.replace(pretrain, corpus=corpus(panels, tag))  # a not-fine-tuned arm reads (a)
-    else:
-        pretrain = dataclasses.replace(pretrain, enabled=False)
-        finetune = dataclasses.replace(finetune, init="model")
+        pretrain_corpus = corpus(panels, tag)  # both phases run: a not-fine-tuned arm reads (a)'s model
+    # Multi-token labels are scored over a trie (~K x 5 positions per person-year): fewer valid persons.
+    eval_people = (recipe.pretrain.occupation_eval_people, recipe.finetune.occupation_eval_people)
+    if not arm.label_tokens:
+        eval_people = (25, 50)
+    pretrain = dataclasses.replace(
+        recipe.pretrain, synthesize=None, corpus=pretrain_corpus, enabled=pretrain_corpus is not None,
+        max_steps=cfg.pretrain_steps or recipe.pretrain.max_steps, occupation_eval_people=eval_people[0])
+    finetune = dataclasses.replace(
+        recipe.finetune, synthesize=None, corpus=corpus([survey], cfg.survey),
+        init="previous" if pretrain_corpus is not None else "model",
+        max_steps=cfg.finetune_steps or recipe.finetune.max_steps, occupation_eval_people=eval_people[1])
     tracking = cfg.tracking if cfg.tracking.tracking_uri or not cfg.tracking.enabled else recipe.tracking
     train_cfg = dataclasses.replace(
         recipe, out_dir=folder, seed=cfg.seed, model=dataclasses.replace(recipe.model, size=arm.model),

@@ -236,10 +236,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from laborlm.errors import ConfigError
     from laborlm.training.config import TrainConfig
 
-    kind = load_yaml(a.config).get("kind", "train")
+    config, overrides = a.config, list(a.overrides)
+    if config is not None and "=" in config and not Path(config).is_file():
+        config, overrides = None, [config, *overrides]  # no YAML: the embedded defaults plus overrides
+    kind = load_yaml(config).get("kind", "train") if config is not None else "train"
     if kind != "train":
-        raise ConfigError(f"kind: expected 'train', got {kind!r} (use `laborlm run` for other jobs)", source=a.config)
-    return _run_train(load_config(TrainConfig, a.config, a.overrides), a)
+        raise ConfigError(f"kind: expected 'train', got {kind!r} (use `laborlm run` for other jobs)", source=config)
+    return _run_train(load_config(TrainConfig, config, overrides), a)
 
 
 def _run_benchmark_llm(cfg: Any, a: argparse.Namespace) -> int:
@@ -638,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
 
     s = add(sub, "train", _cmd_train, "train a language model on Ray Train (DDP or DeepSpeed ZeRO; pretrain and/or fine-tune)")
-    s.add_argument("config", help="a kind: train YAML (see jobs/train_*.yaml)")
+    s.add_argument("config", nargs="?", help="a kind: train YAML (see jobs/train_*.yaml); none: the defaults")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. strategy.kind=zero3 finetune.lora=true")
     s.add_argument("--address", help="Ray cluster address (default: local Ray)")
 

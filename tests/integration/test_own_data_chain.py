@@ -1,8 +1,7 @@
 """A user's own survey, end to end with the command line only (issue 15's acceptance), on a 300-person slice of
-the public NLS Young Women panel: import with the survey's maps, fit, evaluate, benchmark, predict. README
-"Your own data: the NLS Young Women walkthrough" runs the same commands on the whole panel.
-
-The language-model step (corpus build, train, evaluate) belongs to the language-model training tests."""
+the public NLS Young Women panel: import with the survey's maps, fit, evaluate, benchmark, predict, and a
+language model: corpus build, train (survey only: no resume corpus shares its 13 groups), evaluate, predict.
+README "Your own data: the NLS Young Women walkthrough" runs the same commands on the whole panel."""
 
 from __future__ import annotations
 
@@ -36,8 +35,8 @@ def survey_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
-def test_import_fit_evaluate_benchmark_predict_on_a_real_survey(
-    survey_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_import_fit_evaluate_benchmark_train_predict_on_a_real_survey(
+    ray_session: object, survey_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     panel, models = tmp_path / "nlsw", tmp_path / "models"
     assert main([
@@ -89,3 +88,25 @@ def test_import_fit_evaluate_benchmark_predict_on_a_real_survey(
     assert answer["person_id"] == "w1" and answer["next_year"] == 1973
     assert answer["top_k"][0] == {**answer["top_k"][0], "code": "4", "title": "Clerical and unskilled workers"}
     assert sum(k["probability"] for k in answer["top_k"]) < 1
+
+    # The language model on the same survey: texts, a short survey-only training, the same harness.
+    corpus, run = tmp_path / "corpus", tmp_path / "lm"
+    assert main(["-q", "corpus", "build", "--input", str(panel), "--out", str(corpus)]) == 0
+    assert main(["-q", "train", f"out_dir={run}", "pretrain.enabled=false", "finetune.init=model",
+                 f"finetune.corpus={corpus}", "finetune.synthesize=null", "finetune.max_steps=30",
+                 "finetune.warmup_steps=3", "finetune.lr=1e-2", "finetune.eval_every_steps=10",
+                 "finetune.checkpoint_every_steps=30", "finetune.eval_blocks=16", "block_size=128",
+                 "micro_batch_size=4", "tokenizer_vocab_size=400", "model.size=llama-200k"]) == 0
+    capsys.readouterr()
+    info = json.loads((run / "finetune" / "model" / "laborlm_model.json").read_text())
+    assert info["completed"] and (run / "finetune" / "model" / "template.yaml").is_file()
+    out = tmp_path / "eval-lm.json"
+    assert main(["-q", "evaluate", "--model", str(run / "finetune" / "model"), "--panel", str(panel), "--out",
+                 str(out), "--no-mlflow"]) == 0
+    capsys.readouterr()
+    lm = json.loads(out.read_text())
+    assert 1 < lm["perplexity"] < 16  # a proper distribution over the 16 labels, already better than uniform
+    assert lm["person_years"] == scores["unigram"]["person_years"]
+    assert main(["-q", "predict", "--model", str(run / "finetune" / "model"), "--input", str(careers)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["person_id"] == "w1" and 0 < sum(k["probability"] for k in answer["top_k"]) <= 1 + 1e-9

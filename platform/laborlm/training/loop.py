@@ -513,7 +513,7 @@ class _PhaseRun:
         if phase.eval_at_start and state.step == 0 and valid_shard is not None:
             loss = self._evaluate(engine, valid_shard)
             state.initial_valid_loss = state.last_valid_loss = loss
-            start = {mn.VALID_LOSS: loss, INITIAL_VALID_LOSS: loss, **self._occupation_metrics()}
+            start = {mn.VALID_LOSS: loss, INITIAL_VALID_LOSS: loss, **self._occupation_metrics(engine)}
             self._log_metrics(start, 0)
             self.log0("%s step 0: valid loss %.4f%s", job.phase, loss, _occupation_text(start))
 
@@ -588,11 +588,13 @@ class _PhaseRun:
             return mn.VALID_OCCUPATION_PERPLEXITY
         return mn.VALID_LOSS
 
-    def _occupation_metrics(self) -> dict[str, float]:
+    def _occupation_metrics(self, engine: Engine) -> dict[str, float]:
         """The ``valid/`` occupation metrics of the current model ({} when not measured); a collective."""
         if self.evaluator is None:
             return {}
-        return self.evaluator.evaluate(self._all_reduce)
+        metrics = self.evaluator.evaluate(self._all_reduce)
+        engine.after_eval()  # ZeRO-3: release what the scoring passes gathered
+        return metrics
 
     def _all_reduce(self, values: torch.Tensor) -> torch.Tensor:
         if dist.is_available() and dist.is_initialized():
@@ -649,7 +651,7 @@ class _PhaseRun:
             loss = self._evaluate(engine, valid_shard)
             state.last_valid_loss = loss
             valid = {mn.VALID_LOSS: loss, mn.VALID_PERPLEXITY: math.exp(min(loss, 50.0)),
-                     **self._occupation_metrics()}
+                     **self._occupation_metrics(engine)}
             metrics.update(valid)
             if not math.isnan(loss) and (state.best_valid_loss is None or loss < state.best_valid_loss):
                 state.best_valid_loss = loss

@@ -36,7 +36,8 @@ def survey_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_import_fit_evaluate_benchmark_train_predict_on_a_real_survey(
-    ray_session: object, survey_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ray_session: object, survey_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     panel, models = tmp_path / "nlsw", tmp_path / "models"
     assert main([
@@ -92,14 +93,16 @@ def test_import_fit_evaluate_benchmark_train_predict_on_a_real_survey(
     # The language model on the same survey: texts, a short survey-only training, the same harness.
     corpus, run = tmp_path / "corpus", tmp_path / "lm"
     assert main(["-q", "corpus", "build", "--input", str(panel), "--out", str(corpus)]) == 0
+    monkeypatch.chdir(tmp_path)  # a relative corpus path, as users type it (Ray workers run elsewhere)
     assert main(["-q", "train", f"out_dir={run}", "pretrain.enabled=false", "finetune.init=model",
-                 f"finetune.corpus={corpus}", "finetune.synthesize=null", "finetune.max_steps=30",
+                 "finetune.corpus=corpus", "finetune.synthesize=null", "finetune.max_steps=30",
                  "finetune.warmup_steps=3", "finetune.lr=1e-2", "finetune.eval_every_steps=10",
                  "finetune.checkpoint_every_steps=30", "finetune.eval_blocks=16", "block_size=128",
                  "micro_batch_size=4", "tokenizer_vocab_size=400", "model.size=llama-200k"]) == 0
     capsys.readouterr()
     info = json.loads((run / "finetune" / "model" / "laborlm_model.json").read_text())
     assert info["completed"] and (run / "finetune" / "model" / "template.yaml").is_file()
+    assert (run / "finetune" / "model" / "taxonomy.csv").is_file()
     out = tmp_path / "eval-lm.json"
     assert main(["-q", "evaluate", "--model", str(run / "finetune" / "model"), "--panel", str(panel), "--out",
                  str(out), "--no-mlflow"]) == 0

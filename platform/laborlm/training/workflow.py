@@ -149,7 +149,8 @@ def prepare_corpus(config: TrainConfig, name: str, phase: PhaseConfig) -> Path:
     from laborlm.corpus import CorpusConfig, build_corpus, read_manifest
 
     out_dir = Path(config.out_dir).resolve()
-    corpus = Path(phase.corpus) if phase.corpus is not None else out_dir / "data" / name / "corpus"
+    # Absolute: Ray Train workers (and Ray Data tasks) do not run in the driver's working directory.
+    corpus = Path(phase.corpus).resolve() if phase.corpus is not None else out_dir / "data" / name / "corpus"
     if read_manifest(corpus) is not None:
         return corpus
     if phase.synthesize is None:
@@ -169,8 +170,9 @@ def prepare_corpus(config: TrainConfig, name: str, phase: PhaseConfig) -> Path:
 def prepare_tokenizer(config: TrainConfig, corpora: Sequence[Path]) -> str:
     """``config.tokenizer``; else the model's own (``model.path``) with the corpora's label tokens added; else a
     BPE trained on every corpus's train split (reused when ``<out_dir>/tokenizer`` exists)."""
-    if config.tokenizer is not None:
-        return config.tokenizer
+    if config.tokenizer is not None:  # a folder (made absolute for the workers) or a cached model id
+        local = Path(config.tokenizer)
+        return str(local.resolve()) if local.exists() else config.tokenizer
     if config.model.path is not None and not config.tokenizer_label_tokens:
         return config.model.path
     from laborlm.corpus.tokenizer import TokenizerConfig, extend_tokenizer, train_tokenizer

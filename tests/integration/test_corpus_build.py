@@ -86,7 +86,9 @@ def corpus(panels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tokenizer(corpus, tmp_path_factory.mktemp("tok") / "t", TokenizerConfig(vocab_size=600))
+    # Multi-token titles: these tests check spans inside titles (label tokens: tests/unit/corpus/test_label_tokens.py).
+    return train_tokenizer(corpus, tmp_path_factory.mktemp("tok") / "t",
+                           TokenizerConfig(vocab_size=600, label_tokens=False))
 
 
 def shard_rows(corpus_dir: Path) -> list[dict[str, Any]]:

@@ -201,7 +201,7 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
     phase_dir = out_dir / name
     model_dir = phase_dir / MODEL_DIR
     done = read_model_info(model_dir)
-    if done.get("run_name") == run_name and done.get("completed"):
+    if done.get("run_name") == run_name and done.get("completed") and done.get("max_steps") == phase.max_steps:
         logger.info("%s: %s already trained (step %d); reusing %s", name, run_name, done.get("final_step"), model_dir)
         return PhaseResult(name, run_name, model_dir, _init_dir(phase_dir, model_dir, init, config),
                            dict(done.get("metrics", {})), None, done.get("mlflow_run_id"))
@@ -273,7 +273,8 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.copytree(Path(folder) / MODEL_DIR, model_dir)
     info = read_model_info(model_dir)
-    info.update({"final_step": state["state"]["step"], "completed": True, "metrics": metrics,
+    info.update({"final_step": state["state"]["step"], "completed": True, "max_steps": phase.max_steps,
+                 "metrics": metrics,
                  "stopped_early": state["state"].get("stopped_early", False),
                  "mlflow_run_id": child.run_id if child else None})
     from laborlm.training.models import write_model_info

@@ -27,16 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from random_panels import random_panel
 
-from laborlm.corpus.manifest import CorpusManifest, OutputShard
-from laborlm.corpus.render import render_table
 from laborlm.corpus.template import load_template
-from laborlm.corpus.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from laborlm.corpus.tokenizer import load_tokenizer
 from laborlm.llm.scoring import LlmScorer, ScoringConfig
 from laborlm.occupations import Taxonomy
+from laborlm.workflows.benchmark_hardware import tokenizer_on
 
 SIZES = {  # hidden, layers, heads, kv heads, intermediate
     "tiny": (64, 2, 4, 2, 128),
@@ -48,24 +46,6 @@ SIZES = {  # hidden, layers, heads, kv heads, intermediate
 def make_panel(people: int, years: int, prefix: str, seed: int) -> pa.Table:
     """``people`` careers of ``years`` years over every occupation, tagged as PSID (the template's dataset line)."""
     return random_panel(people, years, prefix, seed, source="psid")
-
-
-def tokenizer_on(panel: pa.Table, taxonomy: Taxonomy, vocab: int, root: Path) -> Path:
-    """Train the corpus tokenizer on ``panel``'s rendered texts (a one-shard corpus folder, no Ray)."""
-    corpus = root / "corpus"
-    corpus.mkdir(parents=True)
-    rendered = render_table(panel, taxonomy, load_template("labor-llm"))
-    rendered = rendered.set_column(
-        rendered.schema.get_field_index("split"), "split", pa.array(["train"] * rendered.num_rows, pa.string())
-    )
-    pq.write_table(rendered, corpus / "part-00000.parquet")
-    CorpusManifest(
-        config_hash="bench", config={}, template={"name": "labor-llm"}, taxonomy={"name": taxonomy.name},
-        inputs=(), rows_in=panel.num_rows, rows_kept=panel.num_rows, rows_rejected=0,
-        people={"psid": {"train": rendered.num_rows}}, chars=0,
-        files=(OutputShard("part-00000.parquet", rendered.num_rows, (corpus / "part-00000.parquet").stat().st_size),),
-    ).write(corpus)
-    return train_tokenizer(corpus, root / "tokenizer", TokenizerConfig(vocab_size=vocab, label_tokens=False))
 
 
 def main() -> None:

@@ -843,8 +843,8 @@ def score_throughput(size: str, device: str, people: int, naive_person_years: in
     torch.set_num_threads(1 if device == "cpu" else 4)
     taxonomy, template = Taxonomy.default(), load_template("labor-llm")
     with tempfile.TemporaryDirectory(prefix="laborlm-score-") as tmp:
-        panel = _random_panel(tokenizer_people, years, "t", seed + 1)
-        tokenizer = load_tokenizer(_tokenizer_on(panel, taxonomy, vocab, Path(tmp)))
+        panel = random_panel(tokenizer_people, years, "t", seed + 1, source="psid")
+        tokenizer = load_tokenizer(tokenizer_on(panel, taxonomy, vocab, Path(tmp)))
     model: Any
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -853,7 +853,7 @@ def score_throughput(size: str, device: str, people: int, naive_person_years: in
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = model.to(device=device, dtype=dtype).eval()
     scorer = LlmScorer(model, tokenizer, template, taxonomy, ScoringConfig())
-    careers = scorer.encode_panel(_random_panel(people, years, "s", seed + 2))
+    careers = scorer.encode_panel(random_panel(people, years, "s", seed + 2, source="psid"))
     naive = careers[: max(1, math.ceil(naive_person_years / years))]
     scorer.score(careers[:2])  # warm-up: allocator, kernels
     scorer.score_naive(naive[:1])
@@ -877,8 +877,10 @@ def score_throughput(size: str, device: str, people: int, naive_person_years: in
             "max_abs_diff": float(np.abs(both - slow).max())}
 
 
-def _random_panel(people: int, years: int, prefix: str, seed: int) -> Any:
-    """Random careers over every occupation (70% stay each year), as ``benchmarks/random_panels.py`` makes."""
+def random_panel(people: int, years: int, prefix: str, seed: int, source: str = "bench") -> Any:
+    """``people`` random careers of ``years`` consecutive years from 2000 over every occupation (a 70% chance of
+    staying each year), sorted by (person, year): data of the right shape and size, not a labour market
+    (``laborlm data synth`` is). The benchmarks under ``benchmarks/`` use it too."""
     import numpy as np
     import pyarrow as pa
 
@@ -902,13 +904,13 @@ def _random_panel(people: int, years: int, prefix: str, seed: int) -> Any:
         "gender": np.array(GENDERS)[person % len(GENDERS)],
         "race": np.array(RACES)[person % len(RACES)],
         "birth_year": pa.array(1975 + person % 10, pa.int32()),
-        "source": ["psid"] * n,
+        "source": [source] * n,
     }))
 
 
-def _tokenizer_on(panel: Any, taxonomy: Any, vocab: int, root: Path) -> Path:
+def tokenizer_on(panel: Any, taxonomy: Any, vocab: int, root: Path) -> Path:
     """A byte-level BPE trained on ``panel``'s rendered texts (a one-shard corpus folder, no Ray), titles left
-    multi-token, as ``benchmarks/llm_scoring.py`` does."""
+    multi-token so the scorer's trie path is what is timed; ``benchmarks/llm_scoring.py`` uses it too."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

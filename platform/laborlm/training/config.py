@@ -17,6 +17,7 @@ from typing import Literal
 from laborlm.config import config_hash
 from laborlm.errors import ConfigError
 from laborlm.tracking.mlflow_tracker import TrackingConfig
+from laborlm.training.sizes import SIZES
 
 PHASES = ("pretrain", "finetune")
 Schedule = Literal["cosine", "inverse_sqrt", "constant"]
@@ -26,15 +27,13 @@ Schedule = Literal["cosine", "inverse_sqrt", "constant"]
 class ModelConfig:
     """Which causal LM: a named Llama-style size built from a config (no download) or a local HF model."""
 
-    size: str | None = "llama-1m"  # training.models.SIZES (llama-1m ... llama-1b); null: load `path`
+    size: str | None = "llama-1m"  # training.sizes.SIZES (llama-1m ... llama-1b); null: load `path`
     path: str | None = None  # HF causal LM folder or already-cached model id (never downloaded)
     max_positions: int | None = None  # context length of a config-built model; null: block_size (RoPE has no
     #                                   position parameters, so this never changes the parameter count)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
 
     def __post_init__(self) -> None:
-        from laborlm.training.models import SIZES
-
         problems = []
         if (self.size is None) == (self.path is None):
             problems.append("exactly one of size and path must be set")

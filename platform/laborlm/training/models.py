@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from laborlm.errors import ConfigError
+from laborlm.training.sizes import NOMINAL_PARAMS, SIZES
 
 if TYPE_CHECKING:
     import torch
@@ -29,24 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# name -> LlamaConfig shape. Parameter counts (vocab 4,096): 0.22M, 0.43M, 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
-_SHAPES = {  # name: (hidden, layers, attention heads, key/value heads, MLP width)
-    "llama-200k": (24, 2, 2, 2, 96),  # the two smallest exist for local scaling sweeps (embeddings dominate)
-    "llama-400k": (40, 4, 4, 4, 160),
-    "llama-1m": (64, 6, 4, 4, 256),
-    "llama-10m": (256, 10, 4, 4, 688),
-    "llama-50m": (512, 14, 8, 8, 1376),
-    "llama-150m": (1024, 12, 16, 16, 2816),
-    "llama-400m": (1280, 20, 20, 20, 3456),
-    "llama-1b": (2048, 22, 32, 4, 5632),
-}
-SIZES: dict[str, dict[str, int]] = {
-    name: {"hidden_size": h, "num_hidden_layers": n, "num_attention_heads": a, "num_key_value_heads": kv,
-           "intermediate_size": ff}
-    for name, (h, n, a, kv, ff) in _SHAPES.items()
-}
-NOMINAL_PARAMS = {"llama-200k": 2e5, "llama-400k": 4e5, "llama-1m": 1e6, "llama-10m": 10e6, "llama-50m": 50e6, "llama-150m": 150e6,
-                  "llama-400m": 400e6, "llama-1b": 1e9}
+__all__ = ["NOMINAL_PARAMS", "SIZES"]  # the size family lives in training.sizes; re-exported for callers
 
 MODEL_INFO = "laborlm_model.json"  # beside the weights: phase, step, losses, template and taxonomy names
 

@@ -13,14 +13,13 @@ from laborlm.errors import ConfigError, LaborLMError
 from laborlm.training.config import LoraConfig, ModelConfig
 from laborlm.training.loop import LoopState, gathered_state, micro_batches
 from laborlm.training.models import (
-    NOMINAL_PARAMS,
-    SIZES,
     apply_lora,
     build_model,
     is_adapter,
     merge_adapter,
     parameter_count,
 )
+from laborlm.training.sizes import NOMINAL_PARAMS, SIZES
 
 
 class _Tokenizer:

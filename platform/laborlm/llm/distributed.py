@@ -5,6 +5,7 @@
     scored.write_parquet("runs/scores")
 
     raw = score_panel(test_panel, model, num_workers=2)      # [n_rows, K], rows in panel order
+    evaluate_model(on_ray_data(model, num_workers=2), test)  # a NextOccupationModel that scores on Ray Data
 
 Each actor loads the model once (from a saved folder: the path must be readable by every node; or the
 in-memory model, shipped through the object store) and scores whole people, since a person's years share
@@ -12,6 +13,10 @@ one forward pass (``llm.scoring``). Input rows are rendered careers (``corpus.CO
 ``spans``, ``targets``, ``years``, ``person_id``, ``source``), so a built corpus is scored as it is; a
 panel is rendered on the driver with Arrow kernels first. CPU actors take one CPU and one torch thread
 each (the pool, not torch, uses the cores); GPU actors take one GPU.
+
+Whether to score over Ray Data is the caller's decision: ``LlmOccupationModel`` always scores in its own
+process, and ``on_ray_data`` wraps it so that ``log_probs`` goes through ``score_panel``. Arrows point from
+here to ``llm.model``, never back.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import pyarrow.compute as pc
 from laborlm import schema
 from laborlm.corpus.render import render_table
 from laborlm.errors import LaborLMError
+from laborlm.llm.model import TAXONOMY_FILE, TEMPLATE_FILE, LlmOccupationModel
+from laborlm.llm.scoring import LlmScores
+from laborlm.sequences import panel_arrays
 
 if TYPE_CHECKING:
     import ray.data
 
-    from laborlm.llm.model import LlmOccupationModel
+    from laborlm.occupations.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +95,6 @@ def score_panel(
     panel order, computed by ``score_dataset`` on Ray Data; the result is collected on the driver."""
     import ray.data
 
-    from laborlm.llm.model import LlmOccupationModel
-
     taxonomy, template = _taxonomy_and_template(
         model if isinstance(model, LlmOccupationModel) else Path(model)
     )
@@ -112,14 +118,62 @@ def score_panel(
     return out.astype(np.float64 if output == "log_probs" else np.float32)
 
 
+class RayDataOccupationModel:
+    """A ``LlmOccupationModel`` whose ``log_probs`` are computed by ``score_panel`` on a Ray Data actor pool.
+
+    Implements ``NextOccupationModel`` by delegation, so the evaluation harness and comparison tables take it
+    like any other model; everything but scoring (``fit``, ``save``, ``name``, ``taxonomy``) is the wrapped
+    model's. Ray must be initialised by the caller.
+    """
+
+    def __init__(self, model: LlmOccupationModel, *, num_workers: int = 2, batch_size: int = 32,
+                 use_gpu: bool = False) -> None:
+        if num_workers < 1:
+            raise LaborLMError(f"num_workers must be >= 1, got {num_workers}")
+        self.model = model
+        self.name = model.name
+        self.taxonomy: Taxonomy = model.taxonomy
+        self.kind = model.kind
+        self.num_workers = num_workers  # Ray Data actors, each holding one copy of the model
+        self.batch_size = batch_size  # people per Ray Data batch
+        self.use_gpu = use_gpu
+
+    def fit(self, train: pa.Table, valid: pa.Table | None = None) -> None:
+        self.model.fit(train, valid)
+
+    def score(self, panel: pa.Table) -> LlmScores:
+        """Raw label log-probabilities of every row (panel order) with the observed targets."""
+        raw = score_panel(panel, self.model, num_workers=self.num_workers, batch_size=self.batch_size,
+                          use_gpu=self.use_gpu)
+        return LlmScores(raw, panel_arrays(panel, self.taxonomy).occ)
+
+    def raw_log_probs(self, panel: pa.Table) -> np.ndarray:
+        """``[n_rows, K]`` log p_raw, as ``LlmOccupationModel.raw_log_probs``."""
+        return self.score(panel).raw
+
+    def log_probs(self, panel: pa.Table) -> np.ndarray:
+        """``[n_rows, K]`` float64 log-probabilities renormalised over the K labels, rows as in ``panel``."""
+        return self.score(panel).normalized
+
+    def save(self, path: Path) -> None:
+        self.model.save(path)
+
+
+def on_ray_data(model: LlmOccupationModel, *, num_workers: int | None,
+                batch_size: int = 32) -> LlmOccupationModel | RayDataOccupationModel:
+    """``model`` scored over ``num_workers`` Ray Data actors; ``num_workers=None`` returns it unchanged
+    (in-process scoring), so a workflow's optional ``workers`` setting passes straight through."""
+    if num_workers is None:
+        return model
+    return RayDataOccupationModel(model, num_workers=num_workers, batch_size=batch_size)
+
+
 class _ScoreActor:
     """Holds one model; scores a batch of rendered careers into person-year rows."""
 
     def __init__(self, model: Any, output: Output) -> None:
         import ray
         import torch
-
-        from laborlm.llm.model import LlmOccupationModel
 
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
@@ -164,7 +218,6 @@ class _ScoreActor:
 
 def _taxonomy_and_template(model: LlmOccupationModel | Path) -> tuple[Any, Any]:
     from laborlm.corpus.template import load_template
-    from laborlm.llm.model import TAXONOMY_FILE, TEMPLATE_FILE
     from laborlm.occupations.taxonomy import Taxonomy
 
     if isinstance(model, Path):

@@ -17,8 +17,9 @@ A saved model is a folder that reproduces ``log_probs`` on its own: ``model/`` (
 ``laborlm_llm.json`` (format, template name and fingerprint, taxonomy fingerprint, dtype, scoring config).
 Loading never downloads and never unpickles.
 
-With ``num_workers`` set (and Ray initialised), ``log_probs`` batches people over Ray Data actors
-(``llm.distributed``); otherwise it scores in this process.
+The model always scores in this process. To batch people over Ray Data actors, the caller wraps it:
+``llm.distributed.on_ray_data(model, num_workers=4)`` (the caller, not the model, decides to go distributed,
+so this module never imports Ray or ``llm.distributed``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from laborlm.corpus.tokenizer import load_tokenizer
 from laborlm.errors import CheckpointError
 from laborlm.llm.scoring import LlmScorer, LlmScores, ScoringConfig
 from laborlm.occupations.taxonomy import Taxonomy
-from laborlm.sequences import panel_arrays
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -68,14 +68,10 @@ class LlmOccupationModel:
         *,
         name: str = "llm",
         config: ScoringConfig | None = None,
-        num_workers: int | None = None,
-        batch_size: int = 32,
     ) -> None:
         self.name = name
         self.taxonomy = taxonomy
         self.scorer = LlmScorer(lm, tokenizer, template, taxonomy, config or ScoringConfig())
-        self.num_workers = num_workers  # None: score in-process; n: n Ray Data actors (Ray must be running)
-        self.batch_size = batch_size  # people per Ray Data batch
 
     @property
     def lm(self) -> PreTrainedModel:
@@ -113,12 +109,7 @@ class LlmOccupationModel:
 
     def score(self, panel: pa.Table) -> LlmScores:
         """Raw label log-probabilities of every row (panel order) with the observed targets."""
-        if self.num_workers is None:
-            return self.scorer.score_panel(panel)
-        from laborlm.llm.distributed import score_panel
-
-        raw = score_panel(panel, self, num_workers=self.num_workers, batch_size=self.batch_size)
-        return LlmScores(raw, panel_arrays(panel, self.taxonomy).occ)
+        return self.scorer.score_panel(panel)
 
     def raw_log_probs(self, panel: pa.Table) -> np.ndarray:
         """``[n_rows, K]`` log p_raw: the paper's product of token probabilities, not renormalised."""
@@ -151,8 +142,6 @@ class LlmOccupationModel:
         lm = self.lm
         return {
             "name": self.name,
-            "num_workers": self.num_workers,
-            "batch_size": self.batch_size,
             "config": self.scorer.config,
             "template": self.template,
             "taxonomy": self.taxonomy,
@@ -168,7 +157,7 @@ class LlmOccupationModel:
         lm.eval()
         self.__init__(  # type: ignore[misc]
             lm, state["tokenizer"], state["template"], state["taxonomy"], name=state["name"],
-            config=state["config"], num_workers=state["num_workers"], batch_size=state["batch_size"],
+            config=state["config"],
         )
 
     def with_scoring(self, **changes: Any) -> LlmOccupationModel:
@@ -180,8 +169,6 @@ class LlmOccupationModel:
             self.taxonomy,
             name=self.name,
             config=replace(self.scorer.config, **changes),
-            num_workers=self.num_workers,
-            batch_size=self.batch_size,
         )
 
 

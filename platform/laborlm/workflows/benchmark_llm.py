@@ -91,6 +91,7 @@ class LlmBenchmarkConfig:
 def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
     """Train every arm's language model, then score them with the CAREER models in one table."""
     from laborlm.llm import LlmOccupationModel
+    from laborlm.llm.distributed import on_ray_data
     from laborlm.readers import read_panel
     from laborlm.workflows.benchmark_careers import (
         CareersBenchmarkConfig,
@@ -112,8 +113,8 @@ def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
             trained[key] = _train(cfg, arm, survey, out / "arms" / name)
         result, folder = trained[key]
         phase = "finetune" if arm.finetune or not arm.pretrain_on else "pretrain"
-        models[f"LLM {arm.model}: {arm.description}"] = LlmOccupationModel.from_pretrained(
-            result.phases[phase].init_dir, folder / "tokenizer", arm.template, taxonomy, name=name,
+        models[f"LLM {arm.model}: {arm.description}"] = on_ray_data(LlmOccupationModel.from_pretrained(
+            result.phases[phase].init_dir, folder / "tokenizer", arm.template, taxonomy, name=name),
             num_workers=cfg.workers)
     careers = CareersBenchmarkConfig(
         presets=(cfg.survey,), survey_people=cfg.survey_people, resume_people=cfg.resume_people, data_seed=cfg.seed,

@@ -246,14 +246,15 @@ def language_model_rows(cfg: QuickstartConfig, finetuned: Path, tokenizer: Path,
     """
     from laborlm.corpus.tokenizer import load_tokenizer
     from laborlm.llm import EmbeddingOccupationModel, LlmOccupationModel
+    from laborlm.llm.distributed import on_ray_data
     from laborlm.splits import SplitConfig, select_split
     from laborlm.training.loop import seed_for
     from laborlm.training.models import build_model
 
     model = cfg.preset.model
     direct = LlmOccupationModel.from_pretrained(finetuned, tokenizer, "labor-llm", read.taxonomy,
-                                                name=f"{model}-finetuned", num_workers=cfg.workers)
-    rows: dict[str, NextOccupationModel] = {finetuned_row(cfg): direct}
+                                                name=f"{model}-finetuned")
+    rows: dict[str, NextOccupationModel] = {finetuned_row(cfg): on_ray_data(direct, num_workers=cfg.workers)}
     if not cfg.embedding_rows:
         return rows
     split = SplitConfig(seed=cfg.seed)

@@ -260,7 +260,7 @@ def write_report(folder: Path) -> Path:
     (folder / "scaling.html").write_text(to_html(md, images, f"LaborLM scaling study {folder.name}"))
     prepared = json.loads((folder / PREPARED_FILE).read_text())
     if prepared.get("parent_run_id") and prepared.get("tracking_uri"):
-        from laborlm.training.mlflow_run import AttachedRun
+        from laborlm.tracking.mlflow_tracker import AttachedRun
 
         run = AttachedRun(prepared["tracking_uri"], prepared["parent_run_id"])
         for name in ("scaling.md", "scaling.json", "scaling.html", *(p.name for p in images), "trials.jsonl"):

@@ -255,7 +255,7 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
 
     parent_id, uri = None, None
     if cfg.tracking.enabled:
-        from laborlm.training.mlflow_run import open_run
+        from laborlm.tracking.mlflow_tracker import open_run
 
         parent = open_run(cfg.tracking, folder, f"sweep-{cfg.name}", tags={"laborlm.kind": "sweep"})
         parent.log_params(flatten(cfg))
@@ -311,7 +311,7 @@ def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
 
     write_report(folder)
     if prepared.parent_run_id and prepared.tracking_uri:
-        from laborlm.training.mlflow_run import AttachedRun
+        from laborlm.tracking.mlflow_tracker import AttachedRun
 
         AttachedRun(prepared.tracking_uri, prepared.parent_run_id).finish("FAILED" if errors else "FINISHED")
     return folder
@@ -435,7 +435,7 @@ def scaling_trial(params: dict[str, Any], *, sweep: SweepConfig, prepared: Prepa
         "run_name": result.run_name, "mlflow_run_id": result.mlflow_run_id,
     }
     if result.mlflow_run_id and result.tracking_uri:
-        from laborlm.training.mlflow_run import AttachedRun
+        from laborlm.tracking.mlflow_tracker import AttachedRun
 
         run = AttachedRun(result.tracking_uri, result.mlflow_run_id)
         run.log_params({"sweep.trial": key, "sweep.name": sweep.name,

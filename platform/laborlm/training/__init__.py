@@ -4,8 +4,8 @@
 
 ``config`` (``TrainConfig``, ``kind: train``), ``models`` (the Llama-style size family, local HF models,
 LoRA), ``schedule`` (learning-rate factors), ``deepspeed`` (ZeRO templates filled from the config), ``loop``
-(the per-worker loop: setup, restore, train, evaluate, save, report), ``mlflow_run`` (runs opened by the
-driver, written by rank 0) and ``workflow`` (phase (a) pretrain, phase (b) fine-tune). Importing this
+(the per-worker loop: setup, restore, train, evaluate, save, report; its MLflow runs come from
+``laborlm.tracking.mlflow_tracker``) and ``workflow`` (phase (a) pretrain, phase (b) fine-tune). Importing this
 package imports neither Ray nor torch.
 """
 

@@ -489,7 +489,7 @@ class _PhaseRun:
         job = self.job
         if self.rank != 0 or job.mlflow_run_id is None or job.tracking_uri is None:
             return
-        from laborlm.training.mlflow_run import AttachedRun
+        from laborlm.tracking.mlflow_tracker import AttachedRun
 
         self.tracker = AttachedRun(job.tracking_uri, job.mlflow_run_id)
         params = flatten(self.cfg)

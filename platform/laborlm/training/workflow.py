@@ -114,7 +114,7 @@ def run_training(config: TrainConfig, *, failure: FailureInjection | None = None
 
     parent = None
     if config.tracking.enabled:
-        from laborlm.training.mlflow_run import open_run
+        from laborlm.tracking.mlflow_tracker import open_run
 
         parent = open_run(config.tracking, out_dir, run_name, parent_run_id=parent_run_id,
                           tags={"laborlm.kind": "train"})
@@ -220,7 +220,7 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
 
     child = None
     if config.tracking.enabled:
-        from laborlm.training.mlflow_run import open_run
+        from laborlm.tracking.mlflow_tracker import open_run
 
         child = open_run(config.tracking, out_dir, run_name, parent_run_id=parent_run_id,
                          tags={"laborlm.kind": "train", "laborlm.phase": name})

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from laborlm.errors import LaborLMError
+from laborlm.sweeps.results import PREPARED_FILE, collect_results
 from laborlm.tracking import metric_names as mn
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                 "smaller_people_needed": needed,
                                 "data_ratio": needed / c[D_KEY] if c[D_KEY] and math.isfinite(needed) else math.inf,
                                 "observed": [(s[D_KEY], s[PPL]) for s in observed]})
-    return {"oracle_perplexity": oracle, "rows": rows, "cells": cells, "models": models, "fractions": fractions,
+    return {"oracle_perplexity": oracle, "oracle_known": bool(oracle_values), "rows": rows, "cells": cells, "models": models, "fractions": fractions,
             "data_laws": {m: asdict(law) for m, law in data_laws.items()},
             "size_laws": {str(f): asdict(law) for f, law in size_laws.items()}, "matches": matches,
             "_laws": (data_laws, size_laws)}
@@ -144,7 +145,10 @@ def to_markdown(result: dict[str, Any], title: str) -> str:
     people = {f: next(c[D_KEY] for c in cells if c["data_fraction"] == f) for f in fractions}
     lines = [f"# Scaling study {title}", "",
              (f"Test next-occupation perplexity (mean over seeds); the oracle's is "
-              f"**{result['oracle_perplexity']:.3f}** (the irreducible term of every fit)."), "",
+              f"**{result['oracle_perplexity']:.3f}** (the irreducible term of every fit)."
+              if result.get("oracle_known", True) else
+              "Test next-occupation perplexity (mean over seeds). The survey has no oracle (a real panel), so the "
+              "fits take a perfect predictor's perplexity, 1, as the irreducible term."), "",
              "| model (non-embedding params) | " + " | ".join(f"{people[f]:,} people ({f:g})" for f in fractions) + " |",
              "|---|" + "---:|" * len(fractions)]
     for m in models:
@@ -245,8 +249,6 @@ def to_html(markdown: str, images: list[Path], title: str) -> str:
 
 def write_report(folder: Path) -> Path:
     """Fit, tabulate and plot a sweep folder's finished trials; log the outputs to its MLflow parent run."""
-    from laborlm.sweeps.scaling import PREPARED_FILE, collect_results
-
     folder = Path(folder).resolve()
     if not (folder / PREPARED_FILE).is_file():
         raise LaborLMError(f"{folder}: not a sweep folder (no {PREPARED_FILE}; run `laborlm sweep CONFIG` first)")

@@ -3,9 +3,11 @@
     laborlm sweep jobs/sweep_scaling.yaml                 # the local 3 x 3 grid (~15 min on 2 cores)
     laborlm sweep jobs/sweep_asha.yaml                    # ASHA over fine-tuning lr and LoRA rank
     laborlm sweep report runs/sweeps/scaling-local        # power-law fits, table, plots (also run at the end)
+    laborlm sweep jobs/sweep_scaling.yaml survey_panel=runs/nlsw resume_panel=runs/resumes   # users' panels
 
-The driver prepares the data once (synthetic survey and resume panels, their corpora, one BPE tokenizer
-that every trial shares, so perplexities compare), opens one MLflow parent run, and hands Ray Tune a flat
+The driver prepares the data once (the survey and resume panels, their corpora, one BPE tokenizer that every
+trial shares, so perplexities compare; ``workflows.panels``: synthetic presets, or the user's ``survey_panel``
+and ``resume_panel``, checked when the config is loaded), opens one MLflow parent run, and hands Ray Tune a flat
 dict of dotted training overrides per trial (``pretrain.data_fraction``, ``model.size`` or ``model.path``,
 ``seed``, or searched values). Each trial turns that dict into a :class:`TrainConfig` with the same
 ``apply_overrides`` the CLI uses, trains both phases with Ray Train (its own workers and resources, Train
@@ -36,16 +38,26 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from laborlm.config import apply_overrides, build, flatten
 from laborlm.errors import ConfigError, LaborLMError
+from laborlm.sweeps.fit import write_report
+from laborlm.sweeps.results import ATTEMPTS_FILE, PREPARED_FILE, RESULTS_FILE, TRIAL_RESULT, collect_results
 from laborlm.tracking import metric_names as mn
 from laborlm.tracking.mlflow_tracker import TrackingConfig
+from laborlm.workflows.panels import (
+    RESUMES,
+    SURVEY_PRESETS,
+    first_people,
+    generate_preset_panel,
+    panel_problems,
+    prepare_panels,
+    preset_problems,
+)
+
+__all__ = ["ATTEMPTS_FILE", "PREPARED_FILE", "RESULTS_FILE", "TRIAL_RESULT", "SweepConfig", "collect_results",
+           "prepare", "run_sweep", "scaling_trial"]
 
 logger = logging.getLogger(__name__)
 
 DATA_FRACTION = "pretrain.data_fraction"
-RESULTS_FILE = "trials.jsonl"  # one line per finished trial: its overrides and final metrics
-TRIAL_RESULT = "result.json"  # in each trial folder, written when the trial has finished
-ATTEMPTS_FILE = "attempts.log"  # in each trial folder: one line per start (a resumed trial has two)
-PREPARED_FILE = "prepared.json"  # the sweep's data, corpora, tokenizer and parent run
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,11 @@ class SweepConfig:
     name: str = "scaling-local"  # sweep folder <out_dir>/<name> and the MLflow parent run's name
     out_dir: Path = Path("runs/sweeps")
     search: Literal["grid", "asha"] = "grid"
-    survey: str = "psid"  # fine-tuned and scored on
-    survey_people: int = 1500
-    resume_people: int = 8000  # the whole resume corpus; data_fractions take nested shares of it
+    survey: str = "psid"  # synthetic survey preset fine-tuned and scored on (unless survey_panel is given)
+    survey_panel: Path | None = None  # a user's panel instead (laborlm data import folder, Parquet/CSV)
+    resume_panel: Path | None = None  # a user's resume panel to pretrain on instead of the synthetic resumes
+    survey_people: int = 1500  # of the synthetic survey
+    resume_people: int = 8000  # of the synthetic resumes; data_fractions take nested shares of the corpus
     pooled_surveys: tuple[str, ...] = ()  # other survey presets pooled into the pretraining corpus
     pooled_people: int = 1500  # people of each pooled survey
     data_seed: int = 0  # synthetic data (the trials' seeds vary training only)
@@ -121,6 +135,13 @@ class SweepConfig:
         for o in self.train_overrides:
             if "=" not in o:
                 problems.append(f"train_overrides: expected key=value, got {o!r}")
+        problems += preset_problems("survey", self.survey, known=SURVEY_PRESETS, path_key="survey_panel")
+        for preset in self.pooled_surveys:
+            problems += preset_problems("pooled_surveys", preset, known=SURVEY_PRESETS, path_key="survey_panel")
+        problems += panel_problems("survey_panel", self.survey_panel, preset_hint="for a synthetic survey give "
+                                   "survey=NAME and leave survey_panel unset")
+        problems += panel_problems("resume_panel", self.resume_panel, preset_hint="leave resume_panel unset to "
+                                   f"pretrain on the synthetic {RESUMES} (resume_people=N)")
         if problems:
             raise ConfigError(problems)
 
@@ -231,12 +252,18 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     """Data, corpora and the shared tokenizer (each reused when already built) and the MLflow parent run."""
     from laborlm.corpus import CorpusConfig, build_corpus, read_manifest
     from laborlm.corpus.tokenizer import TokenizerConfig, train_tokenizer
-    from laborlm.workflows.benchmark_careers import generate_preset_panel
 
     folder = cfg.folder
+    # The user's panels are read and checked before the sweep folder is made.
+    panels = prepare_panels(
+        survey=cfg.survey, survey_panel=cfg.survey_panel, survey_people=cfg.survey_people, resumes=True,
+        resume_panel=cfg.resume_panel, resume_people=cfg.resume_people, seed=cfg.data_seed, out=folder,
+        workers=workers,
+    )
     folder.mkdir(parents=True, exist_ok=True)
-    survey = generate_preset_panel(cfg.survey, cfg.survey_people, cfg.data_seed, folder, workers)
-    pretrain_inputs = [generate_preset_panel("resumes", cfg.resume_people, cfg.data_seed, folder, workers)]
+    survey = panels.survey
+    assert panels.resumes is not None  # resumes=True
+    pretrain_inputs = [panels.resumes]
     pretrain_inputs += [generate_preset_panel(p, cfg.pooled_people, cfg.data_seed, folder, workers)
                         for p in cfg.pooled_surveys]
 
@@ -247,7 +274,7 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
         return target
 
     pretrain = corpus(pretrain_inputs, "pretrain")
-    finetune = corpus([survey], cfg.survey)
+    finetune = corpus([survey], panels.survey_name)
     tokenizer = folder / "tokenizer"
     if not (tokenizer / "tokenizer.json").is_file():
         # Resumes and the survey: the survey's dataset tag and special states are absent from resumes.
@@ -307,8 +334,6 @@ def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
                 time.monotonic() - started)
     if errors and not rows:
         raise LaborLMError(f"sweep {cfg.name}: every trial failed; first error: {errors[0]}")
-    from laborlm.sweeps.fit import write_report
-
     write_report(folder)
     if prepared.parent_run_id and prepared.tracking_uri:
         from laborlm.tracking.mlflow_tracker import AttachedRun
@@ -377,15 +402,6 @@ def _dirname(trial: Any) -> str:
     return trial_key(dict(trial.config))
 
 
-def collect_results(folder: Path) -> list[dict[str, Any]]:
-    """Every finished trial's result (from the trial folders) into ``<folder>/trials.jsonl``; returns them."""
-    rows = []
-    for path in sorted((folder / "trials").glob(f"*/{TRIAL_RESULT}")):
-        rows.append(json.loads(path.read_text()))
-    (folder / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return rows
-
-
 def _dump(cfg: SweepConfig) -> str:
     from laborlm.config import dump_yaml
 
@@ -451,7 +467,6 @@ def score_trial(sweep: SweepConfig, prepared: Prepared, model_dir: Path) -> dict
     from laborlm.llm import LlmOccupationModel
     from laborlm.readers import read_panel
     from laborlm.splits import SplitConfig, select_split
-    from laborlm.workflows.benchmark_careers import first_people
 
     read = read_panel(Path(prepared.survey_panel))
     split = SplitConfig(seed=sweep.data_seed)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from laborlm import jsonsafe, schema
+from laborlm import jsonsafe
 from laborlm.baselines.base import NextOccupationModel
-from laborlm.config import apply_overrides, build, config_hash, flatten, to_dict
+from laborlm.config import config_hash, flatten, to_dict
 from laborlm.errors import ConfigError, InputDataError
 from laborlm.evaluation.compare import ComparisonTable
 from laborlm.evaluation.harness import evaluate_model, oracle_logp_of
@@ -59,6 +57,17 @@ from laborlm.sequences import TRANSITION_NAMES, panel_arrays
 from laborlm.splits import SplitConfig, select_split
 from laborlm.tracking.mlflow_tracker import MlflowTracker, TrackingConfig
 from laborlm.tracking.tracker import NullTracker, Tracker
+from laborlm.workflows.panels import first_people, generate_preset_panel, looks_like_path, panel_name
+
+__all__ = [
+    "BenchmarkResult",
+    "CareersBenchmarkConfig",
+    "first_people",
+    "generate_preset_panel",
+    "label",
+    "panel_name",
+    "run_careers_benchmark",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +163,7 @@ class CareersBenchmarkConfig:
         for preset in self.survey_presets:
             if preset in PRESETS:
                 continue
-            if _looks_like_path(preset):
+            if looks_like_path(preset):
                 problems.append(f"presets: {preset!r} is a path, not a synthetic preset ({', '.join(PRESETS)}); "
                                 f"give a panel with --panel {preset} (panels=...)")
             else:
@@ -189,17 +198,6 @@ class CareersBenchmarkConfig:
             raise ConfigError(problems)
 
 
-def panel_name(panel: Path) -> str:
-    """A user panel's table column: its folder's name (a file's stem), in characters MLflow keys accept."""
-    name = panel.stem if panel.suffix.lower() in (".csv", ".parquet") else panel.name
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "panel"
-
-
-def _looks_like_path(text: str) -> bool:
-    return "/" in text or "\\" in text or text.startswith(".") or Path(text).suffix.lower() in (".csv", ".parquet") \
-        or Path(text).exists()
-
-
 @dataclass
 class BenchmarkResult:
     table: ComparisonTable
@@ -207,22 +205,6 @@ class BenchmarkResult:
     run_id: str | None
     markdown_path: Path
     json_path: Path
-
-
-def generate_preset_panel(preset: str, people: int | None, seed: int, out: Path, workers: int = 0) -> Path:
-    """The synthetic panel of ``preset`` under ``out/data/<preset>-<config hash>``; reused when already there.
-
-    Generation is deterministic in (preset, people, seed), so every workflow that asks for the same panel (the
-    quickstart and the benchmarks) shares one folder and one person split.
-    """
-    from laborlm.synthetic import SynthConfig, generate_panel, load_preset
-
-    overrides = [f"seed={seed}"] + ([f"people={people}"] if people is not None else [])
-    synth = build(SynthConfig, apply_overrides(SynthConfig, to_dict(load_preset(preset)), overrides))
-    folder = out / "data" / f"{preset}-{config_hash(synth, 8)}"
-    if not (folder / "synth.yaml").exists():
-        generate_panel(synth, folder, num_workers=workers or None)
-    return folder
 
 
 def _generate(preset: str, people: int | None, cfg: CareersBenchmarkConfig, out: Path) -> Path:
@@ -377,12 +359,6 @@ def _oracle(panel: Path, test: pa.Table, taxonomy: Taxonomy) -> dict[str, Any] |
         "by_transition": {name: perplexity(logp, arrays.transition == k) for k, name in TRANSITION_NAMES.items()},
         "stay_auc": float("nan"), "source": "oracle_logp column",
     }
-
-
-def first_people(panel: pa.Table, n: int) -> pa.Table:
-    """The rows of the first ``n`` persons by id: a deterministic subset that every model is scored on."""
-    keep = sorted(set(panel.column(schema.PERSON_ID).to_pylist()))[:n]
-    return panel.filter(pc.is_in(panel.column(schema.PERSON_ID), value_set=pa.array(keep, pa.string())))
 
 
 def _fit_and_score(

@@ -12,6 +12,15 @@ training loop of ``models.fitting``: in-process, or Ray Train workers with ``fit
 and fine-tuned on the survey from those weights, as the benchmark's ``+pretrain`` rows are; the two panels
 must share one taxonomy.
 
+``embedding`` is the embedding model (``llm.embedding``): a two-stage head fitted on the hidden states of a
+trained language model ``lm`` (a ``laborlm train`` ``<phase>/model`` folder, or a saved LLM scoring model) at
+each prediction point; ``lm_init=random`` fits the same head on a randomly initialised LM of the same shape,
+the control that shows what the language model itself contributes (report the two side by side):
+
+    laborlm fit embedding --panel runs/nlsw --out runs/nlsw-models/embedding lm=runs/nlsw-lm-s0/finetune/model
+    laborlm fit embedding --panel runs/nlsw --out runs/nlsw-models/embedding-control \
+        lm=runs/nlsw-lm-s0/finetune/model lm_init=random
+
 ``out`` becomes the saved model folder itself (``laborlm evaluate --model OUT``, ``predict``, ``registry
 register``, ``analyze models=OUT``) plus ``fit.json`` (the resolved config, person-years, time) and
 ``metrics-valid.json`` (the harness's metrics on the valid split). Everything that can be checked is checked
@@ -26,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
@@ -50,10 +59,16 @@ from laborlm.splits import SplitConfig, select_split
 from laborlm.tracking.mlflow_tracker import MlflowTracker, TrackingConfig
 from laborlm.tracking.tracker import NullTracker, Tracker
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from laborlm.baselines.base import NextOccupationModel
+
 logger = logging.getLogger(__name__)
 
 FIT_RECORD = "fit.json"
 VALID_METRICS = "metrics-valid.json"
+EMBEDDING = "embedding"  # the embedding model: a head on a trained language model's hidden states (needs lm)
 
 
 @dataclass(frozen=True)
@@ -68,10 +83,13 @@ class PretrainSettings:
 
 @dataclass(frozen=True)
 class FitJobConfig:
-    model: str  # a registry name: unigram, markov1, career-small-two_stage, ... (laborlm.models.registry)
+    model: str  # a registry name (unigram, markov1, career-small-two_stage, ...: laborlm.models.registry), or
+    #   "embedding" (the head on a language model's hidden states; needs lm)
     panel: Path  # the panel to fit on (a folder from `laborlm data import`, Parquet/CSV, CAREER files)
     out: Path  # the saved model folder to write
     pretrain_panel: Path | None = None  # resumes to pretrain a neural model on first; None: no pretraining
+    lm: Path | None = None  # model "embedding": the language model folder (laborlm train's <phase>/model)
+    lm_init: Literal["trained", "random"] = "trained"  # "random": the control, the head on a random LM of lm's shape
     seed: int = 0  # initialisation, batch order and dropout of neural models
     split_seed: int = 0  # person-level 70/10/20 split (a panel's own split column wins)
     fit: FitOverrides = field(default_factory=FitOverrides)  # neural training on top of registry defaults
@@ -80,9 +98,18 @@ class FitJobConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.model not in REGISTRY:
-            problems.append(f"model: unknown model {self.model!r}; known: {', '.join(REGISTRY)}")
-        elif self.pretrain_panel is not None and is_counted(self.model):
+        if self.model == EMBEDDING:
+            if self.lm is None:
+                problems.append("lm: the embedding model needs the language model whose hidden states it reads: "
+                                "lm=DIR (a `laborlm train` <phase>/model folder)")
+            if self.pretrain_panel is not None:
+                problems.append("pretrain_panel: the embedding model's language model is trained by `laborlm "
+                                "train`; only its head is fitted here")
+        elif self.lm is not None or self.lm_init != "trained":
+            problems.append(f"lm, lm_init: only for the embedding model (model=embedding), not {self.model!r}")
+        if self.model != EMBEDDING and self.model not in REGISTRY:
+            problems.append(f"model: unknown model {self.model!r}; known: {', '.join(REGISTRY)}, {EMBEDDING}")
+        elif self.model != EMBEDDING and self.pretrain_panel is not None and is_counted(self.model):
             problems.append(f"pretrain_panel: {self.model!r} is counted, not trained: nothing to pretrain "
                             "(pretraining is for the neural models, e.g. career-small-two_stage)")
         if problems:
@@ -111,6 +138,7 @@ class _Inputs:
     train: pa.Table
     valid: pa.Table | None
     resumes: pa.Table | None
+    embedding: NextOccupationModel | None = None  # model "embedding": the model to fit (its LM loaded, checked)
 
 
 def _prepare(cfg: FitJobConfig) -> _Inputs:
@@ -140,7 +168,52 @@ def _prepare(cfg: FitJobConfig) -> _Inputs:
         resumes = pre.table
         if select_split(resumes, "train", split).num_rows == 0:
             raise InputDataError(str(cfg.pretrain_panel), None, "split", "no person in the train split")
-    return _Inputs(read.taxonomy, train, valid if valid.num_rows else None, resumes)
+    embedding = _embedding_model(cfg, read.taxonomy) if cfg.model == EMBEDDING else None
+    return _Inputs(read.taxonomy, train, valid if valid.num_rows else None, resumes, embedding)
+
+
+def _embedding_model(cfg: FitJobConfig, taxonomy: Taxonomy) -> NextOccupationModel:
+    """The embedding model on ``cfg.lm`` (or, ``lm_init=random``, on a random LM of its shape), head unfitted.
+
+    Raises:
+        ConfigError: ``lm`` is not a language model folder, or its occupation codes are not the panel's.
+    """
+    from laborlm.errors import CheckpointError
+    from laborlm.llm import EmbeddingOccupationModel, LlmOccupationModel
+    from laborlm.llm.embedding import EmbeddingHeadConfig
+    from laborlm.models.registry import load_model
+
+    assert cfg.lm is not None  # checked by the config
+    try:
+        scorer = load_model(cfg.lm)
+    except CheckpointError as exc:
+        raise ConfigError(f"lm: {exc}") from exc
+    if not isinstance(scorer, LlmOccupationModel):
+        raise ConfigError(f"lm: {cfg.lm} holds a {type(scorer).__name__}, not a language model; give a `laborlm "
+                          "train` <phase>/model folder")
+    diff = taxonomy_difference(taxonomy, scorer.taxonomy, f"panel {cfg.panel}", f"lm {cfg.lm}")
+    if diff is not None:
+        raise ConfigError(f"lm: the language model's occupation codes must be the panel's: {diff}")
+    lm = scorer.lm if cfg.lm_init == "trained" else random_lm_like(scorer.lm, cfg.seed)
+    name = f"embedding-{Path(cfg.lm).parent.parent.name or 'lm'}" + ("-random-lm" if cfg.lm_init == "random" else "")
+    # The LM's own taxonomy (the same codes, checked above): the template writes the titles it was trained on.
+    return EmbeddingOccupationModel(lm, scorer.tokenizer, scorer.template, scorer.taxonomy, name=name,
+                                    head=EmbeddingHeadConfig(seed=cfg.seed))
+
+
+def random_lm_like(lm: PreTrainedModel, seed: int) -> PreTrainedModel:
+    """A randomly initialised causal LM of ``lm``'s architecture and vocabulary (the embedding model's control).
+
+    The same head on its hidden states measures what the head and the template alone achieve, so the gap to
+    the trained LM's row is what the language model contributes (issue 14). Deterministic in ``seed``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(lm.config)  # type: ignore[no-untyped-call]
+    return model.eval()  # type: ignore[no-any-return]
 
 
 def _pretrained(cfg: FitJobConfig, inputs: _Inputs, folder: Path) -> Path:
@@ -180,7 +253,8 @@ def run_fit(cfg: FitJobConfig) -> FitJobResult:
     try:
         tracker.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("tracking.")})
         finetune_lr = cfg.pretrain.finetune_lr if cfg.pretrain_panel is not None else None
-        model = create_model(cfg.model, inputs.taxonomy, fit=fit_config(cfg.model, cfg.fit, lr=finetune_lr), seed=cfg.seed)
+        model = inputs.embedding or create_model(cfg.model, inputs.taxonomy,
+                                                 fit=fit_config(cfg.model, cfg.fit, lr=finetune_lr), seed=cfg.seed)
         with tempfile.TemporaryDirectory(prefix="laborlm-pretrained-") as tmp:
             if cfg.pretrain_panel is not None:
                 assert isinstance(model, NeuralOccupationModel)  # counted models were refused by the config

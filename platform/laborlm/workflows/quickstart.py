@@ -26,15 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from laborlm.errors import ConfigError
 from laborlm.readers import RejectWriter, read_panel
 from laborlm.stats import CAREER_TABLE7, format_stats, panel_stats
 from laborlm.training.config import FinetuneConfig, ModelConfig, PhaseConfig, TrainConfig
+from laborlm.workflows.panels import (
+    SURVEY_PRESETS,
+    PreparedPanels,
+    panel_problems,
+    prepare_panels,
+    preset_problems,
+)
 
 if TYPE_CHECKING:
     from laborlm.baselines.base import NextOccupationModel
 
 logger = logging.getLogger(__name__)
 
+PRETRAINED_SUFFIX = "+pretrain"  # benchmark_careers' name suffix (not imported: that module loads every model)
 Size = Literal["tiny", "small", "medium"]
 
 
@@ -87,9 +96,12 @@ class QuickstartConfig:
     out_dir: Path = Path("runs/quickstart")  # everything the run writes goes under here
     size: Size = "tiny"  # scales data, language model and steps together (SIZES)
     seed: int = 0  # one seed for data, splits and training
-    survey: str = "psid"  # survey preset: psid, nlsy79 or nlsy97
-    survey_people: int | None = None  # null: the size's
-    resume_people: int | None = None  # null: the size's
+    survey: str = "psid"  # survey preset: psid, nlsy79 or nlsy97 (unless survey_panel is given)
+    survey_panel: Path | None = None  # a user's canonical panel instead of the preset (laborlm data import folder)
+    resume_panel: Path | None = None  # a user's resume panel to pretrain on; with survey_panel and without it,
+    #   nothing is pretrained (survey only)
+    survey_people: int | None = None  # null: the size's (synthetic survey only)
+    resume_people: int | None = None  # null: the size's (synthetic resumes only)
     test_people: int | None = None  # null: the size's; 0: the whole test split
     workers: int = 2  # Ray Data / Ray Train CPU workers
     train_overrides: tuple[str, ...] = ()  # dotted overrides of the training config, e.g. "finetune.lora=true"
@@ -97,111 +109,201 @@ class QuickstartConfig:
     tracking_uri: str | None = None  # use this tracking server instead of starting one (else MLFLOW_TRACKING_URI)
     register_as: str | None = "laborlm-quickstart"  # registered model name; null: do not register
     models: tuple[str, ...] = field(default=("unigram", "markov1", "markov2", "two_stage", "two_stage+pretrain"))
-    embedding_rows: bool = True  # the embedding model and its random-LM control (two head fits, ~1 min)
     # registry names for the occupation-model rows; "two_stage" / "two_stage+pretrain" mean the size's CAREER
+    embedding_rows: bool = True  # the embedding model and its random-LM control (two head fits, ~1 min)
+
+    def __post_init__(self) -> None:
+        # Names versus paths, and that the paths are panels: checked when the config is loaded, so before the
+        # command line starts Ray or the quickstart creates anything (workflows.panels).
+        problems = preset_problems("survey", self.survey, known=SURVEY_PRESETS, path_key="survey_panel")
+        problems += panel_problems("survey_panel", self.survey_panel,
+                                   preset_hint="for a synthetic survey give survey=NAME and leave survey_panel unset")
+        problems += panel_problems("resume_panel", self.resume_panel,
+                                   preset_hint="leave resume_panel unset to pretrain on the synthetic resumes")
+        for override in self.train_overrides:
+            if "=" not in override:
+                problems.append(f"train_overrides: expected key=value, got {override!r}")
+        if problems:
+            raise ConfigError(problems)
 
     @property
     def preset(self) -> SizePreset:
         return SIZES[self.size]
 
+    @property
+    def pretrains(self) -> bool:
+        """Whether anything is pretrained on resumes: the synthetic ones, unless the survey is the user's."""
+        return self.survey_panel is None or self.resume_panel is not None
+
+
+@dataclass(frozen=True)
+class QuickstartData:
+    """Step 1's output: the panels, and their CAREER Table 7 rows by name."""
+
+    panels: PreparedPanels
+    stats: dict[str, Any]  # panel name -> panel_stats
+
+    @property
+    def survey(self) -> str:
+        """The survey's name: the preset, or the user's panel's folder name (its column in the table)."""
+        return self.panels.survey_name
+
+
+STEPS = 6  # for the log lines "[step/STEPS]"
+
 
 def run_quickstart(cfg: QuickstartConfig) -> str:
-    """Run the pipeline and return the Markdown report it also writes to ``out_dir/report.md``."""
+    """Run the pipeline and return the Markdown report it also writes to ``out_dir/report.md``.
+
+    A user's panels are read and checked (splits, taxonomies) before the MLflow server starts or anything is
+    written.
+    """
     from laborlm.tracking.server import mlflow_server
 
     out = cfg.out_dir.resolve()
+    panels = prepare_data(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")  # a cluster's shared server
     if tracking_uri or not cfg.mlflow_server:
-        return _run(cfg, out, tracking_uri, tracking_uri or f"sqlite:///{out / 'mlflow.db'}")
+        return _run(cfg, out, panels, tracking_uri, tracking_uri or f"sqlite:///{out / 'mlflow.db'}")
     with mlflow_server(out) as server:
-        report = _run(cfg, out, server.uri, server.backend_uri)
+        report = _run(cfg, out, panels, server.uri, server.backend_uri)
     return report + (
         f"\n\nThe MLflow server used for this run is stopped; browse the runs and the registry with\n"
         f"  mlflow ui --backend-store-uri {server.backend_uri} --artifacts-destination {server.artifacts}"
     )
 
 
-def _run(cfg: QuickstartConfig, out: Path, tracking_uri: str | None, store_uri: str) -> str:
+def _run(cfg: QuickstartConfig, out: Path, panels: PreparedPanels, tracking_uri: str | None, store_uri: str) -> str:
     """The pipeline; ``tracking_uri`` is where runs go now, ``store_uri`` where users find them afterwards."""
-    from laborlm.corpus import CorpusConfig, build_corpus
-    from laborlm.tracking.mlflow_tracker import TrackingConfig
-    from laborlm.training.workflow import run_training
-    from laborlm.workflows.benchmark_careers import (
-        CareersBenchmarkConfig,
-        generate_preset_panel,
-        run_careers_benchmark,
-    )
-
-    size = cfg.preset
-    people = {cfg.survey: cfg.survey_people or size.survey_people, "resumes": cfg.resume_people or size.resume_people}
-    steps = 6
-
-    panels, stats = {}, {}
-    for preset, n in people.items():
-        logger.info("[1/%d] synthetic %s: %d people (Ray Data, %d workers)", steps, preset, n, cfg.workers)
-        panels[preset] = generate_preset_panel(preset, n, cfg.seed, out, cfg.workers)
-        with RejectWriter(out / f"{preset}.rejects.jsonl") as rejects:
-            read = read_panel(panels[preset], rejects=rejects)
-        c = read.counts
-        logger.info("[1/%d] validated %s: rows in %d = kept %d + rejected %d", steps, preset, c.rows_in, c.rows_kept,
-                    c.rows_rejected)
-        stats[preset] = panel_stats(read.table, read.taxonomy)
-
-    corpora = {}
-    for preset, panel in panels.items():
-        logger.info("[2/%d] resume-like texts of %s (labor-llm template)", steps, preset)
-        corpora[preset] = out / "corpus" / preset
-        build_corpus(CorpusConfig(inputs=(panel,), out_dir=corpora[preset]), num_workers=cfg.workers)
-
-    train_cfg = training_config(cfg, corpora["resumes"], corpora[cfg.survey], out / "train", tracking_uri)
-    logger.info("[3/%d] language model %s: pretrain on resumes (%d steps), fine-tune on %s (up to %d steps, "
-                "early stopping on valid occupation perplexity)", steps, size.model, train_cfg.pretrain.max_steps,
-                cfg.survey, train_cfg.finetune.max_steps)
-    trained = run_training(train_cfg)
-    logger.info("[3/%d] %s", steps, trained.line())
-
-    read = read_panel(panels[cfg.survey])
-    llms = language_model_rows(cfg, trained.phases["finetune"].init_dir, out / "train" / "tokenizer", read, train_cfg)
-
-    logger.info("[4-5/%d] baselines and CAREER on %s train; every model scored on test against the oracle", steps,
-                cfg.survey)
-    models = tuple(f"{size.career}-{m}" if m.startswith(("two_stage", "one_stage")) else m for m in cfg.models)
-    test_people = size.test_people if cfg.test_people is None else (cfg.test_people or None)
-    careers = CareersBenchmarkConfig(
-        presets=(cfg.survey,), survey_people=people[cfg.survey], resume_people=people["resumes"], data_seed=cfg.seed,
-        seeds=(cfg.seed,), models=models, out_dir=out, workers=cfg.workers, test_people=test_people,
-        tracking=TrackingConfig(tracking_uri=tracking_uri),
-    )
-    result = run_careers_benchmark(careers, extra_models=llms)
-
-    registered = ""
-    if cfg.register_as:
-        from laborlm.serving.registry import promote, register_model
-
-        logger.info("[6/%d] registering the fine-tuned language model as %s", steps, cfg.register_as)
-        saved = out / "models" / "llm-finetuned"
-        llms[finetuned_row(cfg)].save(saved)
-        uri = tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
-        version = register_model(saved, cfg.register_as, tracking_uri=uri, run_id=result.run_id)
-        promote(cfg.register_as, version, alias="champion", tracking_uri=uri)
-        registered = (f"Registered model: `models:/{cfg.register_as}@champion` (version {version}); try\n"
-                      f"`laborlm predict --model models:/{cfg.register_as}@champion --input careers.jsonl "
-                      f"--tracking-uri {store_uri}`")
-
+    data = describe_data(panels, out)
+    corpora = build_corpora(cfg, data, out)
+    trained, train_cfg = train_language_model(cfg, data, corpora, out, tracking_uri)
+    llms = language_model_rows(cfg, trained.phases["finetune"].init_dir, out / "train" / "tokenizer",
+                               data.panels.survey_read, train_cfg, survey=data.survey)
+    result, test_people = compare_models(cfg, data, llms, out, tracking_uri)
+    registered = register_finetuned(cfg, llms[finetuned_row(cfg, data.survey)], result.run_id, out, tracking_uri,
+                                    store_uri)
+    source = "your panel" if panels.user_survey else "synthetic"
+    scored = "the test split" if test_people is None else f"the first {test_people} test persons"
     report = "\n\n".join([
-        f"# LaborLM quickstart ({cfg.survey}, size {cfg.size}, seed {cfg.seed})",
+        f"# LaborLM quickstart ({data.survey}, {source}; size {cfg.size}, seed {cfg.seed})",
         "## Data (CAREER Table 7 rows)",
-        format_stats(stats, reference=CAREER_TABLE7),
-        f"## Next-occupation perplexity on {'the test split' if test_people is None else f'the first {test_people} test persons'}",
+        format_stats(data.stats, reference=CAREER_TABLE7),
+        f"## Next-occupation perplexity on {scored}",
         result.markdown_path.read_text().strip(),
-        NOT_FINE_TUNED_NOTE,
+        NOT_FINE_TUNED_NOTE if cfg.pretrains else SURVEY_ONLY_NOTE,
         f"Language model: {trained.line()}",
         registered,
         f"MLflow run of the comparison: {result.run_id}; outputs under {out}/",
     ])
     (out / "report.md").write_text(report + "\n")
     return report
+
+
+def prepare_data(cfg: QuickstartConfig, out: Path) -> PreparedPanels:
+    """Step 1a: the survey and resume panels: generated from the presets, or the user's, read and checked."""
+    size = cfg.preset
+    if cfg.survey_panel is None:
+        logger.info("[1/%d] synthetic %s (%d people) and resumes (%d) (Ray Data, %d workers)", STEPS, cfg.survey,
+                    cfg.survey_people or size.survey_people, cfg.resume_people or size.resume_people, cfg.workers)
+    return prepare_panels(
+        survey=cfg.survey, survey_panel=cfg.survey_panel, survey_people=cfg.survey_people or size.survey_people,
+        resumes=cfg.pretrains, resume_panel=cfg.resume_panel, resume_people=cfg.resume_people or size.resume_people,
+        seed=cfg.seed, out=out, workers=cfg.workers,
+        # CAREER's "+pretrain" rows read the resumes in the survey's codes
+        same_codes=cfg.pretrains and any(m.endswith(PRETRAINED_SUFFIX) for m in cfg.models),
+    )
+
+
+def describe_data(panels: PreparedPanels, out: Path) -> QuickstartData:
+    """Step 1b: validate each panel with a rejects file (row accounting) and describe it (CAREER Table 7)."""
+    stats = {}
+    named = {panels.survey_name: panels.survey} | ({"resumes": panels.resumes} if panels.resumes else {})
+    for name, path in named.items():
+        with RejectWriter(out / f"{name}.rejects.jsonl") as rejects:
+            read = read_panel(path, rejects=rejects)
+        c = read.counts
+        logger.info("[1/%d] validated %s: rows in %d = kept %d + rejected %d", STEPS, name, c.rows_in, c.rows_kept,
+                    c.rows_rejected)
+        stats[name] = panel_stats(read.table, read.taxonomy)
+    return QuickstartData(panels, stats)
+
+
+def build_corpora(cfg: QuickstartConfig, data: QuickstartData, out: Path) -> dict[str, Path]:
+    """Step 2: LABOR-LLM resume-like texts of each panel, keyed ``survey`` and (when pretraining) ``resumes``."""
+    from laborlm.corpus import CorpusConfig, build_corpus
+
+    inputs = {"survey": (data.survey, data.panels.survey)}
+    if data.panels.resumes is not None:
+        inputs["resumes"] = ("resumes", data.panels.resumes)
+    corpora = {}
+    for key, (name, panel) in inputs.items():
+        logger.info("[2/%d] resume-like texts of %s (labor-llm template)", STEPS, name)
+        corpora[key] = out / "corpus" / name
+        build_corpus(CorpusConfig(inputs=(panel,), out_dir=corpora[key]), num_workers=cfg.workers)
+    return corpora
+
+
+def train_language_model(cfg: QuickstartConfig, data: QuickstartData, corpora: dict[str, Path], out: Path,
+                         tracking_uri: str | None) -> tuple[Any, TrainConfig]:
+    """Step 3: pretrain on the resumes (when there are any) and fine-tune on the survey (Ray Train)."""
+    from laborlm.training.workflow import run_training
+
+    train_cfg = training_config(cfg, corpora.get("resumes"), corpora["survey"], out / "train", tracking_uri)
+    pretrain = f"pretrain on resumes ({train_cfg.pretrain.max_steps} steps), " if train_cfg.pretrain.enabled else ""
+    logger.info("[3/%d] language model %s: %sfine-tune on %s (up to %d steps, early stopping on valid occupation "
+                "perplexity)", STEPS, train_cfg.model.size, pretrain, data.survey, train_cfg.finetune.max_steps)
+    trained = run_training(train_cfg)
+    logger.info("[3/%d] %s", STEPS, trained.line())
+    return trained, train_cfg
+
+
+def compare_models(cfg: QuickstartConfig, data: QuickstartData, llms: dict[str, NextOccupationModel], out: Path,
+                   tracking_uri: str | None) -> tuple[Any, int | None]:
+    """Steps 4-5: the occupation models fitted on the survey's train split, every row scored on test.
+
+    Returns the comparison (``BenchmarkResult``) and the number of test persons scored (None: all).
+    """
+    from laborlm.tracking.mlflow_tracker import TrackingConfig
+    from laborlm.workflows.benchmark_careers import CareersBenchmarkConfig, run_careers_benchmark
+
+    size, panels = cfg.preset, data.panels
+    models = tuple(f"{size.career}-{m}" if m.startswith(("two_stage", "one_stage")) else m for m in cfg.models)
+    if panels.resumes is None and any(m.endswith(PRETRAINED_SUFFIX) for m in models):
+        logger.info("[4-5/%d] no resume panel: the %s rows are left out (give resume_panel=DIR)", STEPS,
+                    ", ".join(m for m in models if m.endswith(PRETRAINED_SUFFIX)))
+        models = tuple(m for m in models if not m.endswith(PRETRAINED_SUFFIX))
+    logger.info("[4-5/%d] baselines and CAREER on %s train; every model scored on test%s", STEPS, data.survey,
+                "" if panels.user_survey else " against the oracle")
+    test_people = size.test_people if cfg.test_people is None else (cfg.test_people or None)
+    user = panels.user_survey
+    careers = CareersBenchmarkConfig(
+        presets=() if user else (cfg.survey,), panels=(panels.survey,) if user else (),
+        resumes=panels.resumes if panels.user_resumes else None,
+        survey_people=cfg.survey_people or size.survey_people, resume_people=cfg.resume_people or size.resume_people,
+        data_seed=cfg.seed, seeds=(cfg.seed,), models=models, out_dir=out, workers=cfg.workers,
+        test_people=test_people, tracking=TrackingConfig(tracking_uri=tracking_uri),
+    )
+    return run_careers_benchmark(careers, extra_models=llms), test_people
+
+
+def register_finetuned(cfg: QuickstartConfig, model: NextOccupationModel, run_id: str | None, out: Path,
+                       tracking_uri: str | None, store_uri: str) -> str:
+    """Step 6: the fine-tuned language model into the MLflow registry (``champion``); the report's line."""
+    if not cfg.register_as:
+        return ""
+    from laborlm.serving.registry import promote, register_model
+
+    logger.info("[6/%d] registering the fine-tuned language model as %s", STEPS, cfg.register_as)
+    saved = out / "models" / "llm-finetuned"
+    model.save(saved)  # an LlmOccupationModel, or its Ray Data wrapper
+    uri = tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
+    version = register_model(saved, cfg.register_as, tracking_uri=uri, run_id=run_id)
+    promote(cfg.register_as, version, alias="champion", tracking_uri=uri)
+    return (f"Registered model: `models:/{cfg.register_as}@champion` (version {version}); try\n"
+            f"`laborlm predict --model models:/{cfg.register_as}@champion --input careers.jsonl "
+            f"--tracking-uri {store_uri}`")
 
 
 NOT_FINE_TUNED_NOTE = (
@@ -211,14 +313,24 @@ NOT_FINE_TUNED_NOTE = (
 )
 
 
-def finetuned_row(cfg: QuickstartConfig) -> str:
-    """The comparison row of the fine-tuned language model (the registered one)."""
-    return f"LLM {cfg.preset.model}, fine-tuned on {cfg.survey}"
+SURVEY_ONLY_NOTE = (
+    "Nothing was pretrained: with a panel of your own the language model and CAREER pretrain only on a resume "
+    "panel in the survey's codes (resume_panel=DIR); without one, the language model is trained on the survey "
+    "alone and CAREER's +pretrain rows are left out."
+)
 
 
-def training_config(cfg: QuickstartConfig, resumes: Path, survey: Path, out_dir: Path,
+def finetuned_row(cfg: QuickstartConfig, survey: str | None = None) -> str:
+    """The comparison row of the fine-tuned language model (the registered one); ``survey``: the data's name."""
+    return f"LLM {cfg.preset.model}, fine-tuned on {survey or cfg.survey}"
+
+
+def training_config(cfg: QuickstartConfig, resumes: Path | None, survey: Path, out_dir: Path,
                     tracking_uri: str | None) -> TrainConfig:
-    """The size's language-model recipe (``RECIPES``) on the quickstart's corpora, then ``train_overrides``."""
+    """The size's language-model recipe (``RECIPES``) on the quickstart's corpora, then ``train_overrides``.
+
+    Without a resume corpus the pretraining phase is off and fine-tuning starts from the initialised model.
+    """
     from laborlm.config import apply_overrides, build, to_dict
     from laborlm.tracking.mlflow_tracker import TrackingConfig
 
@@ -226,8 +338,9 @@ def training_config(cfg: QuickstartConfig, resumes: Path, survey: Path, out_dir:
     base = dataclasses.replace(
         recipe, out_dir=out_dir, seed=cfg.seed,
         strategy=dataclasses.replace(recipe.strategy, num_workers=cfg.workers),
-        pretrain=dataclasses.replace(recipe.pretrain, corpus=resumes, synthesize=None),
-        finetune=dataclasses.replace(recipe.finetune, corpus=survey, synthesize=None),
+        pretrain=dataclasses.replace(recipe.pretrain, corpus=resumes, synthesize=None, enabled=resumes is not None),
+        finetune=dataclasses.replace(recipe.finetune, corpus=survey, synthesize=None,
+                                     init="previous" if resumes is not None else "model"),
         tracking=TrackingConfig(tracking_uri=tracking_uri) if tracking_uri else recipe.tracking,
     )
     if not cfg.train_overrides:
@@ -237,33 +350,30 @@ def training_config(cfg: QuickstartConfig, resumes: Path, survey: Path, out_dir:
 
 
 def language_model_rows(cfg: QuickstartConfig, finetuned: Path, tokenizer: Path, read: Any,
-                        train_cfg: TrainConfig) -> dict[str, NextOccupationModel]:
+                        train_cfg: TrainConfig, survey: str | None = None) -> dict[str, NextOccupationModel]:
     """The language-model rows: direct scoring of the fine-tuned LM, and (``embedding_rows``) the embedding
     model on its hidden states beside the same head on a randomly initialised LM of the same shape, the
     control that shows what the LM itself contributes (issue 14: a two-stage head alone does much of it).
 
     Scoring runs on ``cfg.workers`` Ray Data actors with one torch thread each.
     """
-    from laborlm.corpus.tokenizer import load_tokenizer
     from laborlm.llm import EmbeddingOccupationModel, LlmOccupationModel
     from laborlm.llm.distributed import on_ray_data
     from laborlm.splits import SplitConfig, select_split
-    from laborlm.training.loop import seed_for
-    from laborlm.training.models import build_model
+    from laborlm.workflows.fit import random_lm_like
 
-    model = cfg.preset.model
+    model, survey = train_cfg.model.size or cfg.preset.model, survey or cfg.survey
     direct = LlmOccupationModel.from_pretrained(finetuned, tokenizer, "labor-llm", read.taxonomy,
                                                 name=f"{model}-finetuned")
-    rows: dict[str, NextOccupationModel] = {finetuned_row(cfg): on_ray_data(direct, num_workers=cfg.workers)}
+    rows: dict[str, NextOccupationModel] = {finetuned_row(cfg, survey): on_ray_data(direct, num_workers=cfg.workers)}
     if not cfg.embedding_rows:
         return rows
     split = SplitConfig(seed=cfg.seed)
     train, valid = (select_split(read.table, s, split) for s in ("train", "valid"))
-    random_lm = build_model(train_cfg.model, load_tokenizer(tokenizer), block_size=train_cfg.block_size,
-                            seed=seed_for(train_cfg.seed, 0))
-    for row, lm in ((f"LLM {model} embedding + two-stage head, fine-tuned on {cfg.survey}", direct.lm),
+    random_lm = random_lm_like(direct.lm, train_cfg.seed)  # `laborlm fit embedding ... lm_init=random`'s control
+    for row, lm in ((f"LLM {model} embedding + two-stage head, fine-tuned on {survey}", direct.lm),
                     (f"Control: the same head on a random {model} (no language model)", random_lm)):
-        logger.info("[4-5/6] %s: fitting the head on %s train", row, cfg.survey)
+        logger.info("[4-5/%d] %s: fitting the head on %s train", STEPS, row, survey)
         embedding = EmbeddingOccupationModel(lm, direct.tokenizer, direct.template, read.taxonomy,
                                              num_workers=cfg.workers)
         embedding.fit(train, valid)

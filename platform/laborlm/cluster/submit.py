@@ -39,15 +39,17 @@ class Submission:
 
 
 def check_job(config: Path, overrides: Sequence[str]) -> str:
-    """Load the job YAML strictly as its kind's config (the errors ``laborlm run`` would give); return the kind."""
-    from laborlm.cli import _job_class
-    from laborlm.config import load_config, load_yaml
+    """Load the job YAML strictly as its kind's config (the errors ``laborlm run`` would give); return the kind.
+
+    The kind is resolved by the same registry ``laborlm run`` dispatches on (``laborlm.jobs``), so whatever the
+    cluster will run is checked here, before it is queued.
+    """
+    from laborlm.jobs import load_job
 
     if not Path(config).is_file():
         raise ConfigError(f"{config}: no such job file")
-    kind = load_yaml(config).get("kind")
-    load_config(_job_class(kind, str(config)), config, list(overrides))
-    return str(kind)
+    job, _ = load_job(config, overrides)
+    return job.kind
 
 
 def runtime_env(working_dir: Path, *, pip: Path | None = None, env_names: Sequence[str] = ()) -> dict[str, Any]:

@@ -340,3 +340,29 @@ def load_synth_config(folder: str | Path) -> SynthConfig | None:
     if kind != CONFIG_KIND:
         raise ConfigError(f"kind: expected {CONFIG_KIND!r}, got {kind!r}", source=str(path))
     return build(SynthConfig, data, source=str(path))
+
+
+@dataclass(frozen=True)
+class SynthJobConfig(SynthConfig):
+    """``kind: synth`` as a job (``laborlm run jobs/synth_psid.yaml``): the panel's config plus where it goes.
+
+    The job keys sit beside the panel's, so every ``jobs/synth_*.yaml`` (and every panel's ``synth.yaml``) is a
+    job YAML as it is. They are not part of the panel: ``panel_config()`` drops them, and only that is recorded
+    in ``synth.yaml``, so where or how fast a panel was made never changes its oracle or its config hash.
+    """
+
+    out_dir: Path | None = None  # the panel folder; null: runs/<source> (runs/psid for the PSID preset)
+    workers: int | None = None  # Ray Data CPU workers; null: generate in this process
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers: expected >= 1 or null, got {self.workers}")
+
+    @property
+    def panel_dir(self) -> Path:
+        return self.out_dir if self.out_dir is not None else Path("runs") / self.source
+
+    def panel_config(self) -> SynthConfig:
+        """The ``SynthConfig`` that generates the panel, without the job's keys."""
+        return SynthConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SynthConfig)})

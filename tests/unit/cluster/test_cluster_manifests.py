@@ -18,8 +18,9 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from laborlm.cli import _JOBS, _job_class, build_parser
-from laborlm.config import load_config
+from laborlm.cli import build_parser
+from laborlm.jobs import JOBS as KINDS
+from laborlm.jobs import load_job
 from laborlm.tracking import metric_names
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -158,8 +159,7 @@ def _laborlm_command(line: str) -> list[str] | None:
 
 
 def _job_config(job_file: Path, overrides: list[str]) -> Any:
-    kind = yaml.safe_load(job_file.read_text())["kind"]
-    return load_config(_job_class(kind, str(job_file)), job_file, overrides)
+    return load_job(job_file, overrides)[1]
 
 
 def _paths(config: Any, prefix: str = "") -> Iterator[tuple[str, Path]]:
@@ -209,7 +209,7 @@ def test_kubernetes_manifest_parses(path: Path) -> None:
 def test_job_yaml_parses_with_a_known_kind(path: Path) -> None:
     docs = _docs(path)
     assert len(docs) == 1 and isinstance(docs[0], dict), f"{path.name}: one mapping expected"
-    assert docs[0].get("kind") in _JOBS, f"{path.name}: kind {docs[0].get('kind')!r} is not in cli._JOBS"
+    assert docs[0].get("kind") in KINDS, f"{path.name}: kind {docs[0].get('kind')!r} is not in laborlm.jobs.JOBS"
 
 
 @pytest.mark.parametrize("path", JSON_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -311,7 +311,7 @@ def test_rayjob_entrypoint_runs_a_job_yaml_of_this_repository_with_shared_paths(
     job_file, overrides = _entrypoint()
     assert job_file.parent == JOBS and job_file.is_file(), f"the RayJob runs {job_file}, not a file of jobs/"
     kind = yaml.safe_load(job_file.read_text())["kind"]
-    assert kind in _JOBS and _JOBS[kind][2] is not None, f"`laborlm run` cannot run kind {kind!r}"
+    assert kind in KINDS, f"`laborlm run` cannot run kind {kind!r}"
     config = _job_config(job_file, overrides)  # the overrides are valid keys with valid values
     mount, env = _shared_mount(), _env(_ray_containers()[0])
     # The RayJob has no --working-dir: every path must be absolute and on the shared volume.
@@ -539,17 +539,17 @@ def test_job_header_gives_its_submit_line(path: Path) -> None:
     commands = [cmd for line in header if (cmd := _laborlm_command(line))]
     assert commands, f"{path.name}: no `{SUBMIT_PREFIX}laborlm ...` (or `laborlm submit ...`) line in the header"
     kind = yaml.safe_load(path.read_text())["kind"]
-    assert kind in _JOBS, f"{path.name}: kind {kind!r}"
+    assert kind in KINDS, f"{path.name}: kind {kind!r}"
     rel = f"jobs/{path.name}"
     for argv in commands:
         args = build_parser().parse_args(argv[1:])  # the line is a valid laborlm command line
         if argv[1] == "submit":
             assert argv[2] == rel, f"{path.name}: the submit line names {argv[2]}"
-        elif _JOBS[kind][2] is not None:
-            assert argv[1:3] == ["run", rel], f"{path.name}: expected `laborlm run {rel}`, got {argv}"
+        elif argv[1] == "run":  # every kind runs this way (laborlm.jobs)
+            assert argv[2] == rel, f"{path.name}: expected `laborlm run {rel}`, got {argv}"
             if args.overrides:  # (the file itself is loaded by tests/unit/core/test_job_configs.py)
-                load_config(_job_class(kind, rel), path, list(args.overrides))
-        else:
+                load_job(path, list(args.overrides))
+        else:  # the kind's own command, reading the file with --config (data synth, benchmark, quickstart)
             assert getattr(args, "config", None) == rel, f"{path.name}: the submit line names {argv}"
 
 

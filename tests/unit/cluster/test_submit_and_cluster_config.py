@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_every_runnable_job_yaml_loads_as_its_kind() -> None:
     kinds = {check_job(path, []) for path in sorted((REPO / "jobs").glob("*.yaml"))}
-    assert {"train", "quickstart", "sweep", "benchmark_llm"} <= kinds
+    assert {"train", "quickstart", "sweep", "benchmark_llm", "synth", "build_corpus", "benchmark_careers"} <= kinds
 
 
 def test_a_bad_override_fails_before_submission_naming_the_key() -> None:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+STAY = "<|stay|>"  # special, never in text: the target of a stay (llm.stay_move)
 INFO_FILE = "laborlm_tokenizer.json"
 
 
@@ -61,6 +62,7 @@ class TokenizerConfig:
     split: str = "train"  # train only: valid/test text never shapes the vocabulary
     max_documents: int | None = None  # None: every document of the split (per corpus)
     label_tokens: bool = True  # every scored label string " {label}\n" is one added token (module docstring)
+    stay_token: bool = False  # add the special stay token of two-stage (stay/move) training: llm.stay_move
 
     def __post_init__(self) -> None:
         problems = []
@@ -70,6 +72,8 @@ class TokenizerConfig:
             problems.append(f"split: expected one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.max_documents is not None and self.max_documents < 1:
             problems.append(f"max_documents: must be >= 1, got {self.max_documents}")
+        if self.stay_token and not self.label_tokens:
+            problems.append("stay_token: needs label_tokens (a stay competes with single-token labels)")
         if problems:
             raise ConfigError(problems)
 
@@ -147,6 +151,8 @@ def train_tokenizer(
         # normalized=False: matched on the raw text; the strings are prefix-free, so matching is unambiguous.
         tokenizer.add_tokens([AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False)
                               for s in strings])
+    if config.stay_token:
+        tokenizer.add_special_tokens([AddedToken(STAY, special=True, normalized=False)])
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD
     )
@@ -162,6 +168,7 @@ def train_tokenizer(
         "config": to_dict(config),
         # label string -> its sub-token ids under the plain BPE (embedding initialisation of pretrained models)
         "label_tokens": {s: {"id": tokenizer.token_to_id(s), "pieces": ids} for s, ids in label_tokens.items()},
+        "stay_token": tokenizer.token_to_id(STAY) if config.stay_token else None,
     }
     (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     logger.info("tokenizer: %d tokens (%d BPE + %d label tokens) trained on %d %s documents of %s -> %s",
@@ -170,8 +177,10 @@ def train_tokenizer(
     return out_dir
 
 
-def extend_tokenizer(base: str | Path, corpus_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
-    """A pretrained model's own tokenizer plus one added token per label of the corpora (module docstring).
+def extend_tokenizer(base: str | Path, corpus_dirs: Sequence[str | Path], out_dir: str | Path, *,
+                     stay_token: bool = False) -> Path:
+    """A pretrained model's own tokenizer plus one added token per label of the corpora (module docstring),
+    and with ``stay_token`` the special stay token (``llm.stay_move``).
 
     The pieces each label had under ``base`` are recorded, so the model's new embedding rows can start at the
     mean of its pieces' (``training.models.build_model``) rather than at random.
@@ -183,13 +192,16 @@ def extend_tokenizer(base: str | Path, corpus_dirs: Sequence[str | Path], out_di
     pieces = tokenizer(strings, add_special_tokens=False)["input_ids"]
     tokenizer.add_tokens([AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False)
                           for s in strings])
+    if stay_token:
+        tokenizer.add_tokens([AddedToken(STAY, special=True, normalized=False)], special_tokens=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out_dir))
     info = {"base": str(base), "corpus": [str(Path(d).resolve()) for d in corpus_dirs],
             "vocab_size": len(tokenizer),
             "label_tokens": {s: {"id": tokenizer.convert_tokens_to_ids(s), "pieces": list(ids)}
-                             for s, ids in zip(strings, pieces, strict=True)}}
+                             for s, ids in zip(strings, pieces, strict=True)},
+            "stay_token": tokenizer.convert_tokens_to_ids(STAY) if stay_token else None}
     (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     logger.info("tokenizer: %s plus %d label tokens -> %s", base, len(strings), out_dir)
     return out_dir

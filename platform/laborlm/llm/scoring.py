@@ -61,6 +61,7 @@ from laborlm.corpus.template import LINE_END, OCCUPATION_SEPARATOR, Template
 from laborlm.corpus.tokenizer import token_spans
 from laborlm.errors import ConfigError, LaborLMError
 from laborlm.llm.trie import CandidateTrie, build_groups
+from laborlm.llm.stay_move import previous_targets, stay_token_id, two_stage_log_probs
 from laborlm.occupations.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -245,6 +246,10 @@ class LlmScorer:
         if config.check_boundaries:
             check_boundaries(tokenizer, template, taxonomy, self.label_ids)
         self.groups: tuple[CandidateTrie, ...] = build_groups(self.label_ids, config.max_tree_nodes)
+        self.stay_id = stay_token_id(tokenizer)  # a stay/move model (llm.stay_move): its stay token
+        if self.stay_id is not None and any(len(ids) != 1 for ids in self.label_ids):
+            raise LaborLMError("the tokenizer has the stay token of two-stage training, but some labels are not "
+                               "single tokens: the model was trained on another taxonomy or template")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
         logger.debug(
@@ -345,7 +350,14 @@ class LlmScorer:
                     rows = slice(lo, lo + per_pass)
                     raw = self._tree_pass(trie, cache, prefix_logits[rows], person[rows], ends[rows])
                     out[rows, torch.as_tensor(trie.candidates)] = raw.cpu()
-        return out.numpy()
+            if self.stay_id is None:
+                return out.numpy()
+            stay = prefix_logits[:, self.stay_id].double() - _logsumexp64(prefix_logits)
+        return self._two_stage(out.numpy(), stay.cpu().numpy(), careers)
+
+    def _two_stage(self, raw: np.ndarray, raw_stay: np.ndarray, careers: Sequence[EncodedCareer]) -> np.ndarray:
+        """A stay/move model's label log-probabilities: last year's label gets the stay token's (llm.stay_move)."""
+        return two_stage_log_probs(raw, raw_stay, previous_targets([c.targets for c in careers]))
 
     def score_naive(self, careers: Sequence[EncodedCareer]) -> np.ndarray:
         """The reference: one full forward pass over ``prompt + label`` per (person-year, label), no cache.
@@ -355,6 +367,7 @@ class LlmScorer:
         """
         k_all = len(self.labels)
         rows = []
+        stays: list[float] = []
         with self._inference():
             for career in careers:
                 for end in career.prompt_ends:
@@ -364,7 +377,12 @@ class LlmScorer:
                         chunk = range(lo, min(lo + self.config.naive_batch_size, k_all))
                         row[lo : chunk.stop] = self._naive_chunk(prompt, [self.label_ids[k] for k in chunk])
                     rows.append(row)
-        return torch.stack(rows).numpy() if rows else np.zeros((0, k_all))
+                    if self.stay_id is not None:
+                        stays.append(float(self._naive_chunk(prompt, [(self.stay_id,)])[0]))
+        if not rows:
+            return np.zeros((0, k_all))
+        raw = torch.stack(rows).numpy()
+        return raw if self.stay_id is None else self._two_stage(raw, np.array(stays), careers)
 
     # --- internals ------------------------------------------------------------------------------------
 

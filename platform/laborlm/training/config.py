@@ -233,6 +233,8 @@ class TrainConfig:
     tokenizer_vocab_size: int = 4096  # BPE merges when the tokenizer is trained here (label tokens come on top)
     tokenizer_label_tokens: bool = True  # every occupation label (titles or codes, special states included) is
     #   one added token (corpus.tokenizer); false: titles stay multi-token, as an off-the-shelf LLM reads them
+    stay_move: bool | None = None  # two-stage training: a stay token competes with the other labels
+    #   (llm.stay_move); null: on exactly when tokenizer_label_tokens is (it needs single-token labels)
     block_size: int = 64  # tokens per packed training block
     micro_batch_size: int = 8  # blocks per worker per forward pass
     grad_accum_steps: int = 1  # micro-batches per optimiser step; global batch = micro * accum * workers
@@ -263,8 +265,15 @@ class TrainConfig:
             problems.append("lora.quantize_4bit: QLoRA needs strategy.use_gpu and kind ddp")
         if self.model.max_positions is not None and self.model.max_positions < self.block_size:
             problems.append(f"model.max_positions: must be >= block_size ({self.block_size})")
+        if self.stay_move and not self.tokenizer_label_tokens:
+            problems.append("stay_move: needs tokenizer_label_tokens (a stay competes with single-token labels)")
         if problems:
             raise ConfigError(problems)
+
+    @property
+    def uses_stay_move(self) -> bool:
+        """Whether the tokenizer gets the stay token and the model the stay/move loss (``stay_move``)."""
+        return self.tokenizer_label_tokens if self.stay_move is None else self.stay_move
 
     def phases(self) -> list[tuple[str, PhaseConfig]]:
         """The enabled phases, in order."""

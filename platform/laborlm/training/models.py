@@ -94,6 +94,10 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, bloc
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
+    from laborlm.llm.stay_move import install
+
+    if install(model, tokenizer):  # a tokenizer with the stay token: two-stage (stay/move) training
+        logger.info("model: stay/move loss (the stay token competes with the other labels)")
     out: PreTrainedModel = model
     return out
 
@@ -110,8 +114,11 @@ def add_label_embeddings(model: Any, tokenizer: PreTrainedTokenizerBase, source:
     from laborlm.corpus.tokenizer import read_tokenizer_info
 
     old = int(model.get_input_embeddings().num_embeddings)
-    labels = read_tokenizer_info(str(getattr(tokenizer, "name_or_path", ""))).get("label_tokens", {})
+    info = read_tokenizer_info(str(getattr(tokenizer, "name_or_path", "")))
+    labels = info.get("label_tokens", {})
     new = {int(v["id"]): [int(i) for i in v["pieces"]] for v in labels.values() if int(v["id"]) >= old}
+    if info.get("stay_token") is not None and int(info["stay_token"]) >= old:
+        new[int(info["stay_token"])] = list(range(old))  # no pieces: starts at the mean of every row
     if len(tokenizer) - old != len(new) or any(i >= old for pieces in new.values() for i in pieces):
         raise ConfigError(f"model {str(source)!r}: vocabulary {old} is smaller than the tokenizer's "
                           f"{len(tokenizer)}, and the extra tokens are not label tokens added to its own tokenizer")

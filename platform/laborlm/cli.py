@@ -82,10 +82,10 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, logging_level=logging.WARNING)
     else:
         # Every process of this Ray (GCS, raylet, agents, workers) listens on 127.0.0.1 only.
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
                  **local_ray_init_kwargs())
 
 
@@ -185,7 +185,7 @@ def _cmd_data_synth(a: argparse.Namespace) -> int:
     flags += [f"seed={a.seed}"] if a.seed is not None else []
     flags += [f"out_dir={a.out}"] + ([f"workers={a.workers}"] if a.workers else [])
     cls = job.config_class
-    cfg = build(cls, apply_overrides(cls, base, list(a.overrides) + flags), source=a.config)
+    cfg: Any = build(cls, apply_overrides(cls, base, list(a.overrides) + flags), source=a.config)
     return _run_job(job, cfg, a.address)
 
 
@@ -714,8 +714,9 @@ _OUTPUT_FLAGS: dict[tuple[str, str | None], dict[str, str]] = {
 def _check_outputs(a: argparse.Namespace) -> None:
     from laborlm.paths import check_output
 
-    command = getattr(a, "command", None)
-    for dest, kind in _OUTPUT_FLAGS.get((command, getattr(a, f"{command}_command", None)), {}).items():
+    command: str = a.command
+    subcommand: str | None = getattr(a, f"{command}_command", None)
+    for dest, kind in _OUTPUT_FLAGS.get((command, subcommand), {}).items():
         if getattr(a, dest, None):
             check_output(Path(getattr(a, dest)), kind, f"--{dest.replace('_', '-')}")
 

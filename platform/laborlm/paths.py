@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -132,3 +133,37 @@ def _why(exc: OSError) -> str:
     if exc.errno == errno.EROFS:
         return "read-only file system"
     return exc.strerror or str(exc)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EFBIG: "file too large", errno.EROFS: "read-only file system",
+                 errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+_ERRNO_TEXT = re.compile(r"\[Errno (\d+)\]")
+
+
+def write_failure(exc: BaseException, target: str | Path) -> LaborLMError | None:
+    """The one-line error for an output that could not be written while a job ran (the disk filled up, turned
+    read-only, or lost its permissions), or None when ``exc`` is about something else.
+
+    The checks above run before a job starts; this is for what happens *during* the write. The ``OSError`` is
+    looked for in ``exc`` and what it wraps: Arrow raises it from deep inside a Parquet writer. A Ray task's
+    error reaches the driver without the worker's exception object (Ray Data re-raises a ``UserCodeException``
+    whose cause did not survive pickling), only with its traceback text, so for Ray's errors the
+    ``[Errno N]`` in that text decides.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        code = e.errno if isinstance(e, OSError) else None
+        if code is None and type(e).__module__.startswith("ray."):
+            found = [int(n) for n in _ERRNO_TEXT.findall(str(e)) if int(n) in _WRITE_ERRNOS]
+            code = found[-1] if found else None
+        if code in _WRITE_ERRNOS:
+            return LaborLMError(f"{target}: cannot write the output: {_WRITE_ERRNOS[code]} "
+                                "(the partial output was removed; re-run when there is room)")
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return None

@@ -24,6 +24,7 @@ import functools
 import itertools
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -53,6 +54,7 @@ from laborlm.corpus.render import render_table
 from laborlm.corpus.template import Template, load_template
 from laborlm.errors import ConfigError, InputDataError, LaborLMError
 from laborlm.occupations.taxonomy import Taxonomy
+from laborlm.paths import write_failure
 from laborlm.readers import RejectWriter, validate_table
 from laborlm.readers.layout import source_name
 from laborlm.readers.validate import canonical_columns
@@ -147,8 +149,11 @@ def build_corpus(config: CorpusConfig, *, num_workers: int | None = None) -> Cor
     for fs in files:
         for f in fs:
             _check_columns(f)
-    _clear(out_dir)
-    (out_dir / _PARTS_DIR).mkdir(parents=True)
+    try:
+        _clear(out_dir)
+        (out_dir / _PARTS_DIR).mkdir(parents=True)
+    except OSError as exc:
+        raise write_failure(exc, out_dir) or exc from exc
     job = _Job(
         out_dir=str(out_dir.resolve()),
         template=template,
@@ -163,6 +168,31 @@ def build_corpus(config: CorpusConfig, *, num_workers: int | None = None) -> Cor
     for path, ok in zip(config.inputs, clustered):
         logger.info("%s: %s", path, "shards hold disjoint persons; one task per shard" if ok
                     else "persons not provably clustered by shard; regrouping rows by person (shuffle)")
+    try:
+        return _build(config, job, clustered, num_workers, chash, template, taxonomy, stamps, start)
+    except BaseException as exc:
+        failure = write_failure(exc, out_dir)  # the disk filled up or turned read-only mid-build
+        if failure is None:
+            raise
+        _remove_partial(out_dir)
+        raise failure from exc
+
+
+def _remove_partial(out_dir: Path) -> None:
+    """Everything a failed build wrote (no manifest was written, so nothing here is a corpus yet)."""
+    for p in out_dir.iterdir():
+        if _owned(p):
+            try:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only disk: what is left has no manifest, so is never reused
+                logger.warning("%s: could not remove %s (%s)", out_dir, p.name, exc.strerror)
+
+
+def _build(config: CorpusConfig, job: _Job, clustered: list[bool], num_workers: int | None, chash: str,
+           template: Template, taxonomy: Taxonomy, stamps: tuple[tuple[str, tuple[FileStamp, ...]], ...],
+           start: float) -> CorpusManifest:
+    """The Ray tasks, the accounting and the manifest (written last: its presence marks a finished build)."""
+    out_dir = Path(config.out_dir)
     summaries = _run(job, clustered, num_workers)
     summaries.sort(key=lambda s: s["unit"])
 
@@ -335,7 +365,7 @@ def _owned(path: Path) -> bool:
         return name == _PARTS_DIR
     return name in (MANIFEST_FILE, REJECTS_FILE, TAXONOMY_FILE, TEMPLATE_FILE, f".{MANIFEST_FILE}.tmp") or (
         name.startswith("corpus-") and name.endswith(".parquet")
-    )
+    ) or (name.startswith(".corpus-") and ".parquet.tmp-" in name)
 
 
 # --- execution (Ray) -----------------------------------------------------------------------------------------
@@ -461,7 +491,11 @@ def _build_unit(
     for k, begin in enumerate(range(0, rendered.num_rows, job.rows_per_shard)):
         name = f"corpus-{unit}-{k:03d}.parquet"
         part = rendered.slice(begin, job.rows_per_shard)
-        pq.write_table(part, out_dir / name)
+        # A temporary name until the file is whole: a full disk or a killed worker never leaves a truncated
+        # shard under a shard's name (re-executed tasks rewrite the same bytes, then rename over it).
+        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+        pq.write_table(part, tmp)
+        os.replace(tmp, out_dir / name)
         files.append({"name": name, "rows": part.num_rows, "bytes": (out_dir / name).stat().st_size})
     people: dict[str, dict[str, int]] = {}
     if rendered.num_rows:

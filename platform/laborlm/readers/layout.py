@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from laborlm.errors import LaborLMError
 from laborlm.occupations.taxonomy import SPECIAL_STATES, Taxonomy, special_state
+from laborlm.paths import write_failure
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,10 @@ def replace_folder(out_dir: Path, owned: Callable[[str], bool], write: Callable[
                 old.unlink()
             out_dir.rmdir()
         os.replace(tmp, out_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        failure = write_failure(exc, out_dir)  # a disk that filled up or turned read-only mid-write
+        if failure is not None:
+            raise failure from exc
         raise
     return result

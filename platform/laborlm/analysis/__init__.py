@@ -8,7 +8,8 @@
 - ``subgroups``: LABOR-LLM's representativeness (predicted vs observed rates by subgroup) and calibration;
 - ``rationale``: CAREER Figures 3 and 5 (greedy rationales; most similar careers);
 - ``panels`` and ``representations``: the careers-as-panel-rows and representation helpers they share;
-  ``config`` and ``runner``: ``AnalyzeConfig`` and ``run_analysis`` (the `analyze` subcommand is in ``laborlm.cli``, its jobs in ``laborlm.jobs``).
+  ``config`` and ``runner``: ``AnalyzeConfig`` and ``run_analysis`` (the ``analyze`` subcommand is in
+  ``laborlm.cli``, its four jobs in ``laborlm.jobs``).
 
 Names are imported lazily, so that building the CLI parser does not import numpy, pyarrow or torch.
 """

@@ -4,17 +4,18 @@
 
     job, cfg = load_job("jobs/train_tiny.yaml", ["pretrain.max_steps=50"])
     job.check_outputs(cfg)                      # before any work: an unwritable out_dir is a one-line error
-    outcome = job.run(cfg)                      # Ray already started by the caller where job.ray(cfg) asks for it
+    outcome = job.run(cfg)                      # Ray started by the caller if job.ray(cfg, ...) asks for it
 
 Every command that runs a job resolves it here (``laborlm run``, ``train``, ``sweep``, ``quickstart``,
-``benchmark``, ``analyze``, ``data synth``, ``fit``, ``evaluate``, and ``submit``, which checks a job before it
-leaves this machine), so a kind has exactly one config class and one runner, and every kind also runs from a
-YAML. The entry point keeps what only it may do: turning flags into overrides, starting Ray (``Job.ray`` says
-whether, and with how many CPUs), printing ``JobOutcome.text`` and choosing the exit code. Runners take the
-typed config and a small ``RunOptions``, never parsed command-line arguments.
+``benchmark``, ``analyze``, ``data synth``, ``fit``, ``evaluate``, and ``submit``, which checks a job before
+it leaves this machine), so a kind has exactly one config class and one runner, and every kind also runs from
+a YAML. The entry point keeps what only it may do: turning flags into overrides, starting Ray (``Job.ray``
+says whether, and with how many CPUs), printing ``JobOutcome.text`` and choosing the exit code. Runners take
+the typed config and a small ``RunOptions``, never parsed command-line arguments.
 
 Config classes are named by module and class and imported on first use: several config modules import torch
-or Ray at import time (seconds), and ``laborlm --help``, ``config show`` or ``data stats`` should not pay that.
+or Ray at import time (seconds), and ``laborlm --help``, ``config show`` or ``data stats`` should not pay
+for that.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class Job:
     def run(self, cfg: Any, options: RunOptions | None = None) -> JobOutcome:
         """Run the job on a config of this kind; Ray must already be initialised where ``ray`` asks for it."""
         if not isinstance(cfg, self.config_class):
-            raise TypeError(f"kind {self.kind!r} runs a {self.config_class.__name__}, got {type(cfg).__name__}")
+            raise TypeError(f"kind {self.kind!r} runs a {self.config_class.__name__}, "
+                            f"got {type(cfg).__name__}")
         logger.info("running a %s job", self.kind)
         return self.runner(cfg, options or RunOptions())
 
@@ -156,7 +158,8 @@ def _run_benchmark_careers(cfg: CareersBenchmarkConfig, options: RunOptions) -> 
     from laborlm.workflows.benchmark_careers import run_careers_benchmark
 
     result = run_careers_benchmark(cfg)
-    return JobOutcome(_report(result.markdown_path, f"{result.markdown_path} and {result.json_path}", result.run_id))
+    where = f"{result.markdown_path} and {result.json_path}"
+    return JobOutcome(_report(result.markdown_path, where, result.run_id))
 
 
 def _benchmark_careers_ray(cfg: CareersBenchmarkConfig, options: RunOptions) -> RayNeeds | None:
@@ -168,7 +171,8 @@ def _run_benchmark_llm(cfg: LlmBenchmarkConfig, options: RunOptions) -> JobOutco
     from laborlm.workflows.benchmark_llm import run_llm_benchmark
 
     result = run_llm_benchmark(cfg)
-    return JobOutcome(_report(result.markdown_path, f"{result.markdown_path} and {result.json_path}", result.run_id))
+    where = f"{result.markdown_path} and {result.json_path}"
+    return JobOutcome(_report(result.markdown_path, where, result.run_id))
 
 
 def _run_benchmark_hardware(cfg: HardwareBenchmarkConfig, options: RunOptions) -> JobOutcome:
@@ -189,7 +193,8 @@ def _run_sweep(cfg: SweepConfig, options: RunOptions) -> JobOutcome:
     from laborlm.sweeps.scaling import run_sweep
 
     folder = run_sweep(cfg)
-    return JobOutcome((folder / "scaling.md").read_text() + f"\nwritten to {folder}/ (scaling.html, plots, trials.jsonl)")
+    where = f"{folder}/ (scaling.html, plots, trials.jsonl)"
+    return JobOutcome((folder / "scaling.md").read_text() + f"\nwritten to {where}")
 
 
 def _run_analysis(analysis: str, cfg: AnalyzeConfig) -> JobOutcome:
@@ -229,7 +234,8 @@ def _run_evaluate(cfg: EvaluateConfig, options: RunOptions) -> JobOutcome:
     from laborlm.workflows.evaluate import run_evaluate
 
     metrics, out = run_evaluate(cfg)
-    gap = "" if metrics.oracle_gap is None else f", oracle {metrics.oracle_perplexity:.3f} (gap {metrics.oracle_gap:.3f})"
+    gap = ("" if metrics.oracle_gap is None
+           else f", oracle {metrics.oracle_perplexity:.3f} (gap {metrics.oracle_gap:.3f})")
     return JobOutcome(f"perplexity {metrics.perplexity:.3f} on {metrics.person_years:,} person-years{gap}; "
                       f"stay AUC {metrics.stay_auc:.3f}\nmetrics written to {out}")
 
@@ -262,12 +268,14 @@ _ANALYZE = "laborlm.analysis.config:AnalyzeConfig"
 
 JOBS: dict[str, Job] = {job.kind: job for job in (
     Job("synth", "laborlm.synthetic.config:SynthJobConfig", _run_synth,
-        "a synthetic panel with its exact oracle (Ray Data with workers)", ray=_synth_ray, output=_synth_output),
+        "a synthetic panel with its exact oracle (Ray Data with workers)", ray=_synth_ray,
+        output=_synth_output),
     Job("quickstart", "laborlm.workflows.quickstart:QuickstartConfig", _run_quickstart,
         "the whole pipeline on the embedded defaults (local Ray, synthetic data)", ray=_quickstart_ray),
     Job("build_corpus", "laborlm.corpus.build:CorpusConfig", _run_build_corpus,
         "render panels into a text corpus with a template (Ray Data); idempotent", ray=_build_corpus_ray),
-    Job("benchmark_careers", "laborlm.workflows.benchmark_careers:CareersBenchmarkConfig", _run_benchmark_careers,
+    Job("benchmark_careers", "laborlm.workflows.benchmark_careers:CareersBenchmarkConfig",
+        _run_benchmark_careers,
         "CAREER's Figure 2a table on synthetic surveys and your own panels", ray=_benchmark_careers_ray),
     Job("benchmark_llm", "laborlm.workflows.benchmark_llm:LlmBenchmarkConfig", _run_benchmark_llm,
         "LABOR-LLM's comparisons (fine-tuning, titles vs codes, pooled data, size vs data)",
@@ -280,7 +288,8 @@ JOBS: dict[str, Job] = {job.kind: job for job in (
     Job("sweep", "laborlm.sweeps.scaling:SweepConfig", _run_sweep,
         "Ray Tune scaling study (data volume x model size, ASHA)", ray=_always),
     Job("analyze_forecast", _ANALYZE, _run_forecast,
-        "CAREER Tables 1-2: 2-, 4-, 6-year forecasting perplexity by sampling; exact oracle; direct vs composed"),
+        "CAREER Tables 1-2: 2-, 4-, 6-year forecasting perplexity by sampling; exact oracle; "
+        "direct vs composed"),
     Job("analyze_wages", _ANALYZE, _run_wages,
         "CAREER Table 3: held-out R^2 of wage regressions with and without a model's representation"),
     Job("analyze_subgroups", _ANALYZE, _run_subgroups,
@@ -290,7 +299,8 @@ JOBS: dict[str, Job] = {job.kind: job for job in (
     Job("fit", "laborlm.workflows.fit:FitJobConfig", _run_fit,
         "fit a registry model on a panel's train split; save it", ray=_fit_ray, output=_fit_output),
     Job("evaluate", "laborlm.workflows.evaluate:EvaluateConfig", _run_evaluate,
-        "score a saved model on a panel split; write metrics.json", output=_evaluate_output, output_kind="file"),
+        "score a saved model on a panel split; write metrics.json", output=_evaluate_output,
+        output_kind="file"),
 )}
 
 ANALYSES: tuple[str, ...] = tuple(k.removeprefix("analyze_") for k in JOBS if k.startswith("analyze_"))
@@ -308,7 +318,8 @@ def get_job(kind: object, source: str | Path | None = None) -> Job:
     return JOBS[kind]
 
 
-def load_job(path: str | Path | None, overrides: Sequence[str] = (), *, kind: str | None = None) -> tuple[Job, Any]:
+def load_job(path: str | Path | None, overrides: Sequence[str] = (), *,
+             kind: str | None = None) -> tuple[Job, Any]:
     """A job YAML (plus dotted overrides) -> its job and typed config.
 
     Args:

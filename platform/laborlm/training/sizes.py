@@ -11,7 +11,8 @@ attention, 4 KV heads).
 
 from __future__ import annotations
 
-# name -> LlamaConfig shape. Parameter counts (vocab 4,096): 0.22M, 0.43M, 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
+# name -> LlamaConfig shape.
+# Parameter counts (vocab 4,096): 0.22M, 0.43M, 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
 _SHAPES = {  # name: (hidden, layers, attention heads, key/value heads, MLP width)
     "llama-200k": (24, 2, 2, 2, 96),  # the two smallest exist for local scaling sweeps (embeddings dominate)
     "llama-400k": (40, 4, 4, 4, 160),

@@ -179,8 +179,10 @@ def _cmd_data_synth(a: argparse.Namespace) -> int:
     base = to_dict(load_preset(a.preset)) if a.preset else {}
     if a.config:
         data = load_yaml(a.config)
-        if data.pop("kind", job.kind) != job.kind:
-            raise ConfigError(f"kind: expected {job.kind!r} (a synthetic panel YAML)", source=a.config)
+        written = data.pop("kind", job.kind)
+        if written != job.kind:
+            raise ConfigError(f"kind: expected {job.kind!r} (a synthetic panel YAML), got {written!r}",
+                              source=a.config)
         base = _merge(base, data)
     flags = [f"people={a.people}"] if a.people is not None else []
     flags += [f"seed={a.seed}"] if a.seed is not None else []

@@ -16,7 +16,7 @@ from test_train_workflow import shared_data
 
 from laborlm.config import load_config
 from laborlm.training import TrainConfig
-from laborlm.training.loop import STATE_FILE
+from laborlm.training.session import STATE_FILE
 from laborlm.training.workflow import run_training
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -18,7 +18,7 @@ import pytest
 
 from laborlm.cluster.local import ClusterConfig, _process_table, add_node, down, up
 from laborlm.tracking.server import free_port
-from laborlm.training.loop import STATE_FILE
+from laborlm.training.session import STATE_FILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 

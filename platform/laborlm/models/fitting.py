@@ -25,23 +25,23 @@ Checkpoints: every evaluation reports metrics and a checkpoint (rank 0 writes it
 is restarted with the same ``RunConfig(name, storage_path)``), and the best weights so far
 (``best.safetensors``), so the last report always carries the best model. Weights are safetensors and the
 optimiser state is read back with ``torch.load(weights_only=True)``: nothing is ever unpickled.
+
+Where the loop runs, seeding, all-reduce, the ``state.json`` record and reports are ``training.session``'s
+(shared with the language-model loop); the learning-rate schedule is ``training.schedule.inverse_sqrt``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import math
-import re
-import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,9 +50,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from laborlm.config import config_hash, to_dict
 from laborlm.errors import CheckpointError, ConfigError, InputDataError
@@ -61,6 +59,18 @@ from laborlm.models.encoding import EncodedPanel, collate, encode_panel, iter_ba
 from laborlm.models.layers import OccupationNetwork, target_nll
 from laborlm.occupations.taxonomy import Taxonomy
 from laborlm.schema import conform
+from laborlm.training.schedule import inverse_sqrt
+from laborlm.training.session import (
+    CheckpointFolder,
+    InProcessSession,
+    WorkerSession,
+    all_reduce,
+    log_rank0,
+    read_state,
+    seed_for,
+    train_loop_per_worker,
+    write_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +85,6 @@ TOKENS_PER_S = "throughput/tokens_per_s"  # training person-years per second of 
 BEST_WEIGHTS = "best.safetensors"  # in every checkpoint: the weights with the best validation perplexity
 _WEIGHTS = "model.safetensors"  # the current weights, to resume from
 _OPTIMIZER = "optimizer.pt"
-_STATE = "state.json"
 _STATE_FORMAT = "laborlm.fit/1"
 
 # Child-seed streams of the one top-level seed.
@@ -149,11 +158,6 @@ class FitResult:
     checkpoint: Path | None  # the last checkpoint folder; None when storage was temporary
 
 
-def seed_for(seed: int, *keys: int) -> int:
-    """A child of the top-level seed (``numpy.random.SeedSequence``), e.g. ``(seed, stream, rank, step)``."""
-    return int(np.random.SeedSequence(seed, spawn_key=keys).generate_state(1)[0])
-
-
 def init_network(config: NeuralModelConfig, n_occupations: int) -> OccupationNetwork:
     """The network with its seeded initial weights; the global torch RNG is left untouched."""
     with torch.random.fork_rng(devices=[]):
@@ -161,15 +165,10 @@ def init_network(config: NeuralModelConfig, n_occupations: int) -> OccupationNet
         return build_network(config.network, n_occupations)
 
 
-def inverse_sqrt_lr(step: int, fit: FitConfig) -> float:
-    """Learning rate after ``step`` optimiser steps (fairseq's ``inverse_sqrt``, as CAREER trained).
-
-    Linear warm-up from ``warmup_init_lr`` to ``lr`` over ``warmup_steps``; then ``lr * sqrt(W / step)``,
-    which equals ``lr`` at ``step = W`` and halves every 4x more steps.
-    """
-    if step < fit.warmup_steps:
-        return fit.warmup_init_lr + step * (fit.lr - fit.warmup_init_lr) / fit.warmup_steps
-    return fit.lr * math.sqrt(max(fit.warmup_steps, 1) / max(step, 1))
+def learning_rate(step: int, fit: FitConfig) -> float:
+    """Learning rate of the update taking step ``step`` (0-based): fairseq's ``inverse_sqrt`` after ``step``
+    updates, warming up linearly from ``warmup_init_lr`` (CAREER's setting), then ``lr * sqrt(W / step)``."""
+    return inverse_sqrt(step, warmup_steps=fit.warmup_steps, peak=fit.lr, warmup_init=fit.warmup_init_lr)
 
 
 def default_run_name(config: NeuralModelConfig) -> str:
@@ -198,10 +197,8 @@ def fit_network(
     run_name = fit.run_name or default_run_name(config)
     with _storage_root(fit.storage_path) as storage:
         if fit.num_workers is None:
-            session = _InProcessSession(
-                _CheckpointFolder(storage / run_name, fit.checkpoints_to_keep), fit.use_gpu
-            )
-            run_loop(config, taxonomy, data, session)
+            session = InProcessSession(CheckpointFolder(storage / run_name, fit.checkpoints_to_keep), fit.use_gpu)
+            run_loop(session, config, taxonomy, data)
             metrics, checkpoint = session.last_metrics, session.last_checkpoint
         else:
             metrics, checkpoint = _fit_with_ray_train(config, taxonomy, data, storage, run_name)
@@ -230,12 +227,13 @@ def _fit_with_ray_train(
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
-            "config": config,
-            "taxonomy": taxonomy,
+            "loop": run_loop,
             # Local mode runs the loop in this process; workers fetch the panels from the object store.
-            "data": data if local_mode else ray.put(data),
+            "args": [config, taxonomy, data if local_mode else ray.put(data)],
+            "use_gpu": fit.use_gpu,
             # Local mode keeps checkpoints where the loop writes them (Ray neither copies nor restores them).
             "local_checkpoints": str(storage / run_name) if local_mode else None,
+            "checkpoints_to_keep": fit.checkpoints_to_keep,
         },
         scaling_config=ray.train.ScalingConfig(num_workers=fit.num_workers, use_gpu=fit.use_gpu),
         run_config=ray.train.RunConfig(
@@ -249,122 +247,6 @@ def _fit_with_ray_train(
     if result.checkpoint is None or result.metrics is None:
         raise CheckpointError(f"Ray Train run {run_name} reported no checkpoint")
     return dict(result.metrics), Path(result.checkpoint.path)
-
-
-# --- where the loop runs ----------------------------------------------------------------------------------
-
-
-class _Session(Protocol):
-    """What the loop needs from its runner: identity, device, DDP wrapping, checkpoints in and out."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    def prepare_model(self, model: nn.Module) -> nn.Module: ...
-
-    def restore(self) -> contextlib.AbstractContextManager[Path | None]: ...
-
-    def report(self, metrics: dict[str, float], write: Callable[[Path], None]) -> None: ...
-
-
-class _CheckpointFolder:
-    """``checkpoint_000000``, ``checkpoint_000001``, ... in a run folder, keeping the newest ``keep``."""
-
-    def __init__(self, root: Path, keep: int) -> None:
-        self.root = root
-        self.keep = keep
-
-    def _all(self) -> list[Path]:
-        # Only our own numbering: Ray Train's timestamped checkpoint_<date> folders may share the run folder.
-        found = self.root.glob("checkpoint_*") if self.root.is_dir() else []
-        return sorted(p for p in found if re.fullmatch(r"checkpoint_\d{6}", p.name))
-
-    def latest(self) -> Path | None:
-        found = self._all()
-        return found[-1] if found else None
-
-    def write(self, write: Callable[[Path], None]) -> Path:
-        found = self._all()
-        index = int(found[-1].name.split("_")[1]) + 1 if found else 0
-        final = self.root / f"checkpoint_{index:06d}"
-        partial = (
-            self.root / f".partial_{index:06d}"
-        )  # renamed when complete: a crash never leaves half a checkpoint
-        partial.mkdir(parents=True)
-        write(partial)
-        partial.rename(final)
-        for old in self._all()[: -self.keep]:
-            shutil.rmtree(old)
-        return final
-
-
-class _InProcessSession:
-    rank = 0
-    world_size = 1
-
-    def __init__(self, folder: _CheckpointFolder, use_gpu: bool) -> None:
-        self.folder = folder
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.last_metrics: dict[str, float] = {}
-        self.last_checkpoint = Path()
-
-    def prepare_model(self, model: nn.Module) -> nn.Module:
-        return model.to(self.device)
-
-    def restore(self) -> contextlib.AbstractContextManager[Path | None]:
-        return contextlib.nullcontext(self.folder.latest())
-
-    def report(self, metrics: dict[str, float], write: Callable[[Path], None]) -> None:
-        self.last_checkpoint = self.folder.write(write)
-        self.last_metrics = metrics
-
-
-class _RayTrainSession:
-    def __init__(self, local_folder: _CheckpointFolder | None, use_gpu: bool) -> None:
-        context = ray.train.get_context()
-        self.rank = context.get_world_rank()
-        self.world_size = context.get_world_size()
-        # Local mode reports the GPU whenever the driver has one; train on it only when asked to.
-        self.device = ray.train.torch.get_device() if use_gpu else torch.device("cpu")
-        self.local_folder = local_folder
-
-    def prepare_model(self, model: nn.Module) -> nn.Module:
-        # Moved here rather than by prepare_model, which would use Ray's device choice (see __init__).
-        prepared: nn.Module = ray.train.torch.prepare_model(model.to(self.device), move_to_device=False)
-        return prepared
-
-    @contextlib.contextmanager
-    def restore(self) -> Iterator[Path | None]:
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                yield Path(folder)
-        else:
-            yield self.local_folder.latest() if self.local_folder is not None else None
-
-    def report(self, metrics: dict[str, float], write: Callable[[Path], None]) -> None:
-        if self.rank != 0:
-            ray.train.report(metrics, checkpoint=None)
-        elif self.local_folder is not None:
-            ray.train.report(
-                metrics, checkpoint=ray.train.Checkpoint.from_directory(self.local_folder.write(write))
-            )
-        else:
-            with tempfile.TemporaryDirectory(prefix="laborlm-ckpt-") as tmp:
-                write(Path(tmp))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-
-
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """What Ray Train runs on every worker (in local mode, in the driver)."""
-    data = loop_config["data"]
-    if isinstance(data, ray.ObjectRef):
-        data = ray.get(data)
-    config: NeuralModelConfig = loop_config["config"]
-    folder = loop_config["local_checkpoints"]
-    local = _CheckpointFolder(Path(folder), config.fit.checkpoints_to_keep) if folder is not None else None
-    run_loop(config, loop_config["taxonomy"], data, _RayTrainSession(local, config.fit.use_gpu))
 
 
 # --- the loop ---------------------------------------------------------------------------------------------
@@ -397,8 +279,11 @@ class _Progress:
     seconds: float = 0.0
 
 
-def run_loop(config: NeuralModelConfig, taxonomy: Taxonomy, data: TrainingData, session: _Session) -> None:
-    """Train until ``max_epochs``, ``max_steps`` or patience runs out, reporting at every evaluation."""
+def run_loop(session: WorkerSession, config: NeuralModelConfig, taxonomy: Taxonomy, data: TrainingData) -> None:
+    """Train until ``max_epochs``, ``max_steps`` or patience runs out, reporting at every evaluation.
+
+    The loop function of ``training.session.train_loop_per_worker`` (Ray Train) and of in-process fits.
+    """
     fit = config.fit
     rank, world, device = session.rank, session.world_size, session.device
     train = encode_panel(_read_panel(data.train), taxonomy)
@@ -424,7 +309,7 @@ def run_loop(config: NeuralModelConfig, taxonomy: Taxonomy, data: TrainingData, 
     with session.restore() as folder:
         if folder is not None:
             state, best = _read_checkpoint(folder, net, optimizer, identity)
-            _log_rank0(rank, "resumed from %s at epoch %d, step %d", folder, state.epoch, state.step)
+            log_rank0(rank, "resumed from %s at epoch %d, step %d", folder, state.epoch, state.step)
 
     progress = _Progress()
     reported = False
@@ -439,7 +324,7 @@ def run_loop(config: NeuralModelConfig, taxonomy: Taxonomy, data: TrainingData, 
             # Dropout masks: different on every rank, and the same again when a run resumes at this step.
             torch.manual_seed(seed_for(config.seed, _DROPOUT, rank, state.step))
             for group in optimizer.param_groups:
-                group["lr"] = inverse_sqrt_lr(state.step, fit)
+                group["lr"] = learning_rate(state.step, fit)
             nll = target_nll(model(batch), batch).sum()
             # DDP averages gradients over ranks; world / global_tokens turns that into the gradient of the
             # mean NLL over the whole global batch.
@@ -477,12 +362,12 @@ def _evaluate_and_report(
     state: _LoopState,
     progress: _Progress,
     best: dict[str, torch.Tensor],
-    session: _Session,
+    session: WorkerSession,
     fit: FitConfig,
     identity: dict[str, Any],
 ) -> dict[str, torch.Tensor]:
     """Validate, update the best weights and patience, report; returns the (possibly new) best weights."""
-    nll, tokens = _sum_over_workers([progress.nll, progress.tokens], session.device)
+    nll, tokens = _sum(session, progress.nll, progress.tokens)
     metrics: dict[str, float] = {EPOCH: state.epoch, STEP: state.step}
     if tokens:
         metrics[TRAIN_LOSS] = nll / tokens
@@ -490,9 +375,7 @@ def _evaluate_and_report(
     if valid is None:
         best = _cpu_copy(net.state_dict())
     else:
-        total, count = _sum_over_workers(
-            list(_validation_nll(net, valid, session, fit.max_tokens)), session.device
-        )
+        total, count = _sum(session, *_validation_nll(net, valid, session, fit.max_tokens))
         perplexity = math.exp(
             total / count
         )  # denominator: every validation person-year, first years included
@@ -503,19 +386,17 @@ def _evaluate_and_report(
             state.evaluations_since_best += 1
         metrics[EVAL_PERPLEXITY] = perplexity
         metrics[BEST_EVAL_PERPLEXITY] = state.best_perplexity
-    _log_rank0(
+    log_rank0(
         session.rank,
         "epoch %d step %d: %s",
         state.epoch,
         state.step,
         ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
     )
-    session.report(
-        metrics,
-        functools.partial(
-            _write_checkpoint, net=net, optimizer=optimizer, state=state, best=best, identity=identity
-        ),
-    )
+    # Rank 0 writes the checkpoint; every rank reports (a collective).
+    write = functools.partial(_write_checkpoint, net=net, optimizer=optimizer, state=state, best=best,
+                              identity=identity)
+    session.report(metrics, write if session.rank == 0 else None)
     return best
 
 
@@ -535,11 +416,11 @@ def _write_checkpoint(
     record["best_perplexity"] = (
         None if math.isinf(state.best_perplexity) else state.best_perplexity
     )  # JSON has no inf
-    (folder / _STATE).write_text(json.dumps(record, indent=2))
+    write_state(folder, record)
 
 
 def _validation_nll(
-    net: OccupationNetwork, valid: EncodedPanel, session: _Session, max_tokens: int
+    net: OccupationNetwork, valid: EncodedPanel, session: WorkerSession, max_tokens: int
 ) -> tuple[float, int]:
     """This rank's share of the validation NLL (summed) and of its person-years; the unwrapped network runs
     it, so no DDP collective is involved however many batches each rank has."""
@@ -556,12 +437,9 @@ def _validation_nll(
     return total, count
 
 
-def _sum_over_workers(values: list[float], device: torch.device) -> list[float]:
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    out: list[float] = tensor.tolist()
+def _sum(session: WorkerSession, *values: float) -> list[float]:
+    """``values`` summed over the workers (``training.session.all_reduce``), as floats."""
+    out: list[float] = all_reduce(torch.tensor(values, dtype=torch.float64), session.device).tolist()
     return out
 
 
@@ -573,14 +451,8 @@ def _read_checkpoint(
     Raises:
         CheckpointError: the checkpoint is incomplete or belongs to another architecture, taxonomy or data.
     """
+    saved = read_state(folder, identity)
     try:
-        saved = json.loads((folder / _STATE).read_text())
-        for key, value in identity.items():
-            if saved.get(key) != value:
-                raise CheckpointError(
-                    f"{folder}: checkpoint has {key}={saved.get(key)!r}, this run {value!r}; "
-                    "use another run_name or storage_path to start afresh"
-                )
         net.load_state_dict(load_file(folder / _WEIGHTS))
         optimizer.load_state_dict(torch.load(folder / _OPTIMIZER, weights_only=True))
         best = load_file(folder / BEST_WEIGHTS)
@@ -606,9 +478,3 @@ def _read_panel(source: pa.Table | Path) -> pa.Table:
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
-
-
-def _log_rank0(rank: int, message: str, *args: object) -> None:
-    """Per-step chatter from rank 0 only; other ranks log warnings through the module logger as usual."""
-    if rank == 0:
-        logger.info(message, *args)

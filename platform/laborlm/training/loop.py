@@ -1,7 +1,8 @@
 """The per-worker training loop of one phase: setup -> restore -> train -> evaluate/save -> report.
 
-Ray Train runs ``train_loop_per_worker`` on every worker. Each worker streams its shard of the packed
-blocks (``ray.train.get_dataset_shard("train").iter_torch_batches``; Ray Data splits the stream with
+``run_phase_loop(session, job)`` runs on every Ray Train worker (``training.session.train_loop_per_worker``
+builds the worker's ``RayTrainSession`` and calls it). Each worker streams its shard of the packed
+blocks (``session.dataset_shard("train").iter_torch_batches``; Ray Data splits the stream with
 ``equal=True``, so every rank gets the same number of blocks and takes the same number of steps, which DDP
 and ZeRO collectives need) and trains one of two engines with the same interface:
 
@@ -16,11 +17,11 @@ or full weights; under ZeRO-3 gathered parameter by parameter, so a LoRA adapter
 rank-0 folder that every checkpoint carries as ``model/``: the last checkpoint always holds the best model.
 
 Checkpoints (every ``checkpoint_every_steps`` and at the end): every rank writes into a temporary folder and
-calls ``ray.train.report(metrics, checkpoint)``; Ray merges the folders. DDP: rank 0 writes the trainable
-weights, optimizer and scheduler. DeepSpeed: every rank writes its ZeRO shard (``engine.save_checkpoint``),
+reports it (``WorkerSession.report``: ``ray.train.report(metrics, checkpoint)``); Ray merges the folders.
+DDP: rank 0 writes the trainable weights, optimizer and scheduler. DeepSpeed: every rank writes its ZeRO shard (``engine.save_checkpoint``),
 optimizer and scheduler included. ``state.json`` holds the step counter and the data position (epoch and
 micro-batches consumed in it): a restarted worker group (``FailureConfig``) or a re-run with the same
-``RunConfig(name, storage_path)`` gets the latest checkpoint from ``ray.train.get_checkpoint()``, restores
+``RunConfig(name, storage_path)`` gets the latest checkpoint from ``session.restore()``, restores
 everything and skips the consumed micro-batches. Which blocks land on which rank is decided by Ray Data's
 streaming split at run time, so the skipped blocks are the same *number*, not necessarily the same blocks.
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import math
 import os
@@ -45,11 +45,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import ray.train
 import ray.train.torch
+import ray.util
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from laborlm.config import flatten, to_dict
@@ -60,6 +58,7 @@ from laborlm.training.deepspeed import fill_deepspeed_config, load_template
 from laborlm.training.models import apply_lora, build_model, write_model_info
 from laborlm.training.occupation_eval import OccupationEvalSpec, OccupationEvaluator
 from laborlm.training.schedule import lr_lambda
+from laborlm.training.session import WorkerSession, all_reduce, read_state, seed_for, write_state
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,6 @@ BEST_STEP = "valid/best_step"  # the step of the model the checkpoint's model/ h
 STOPPED_EARLY = "train/stopped_early"  # 1.0 when early stopping ended the phase before max_steps
 INITIAL_VALID_LOSS = "valid/initial_loss"  # before the first step (eval_at_start)
 
-STATE_FILE = "state.json"
 PLACEMENT_GROUP_FILE = "placement_group.id"  # the running phase's worker placement group (see _record_placement_group)
 MODEL_DIR = "model"  # in every checkpoint: the best model so far, ready for from_pretrained
 _STATE_FORMAT = "laborlm.train/1"
@@ -98,10 +96,6 @@ class PhaseJob:
     template_file: str | None = None  # the corpus's template.yaml, likewise (a user template loads from it)
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None  # None: no tracking
-    fail_at_step: int | None = None  # test hook: a worker exits hard after this step, once (see fail_marker)
-    fail_marker: str | None = None  # the file that records the injected failure happened
-    fail_rank: int = 1
-    fail_storage: str | None = None  # the run's local Ray Train folder: fail only once its controller holds a checkpoint
 
     @property
     def settings(self) -> PhaseConfig:
@@ -126,11 +120,6 @@ class LoopState:
     evals_since_best: int = 0  # evaluations since the best model improved (early stopping)
     stopped_early: bool = False  # the phase ended before max_steps (early_stopping_patience)
     resumes: int = 0  # times this phase was restored from a checkpoint (worker-group restarts and re-runs)
-
-
-def seed_for(seed: int, *keys: int) -> int:
-    """A child of the top-level seed (``numpy.random.SeedSequence``), e.g. ``(seed, stream, rank)``."""
-    return int(np.random.SeedSequence(seed, spawn_key=keys).generate_state(1)[0])
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -371,20 +360,20 @@ def micro_batches(shard: Any, state: LoopState, batch_size: int, device: torch.d
         state.batches_in_epoch = 0
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """What Ray Train runs on every worker."""
-    _PhaseRun(loop_config["job"]).run()
+def run_phase_loop(session: WorkerSession, job: PhaseJob) -> None:
+    """One phase on one worker: the loop function ``training.workflow.run_phase`` hands to Ray Train."""
+    _PhaseRun(session, job).run()
 
 
 class _PhaseRun:
-    def __init__(self, job: PhaseJob) -> None:
+    def __init__(self, session: WorkerSession, job: PhaseJob) -> None:
+        self.session = session
         self.job = job
         self.cfg = job.config
         self.phase = job.settings
-        context = ray.train.get_context()
-        self.rank = context.get_world_rank()
-        self.world = context.get_world_size()
-        self.device = ray.train.torch.get_device() if self.cfg.strategy.use_gpu else torch.device("cpu")
+        self.rank = session.rank
+        self.world = session.world_size
+        self.device = session.device
         self.best_dir = Path(tempfile.mkdtemp(prefix=f"laborlm-best-{job.phase}-"))
         self.tracker: Any = None
         self.evaluator: OccupationEvaluator | None = None
@@ -455,24 +444,19 @@ class _PhaseRun:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / PLACEMENT_GROUP_FILE).write_text(group.id.hex())
 
+    def _identity(self) -> dict[str, Any]:
+        """What a checkpoint must record to be resumed by this run (``state.json``)."""
+        identity: dict[str, Any] = {"format": _STATE_FORMAT, "run_name": self.job.run_name,
+                                    "phase": self.job.phase, "strategy": self.cfg.strategy.kind}
+        if self.cfg.strategy.deepspeed:
+            identity["world_size"] = self.world  # ZeRO shards are per rank
+        return identity
+
     def _restore(self, engine: Engine) -> LoopState:
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            return LoopState()
-        with checkpoint.as_directory() as folder_name:
-            folder = Path(folder_name)
-            try:
-                saved = json.loads((folder / STATE_FILE).read_text())
-            except (OSError, ValueError) as exc:
-                raise CheckpointError(f"{folder}: unreadable {STATE_FILE}: {exc}") from None
-            expected = {"format": _STATE_FORMAT, "run_name": self.job.run_name, "phase": self.job.phase,
-                        "strategy": self.cfg.strategy.kind}
-            if self.cfg.strategy.deepspeed:
-                expected["world_size"] = self.world  # ZeRO shards are per rank
-            for key, value in expected.items():
-                if saved.get(key) != value:
-                    raise CheckpointError(f"{folder}: checkpoint has {key}={saved.get(key)!r}, this run {value!r}; "
-                                          "use another run_name or storage_path to start afresh")
+        with self.session.restore() as folder:
+            if folder is None:
+                return LoopState()
+            saved = read_state(folder, self._identity())
             engine.load(folder)
             if isinstance(engine, _DeepSpeedEngine):
                 engine.engine.micro_steps = saved["state"]["step"] * self.cfg.grad_accum_steps
@@ -506,8 +490,8 @@ class _PhaseRun:
         tokenizer, engine, precision = self._setup()
         state = self._restore(engine)
         self._open_tracker(precision, engine)
-        train_shard = ray.train.get_dataset_shard("train")
-        valid_shard = ray.train.get_dataset_shard("valid") if job.has_valid else None
+        train_shard = self.session.dataset_shard("train")
+        valid_shard = self.session.dataset_shard("valid") if job.has_valid else None
         reported = False
 
         if phase.eval_at_start and state.step == 0 and valid_shard is not None:
@@ -535,7 +519,6 @@ class _PhaseRun:
             engine.optimizer_step()
             state.step += 1
             window["seconds"] += time.perf_counter() - started
-            self._maybe_fail(state.step)
 
             if state.step % phase.log_every_steps == 0 or state.step == phase.max_steps:
                 self._log_window(window, lr, state)
@@ -579,7 +562,7 @@ class _PhaseRun:
                 total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
         engine.after_eval()
         engine.train_mode(True)
-        total = self._all_reduce(total)
+        total = all_reduce(total, self.device)
         return float(total[0] / total[1]) if total[1] > 0 else math.nan
 
     def _selection_key(self) -> str:
@@ -592,18 +575,12 @@ class _PhaseRun:
         """The ``valid/`` occupation metrics of the current model ({} when not measured); a collective."""
         if self.evaluator is None:
             return {}
-        metrics = self.evaluator.evaluate(self._all_reduce)
+        metrics = self.evaluator.evaluate(functools.partial(all_reduce, device=self.device))
         engine.after_eval()  # ZeRO-3: release what the scoring passes gathered
         return metrics
 
-    def _all_reduce(self, values: torch.Tensor) -> torch.Tensor:
-        if dist.is_available() and dist.is_initialized():
-            values = values.to(self.device)
-            dist.all_reduce(values)
-        return values.cpu()
-
     def _log_window(self, window: dict[str, Any], lr: float, state: LoopState) -> None:
-        sums = self._all_reduce(torch.tensor([window["loss"], window["n"], window["tokens"]], dtype=torch.float64))
+        sums = all_reduce(torch.tensor([window["loss"], window["n"], window["tokens"]], dtype=torch.float64), self.device)
         state.tokens += int(sums[2])
         if sums[1] == 0:
             return
@@ -680,52 +657,14 @@ class _PhaseRun:
         if improved or (ckpt_due and (valid_shard is None or not self.exported)):
             self._export(engine, tokenizer, state)
             self.exported = True
-        if not ckpt_due:
-            ray.train.report(metrics, checkpoint=None)
-            return
-        with tempfile.TemporaryDirectory(prefix="laborlm-ckpt-") as tmp:
-            folder = Path(tmp)
-            engine.save(folder, self.rank)
-            if self.rank == 0:
-                record = {"format": _STATE_FORMAT, "run_name": self.job.run_name, "phase": self.job.phase,
-                          "strategy": self.cfg.strategy.kind, "world_size": self.world, "state": asdict(state)}
-                (folder / STATE_FILE).write_text(json.dumps(record, indent=2))
-                shutil.copytree(self.best_dir, folder / MODEL_DIR)
-            has_files = any(folder.iterdir())
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if has_files else None)
+        # Every rank writes (DeepSpeed: its own ZeRO shard); DDP ranks other than 0 leave their folder empty.
+        self.session.report(metrics, functools.partial(self._write_checkpoint, engine, state) if ckpt_due else None)
 
-    def _maybe_fail(self, step: int) -> None:
-        """Test hook: exit hard once after ``fail_at_step`` on ``fail_rank`` (a killed worker, not an exception)."""
-        job = self.job
-        if job.fail_at_step is None or step != job.fail_at_step or self.rank != job.fail_rank or not job.fail_marker:
-            return
-        marker = Path(job.fail_marker)
-        if marker.exists():
-            return
-        self._wait_for_registered_checkpoint()
-        marker.write_text(f"killed rank {self.rank} after step {step}\n")
-        logger.warning("injected failure: rank %d exits after step %d", self.rank, step)
-        os._exit(1)
-
-    def _wait_for_registered_checkpoint(self, timeout_s: float = 300.0) -> None:
-        """Hold the injected failure until Ray Train's controller has recorded a checkpoint in its snapshot.
-
-        A report reaches the controller when it next polls the workers; a worker that dies first takes its
-        queued report with it, and the group restarts from the checkpoint before. Waiting makes the test hook
-        exercise the resume it means to, on a loaded machine too.
-        """
-        if not self.job.fail_storage:
-            return
-        snapshot = Path(self.job.fail_storage) / "checkpoint_manager_snapshot.json"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        logger.warning("no checkpoint registered in %s after %.0f s; failing anyway", snapshot, timeout_s)
+    def _write_checkpoint(self, engine: Engine, state: LoopState, folder: Path) -> None:
+        engine.save(folder, self.rank)
+        if self.rank == 0:
+            write_state(folder, {**self._identity(), "world_size": self.world, "state": asdict(state)})
+            shutil.copytree(self.best_dir, folder / MODEL_DIR)
 
 
 def _occupation_text(metrics: dict[str, float]) -> str:

@@ -35,24 +35,12 @@ from typing import Any
 from laborlm.config import dump_yaml
 from laborlm.errors import CheckpointError, LaborLMError
 from laborlm.training.config import PhaseConfig, TrainConfig
-from laborlm.training.loop import MODEL_DIR, STATE_FILE, PhaseJob, train_loop_per_worker
-from laborlm.training.models import is_adapter, merge_adapter, read_model_info
+from laborlm.training.loop import MODEL_DIR, PhaseJob, run_phase_loop
+from laborlm.training.models import is_adapter, merge_adapter, read_model_info, write_model_info
 from laborlm.training.occupation_eval import OccupationEvalSpec
+from laborlm.training.session import STATE_FILE, LoopFunction, seed_for, train_loop_per_worker
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FailureInjection:
-    """Test hook: worker ``rank`` of ``phase`` exits hard (``os._exit``) right after ``step``, once.
-
-    ``marker`` records that it happened, so the restarted worker group trains through. Only tests use this.
-    """
-
-    step: int
-    marker: Path
-    rank: int = 1
-    phase: str = "pretrain"
 
 
 @dataclass(frozen=True)
@@ -88,13 +76,16 @@ class TrainResult:
         return f"{self.run_name}: " + "; ".join(parts)
 
 
-def run_training(config: TrainConfig, *, failure: FailureInjection | None = None, parent_run_id: str | None = None,
-                 callbacks: Callable[[str], Sequence[Any]] | None = None) -> TrainResult:
+def run_training(config: TrainConfig, *, parent_run_id: str | None = None,
+                 callbacks: Callable[[str], Sequence[Any]] | None = None,
+                 loop: Callable[[str], LoopFunction] | None = None) -> TrainResult:
     """Run the enabled phases of ``config``; Ray must be initialised by the caller.
 
     Args:
         parent_run_id: the MLflow run this training's run nests under (a sweep's parent run).
         callbacks: phase name -> Ray Train callbacks of that phase's run (a sweep forwards reports to Tune).
+        loop: phase name -> the loop function its workers run (``run_phase``'s ``loop``); None: the
+            language-model loop. Tests wrap it (a worker that dies mid-run).
 
     Raises:
         ConfigError: a bad model, tokenizer or DeepSpeed template. LaborLMError: Ray not initialised, or a
@@ -128,8 +119,8 @@ def run_training(config: TrainConfig, *, failure: FailureInjection | None = None
                 init = previous
             result = run_phase(config, name, corpora[name], tokenizer, init, run_name=f"{run_name}-{name}",
                                parent_run_id=parent.run_id if parent else None,
-                               failure=failure if failure is not None and failure.phase == name else None,
-                               callbacks=list(callbacks(name)) if callbacks else [])
+                               callbacks=list(callbacks(name)) if callbacks else [],
+                               loop=loop(name) if loop is not None else run_phase_loop)
             results[name] = result
             previous = result.init_dir
     except BaseException:
@@ -180,85 +171,42 @@ def prepare_tokenizer(config: TrainConfig, corpora: Sequence[Path]) -> str:
     folder = Path(config.out_dir).resolve() / "tokenizer"
     if not (folder / "tokenizer.json").is_file():
         if config.model.path is not None:
-            extend_tokenizer(config.model.path, corpora, folder)
+            extend_tokenizer(config.model.path, corpora, folder, stay_token=config.uses_stay_move)
         else:
             train_tokenizer(corpora, folder, TokenizerConfig(vocab_size=config.tokenizer_vocab_size,
-                                                             label_tokens=config.tokenizer_label_tokens))
+                                                             label_tokens=config.tokenizer_label_tokens,
+                                                             stay_token=config.uses_stay_move))
     return str(folder)
 
 
 def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init: Path | None, *,
-              run_name: str, parent_run_id: str | None = None, failure: FailureInjection | None = None,
-              callbacks: Sequence[Any] = ()) -> PhaseResult:
-    """One phase as one Ray Train fit (resuming its latest checkpoint if the run exists)."""
-    import ray.train
-    import ray.train.torch
+              run_name: str, parent_run_id: str | None = None, callbacks: Sequence[Any] = (),
+              loop: LoopFunction = run_phase_loop) -> PhaseResult:
+    """One phase as one Ray Train fit (resuming its latest checkpoint if the run exists).
 
-    from laborlm.corpus import PackConfig, packed_dataset, read_manifest
-
+    Args:
+        loop: what every worker runs, ``loop(session, job)`` (``training.session.train_loop_per_worker``);
+            a module-level function (or a partial of one) so that Ray can ship it. Tests wrap
+            ``run_phase_loop`` to act on its session, e.g. to kill a worker after some step.
+    """
     phase: PhaseConfig = getattr(config, name)
-    out_dir = Path(config.out_dir).resolve()
-    phase_dir = out_dir / name
-    model_dir = phase_dir / MODEL_DIR
-    done = read_model_info(model_dir)
-    if done.get("run_name") == run_name and done.get("completed") and done.get("max_steps") == phase.max_steps:
-        logger.info("%s: %s already trained (step %d); reusing %s", name, run_name, done.get("final_step"), model_dir)
-        return PhaseResult(name, run_name, model_dir, _init_dir(phase_dir, model_dir, init, config),
-                           dict(done.get("metrics", {})), None, done.get("mlflow_run_id"))
+    phase_dir = Path(config.out_dir).resolve() / name
+    done = _finished_phase(config, name, run_name, init)
+    if done is not None:
+        return done
+    from laborlm.corpus import read_manifest
 
     manifest = read_manifest(corpus)
     assert manifest is not None  # prepare_corpus made sure
     has_valid = sum(s.get("valid", 0) for s in manifest.people.values()) > 0
-    pack = PackConfig(tokenizer=tokenizer, block_size=config.block_size)
-    train_pack = dataclasses.replace(pack, fraction=phase.data_fraction)  # validation always whole
-    datasets: dict[str, Any] = {"train": packed_dataset(corpus, train_pack, split="train")}
-    if has_valid:
-        valid = packed_dataset(corpus, pack, split="valid")
-        datasets["valid"] = valid.limit(phase.eval_blocks) if phase.eval_blocks is not None else valid
-    else:
-        logger.warning("%s: %s has no valid split; the last model is kept instead of the best", name, corpus)
-
-    child = None
-    if config.tracking.enabled:
-        from laborlm.tracking.mlflow_tracker import open_run
-
-        child = open_run(config.tracking, out_dir, run_name, parent_run_id=parent_run_id,
-                         tags={"laborlm.kind": "train", "laborlm.phase": name})
-    storage = config.checkpoint.storage_path or str(out_dir / "ray")
-    if "://" not in storage:
-        storage = str(Path(storage).resolve())  # Ray Train needs an absolute local path
-    job = PhaseJob(
-        config=config, phase=name, run_name=run_name, tokenizer=tokenizer,
-        init_path=str(init) if init is not None else None, has_valid=has_valid,
-        model_info={"template": manifest.template.get("name"), "taxonomy": manifest.taxonomy.get("name"),
-                    "corpus_config_hash": manifest.config_hash},
-        taxonomy_file=str(corpus / "taxonomy.csv"), template_file=str(corpus / "template.yaml"),
-        occupation_eval=(OccupationEvalSpec(str(corpus), phase.occupation_eval_people)
-                         if has_valid and phase.occupation_eval_people else None),
-        tracking_uri=child.tracking_uri if child else None, mlflow_run_id=child.run_id if child else None,
-        fail_at_step=failure.step if failure else None, fail_marker=str(failure.marker) if failure else None,
-        fail_rank=failure.rank if failure else 1,
-        fail_storage=str(Path(storage) / run_name) if failure and "://" not in storage else None,
-    )
-    strategy = config.strategy
-    resources: dict[str, float] = {"CPU": strategy.cpus_per_worker}
-    if strategy.use_gpu:
-        resources["GPU"] = 1
-    trainer = ray.train.torch.TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"job": job},
-        scaling_config=ray.train.ScalingConfig(num_workers=strategy.num_workers, use_gpu=strategy.use_gpu,
-                                               resources_per_worker=resources, placement_strategy=strategy.placement),
-        run_config=ray.train.RunConfig(
-            name=run_name, storage_path=storage,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
-            failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
-            callbacks=list(callbacks),
-        ),
-        datasets=datasets,
-    )
-    logger.info("%s: Ray Train run %s (%s, %d workers) -> %s", name, run_name, strategy.kind,
-                strategy.num_workers, storage)
+    datasets = _phase_datasets(config, name, corpus, tokenizer, has_valid)
+    child = _open_phase_run(config, name, run_name, parent_run_id)
+    job = _phase_job(config, name, corpus, manifest, tokenizer, init, run_name=run_name, has_valid=has_valid,
+                     child=child)
+    storage = _storage_path(config)
+    trainer = _phase_trainer(config, job, datasets, storage, loop, callbacks)
+    logger.info("%s: Ray Train run %s (%s, %d workers) -> %s", name, run_name, config.strategy.kind,
+                config.strategy.num_workers, storage)
     try:
         result = trainer.fit()
     except BaseException:
@@ -268,7 +216,109 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
     if result.checkpoint is None:
         raise CheckpointError(f"{run_name}: the Ray Train run reported no checkpoint")
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
-    with result.checkpoint.as_directory() as folder:
+    mlflow_run_id = child.run_id if child else None
+    step = _keep_best_model(result.checkpoint, phase_dir / MODEL_DIR, phase, metrics, mlflow_run_id)
+    init_dir = _init_dir(phase_dir, phase_dir / MODEL_DIR, init, config)
+    if child is not None:
+        child.finish()
+    logger.info("%s: done at step %d; best model in %s", name, step, phase_dir / MODEL_DIR)
+    return PhaseResult(name, run_name, phase_dir / MODEL_DIR, init_dir, metrics, result.checkpoint.path,
+                       mlflow_run_id)
+
+
+def _finished_phase(config: TrainConfig, name: str, run_name: str, init: Path | None) -> PhaseResult | None:
+    """The phase's result when its model already records this run trained to ``max_steps``; else None."""
+    phase: PhaseConfig = getattr(config, name)
+    phase_dir = Path(config.out_dir).resolve() / name
+    model_dir = phase_dir / MODEL_DIR
+    done = read_model_info(model_dir)
+    if not (done.get("run_name") == run_name and done.get("completed") and done.get("max_steps") == phase.max_steps):
+        return None
+    logger.info("%s: %s already trained (step %d); reusing %s", name, run_name, done.get("final_step"), model_dir)
+    return PhaseResult(name, run_name, model_dir, _init_dir(phase_dir, model_dir, init, config),
+                       dict(done.get("metrics", {})), None, done.get("mlflow_run_id"))
+
+
+def _phase_datasets(config: TrainConfig, name: str, corpus: Path, tokenizer: str, has_valid: bool
+                    ) -> dict[str, Any]:
+    """The packed train (and, where the corpus has one, valid) Ray datasets of the phase, streamed."""
+    from laborlm.corpus import PackConfig, packed_dataset
+
+    phase: PhaseConfig = getattr(config, name)
+    pack = PackConfig(tokenizer=tokenizer, block_size=config.block_size)
+    train_pack = dataclasses.replace(pack, fraction=phase.data_fraction)  # validation always whole
+    datasets: dict[str, Any] = {"train": packed_dataset(corpus, train_pack, split="train")}
+    if has_valid:
+        valid = packed_dataset(corpus, pack, split="valid")
+        datasets["valid"] = valid.limit(phase.eval_blocks) if phase.eval_blocks is not None else valid
+    else:
+        logger.warning("%s: %s has no valid split; the last model is kept instead of the best", name, corpus)
+    return datasets
+
+
+def _open_phase_run(config: TrainConfig, name: str, run_name: str, parent_run_id: str | None) -> Any:
+    """The phase's MLflow child run (rank 0 fills it), or None without tracking."""
+    if not config.tracking.enabled:
+        return None
+    from laborlm.tracking.mlflow_tracker import open_run
+
+    return open_run(config.tracking, Path(config.out_dir).resolve(), run_name, parent_run_id=parent_run_id,
+                    tags={"laborlm.kind": "train", "laborlm.phase": name})
+
+
+def _phase_job(config: TrainConfig, name: str, corpus: Path, manifest: Any, tokenizer: str, init: Path | None,
+               *, run_name: str, has_valid: bool, child: Any) -> PhaseJob:
+    """What every worker of the phase gets: config, corpus files (``manifest``: the corpus's), tracking run."""
+    phase: PhaseConfig = getattr(config, name)
+    return PhaseJob(
+        config=config, phase=name, run_name=run_name, tokenizer=tokenizer,
+        init_path=str(init) if init is not None else None, has_valid=has_valid,
+        model_info={"template": manifest.template.get("name"), "taxonomy": manifest.taxonomy.get("name"),
+                    "corpus_config_hash": manifest.config_hash},
+        taxonomy_file=str(corpus / "taxonomy.csv"), template_file=str(corpus / "template.yaml"),
+        occupation_eval=(OccupationEvalSpec(str(corpus), phase.occupation_eval_people)
+                         if has_valid and phase.occupation_eval_people else None),
+        tracking_uri=child.tracking_uri if child else None, mlflow_run_id=child.run_id if child else None,
+    )
+
+
+def _storage_path(config: TrainConfig) -> str:
+    """Where Ray Train keeps the phase runs: ``checkpoint.storage_path`` (absolute, or a URI), else ``<out>/ray``."""
+    storage = config.checkpoint.storage_path or str(Path(config.out_dir).resolve() / "ray")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())  # Ray Train needs an absolute local path
+    return storage
+
+
+def _phase_trainer(config: TrainConfig, job: PhaseJob, datasets: dict[str, Any], storage: str,
+                   loop: LoopFunction, callbacks: Sequence[Any]) -> Any:
+    """The phase's ``TorchTrainer``; its run name and storage make a re-run resume the latest checkpoint."""
+    import ray.train
+    import ray.train.torch
+
+    strategy = config.strategy
+    resources: dict[str, float] = {"CPU": strategy.cpus_per_worker}
+    if strategy.use_gpu:
+        resources["GPU"] = 1
+    return ray.train.torch.TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"loop": loop, "args": [job], "use_gpu": strategy.use_gpu},
+        scaling_config=ray.train.ScalingConfig(num_workers=strategy.num_workers, use_gpu=strategy.use_gpu,
+                                               resources_per_worker=resources, placement_strategy=strategy.placement),
+        run_config=ray.train.RunConfig(
+            name=job.run_name, storage_path=storage,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
+            failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
+            callbacks=list(callbacks),
+        ),
+        datasets=datasets,
+    )
+
+
+def _keep_best_model(checkpoint: Any, model_dir: Path, phase: PhaseConfig, metrics: dict[str, float],
+                     mlflow_run_id: str | None) -> int:
+    """Copy the last checkpoint's best model to ``model_dir`` and record the phase as done; the final step."""
+    with checkpoint.as_directory() as folder:
         state = json.loads((Path(folder) / STATE_FILE).read_text())
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.copytree(Path(folder) / MODEL_DIR, model_dir)
@@ -276,16 +326,10 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
     info.update({"final_step": state["state"]["step"], "completed": True, "max_steps": phase.max_steps,
                  "metrics": metrics,
                  "stopped_early": state["state"].get("stopped_early", False),
-                 "mlflow_run_id": child.run_id if child else None})
-    from laborlm.training.models import write_model_info
-
+                 "mlflow_run_id": mlflow_run_id})
     write_model_info(model_dir, info)
-    init_dir = _init_dir(phase_dir, model_dir, init, config)
-    if child is not None:
-        child.finish()
-    logger.info("%s: done at step %d; best model in %s", name, state["state"]["step"], model_dir)
-    return PhaseResult(name, run_name, model_dir, init_dir, metrics, result.checkpoint.path,
-                       child.run_id if child else None)
+    step: int = state["state"]["step"]
+    return step
 
 
 def _init_dir(phase_dir: Path, model_dir: Path, init: Path | None, config: TrainConfig) -> Path:
@@ -304,7 +348,6 @@ def _init_dir(phase_dir: Path, model_dir: Path, init: Path | None, config: Train
 
 def _fresh_base(config: TrainConfig, model_dir: Path, out: Path) -> Path:
     from laborlm.corpus.tokenizer import load_tokenizer
-    from laborlm.training.loop import seed_for
     from laborlm.training.models import build_model
 
     model = build_model(config.model, load_tokenizer(model_dir), block_size=config.block_size,

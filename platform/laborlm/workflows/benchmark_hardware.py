@@ -335,8 +335,8 @@ def _build_model(job: StrategyJob, size: str, cfg: Any, device: Any) -> Any:
     import torch
     from transformers import LlamaForCausalLM
 
-    from laborlm.training.loop import seed_for
     from laborlm.training.models import apply_lora, llama_config
+    from laborlm.training.session import seed_for
 
     config = llama_config(size, vocab_size=job.vocab_size, max_positions=cfg.block_size)
     model: Any
@@ -406,7 +406,8 @@ def _measure_cell(job: StrategyJob, size: str, cfg: Any) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    from laborlm.training.loop import PhaseJob, _DdpEngine, _DeepSpeedEngine, resolve_precision, seed_for
+    from laborlm.training.loop import PhaseJob, _DdpEngine, _DeepSpeedEngine, resolve_precision
+    from laborlm.training.session import all_reduce, seed_for
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -450,9 +451,7 @@ def _measure_cell(job: StrategyJob, size: str, cfg: Any) -> dict[str, Any]:
         """The largest value over ranks (a collective), so that every rank takes the same decision."""
         if not distributed:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return float(tensor.item())
+        return float(all_reduce(torch.tensor([value], dtype=torch.float64), device, op="max").item())
 
     for _ in range(job.warmup_steps):
         step()

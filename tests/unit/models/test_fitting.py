@@ -18,18 +18,19 @@ from laborlm.models.fitting import (
     NeuralModelConfig,
     fit_network,
     init_network,
-    inverse_sqrt_lr,
+    learning_rate,
 )
 from markov_panels import Chain
 
 
 def test_inverse_square_root_schedule_with_linear_warmup() -> None:
     fit = FitConfig(lr=1e-3, warmup_steps=100, warmup_init_lr=0.0)
-    assert inverse_sqrt_lr(0, fit) == 0.0
-    assert inverse_sqrt_lr(50, fit) == pytest.approx(5e-4)
-    assert inverse_sqrt_lr(100, fit) == pytest.approx(1e-3)
-    assert inverse_sqrt_lr(400, fit) == pytest.approx(5e-4)  # sqrt(100 / 400) = 1/2
-    assert inverse_sqrt_lr(7, replace(fit, warmup_steps=0)) == pytest.approx(1e-3 / 7**0.5)
+    assert learning_rate(0, fit) == 0.0
+    assert learning_rate(50, fit) == pytest.approx(5e-4)
+    assert learning_rate(100, fit) == pytest.approx(1e-3)
+    assert learning_rate(400, fit) == pytest.approx(5e-4)  # sqrt(100 / 400) = 1/2
+    assert learning_rate(7, replace(fit, warmup_steps=0)) == pytest.approx(1e-3 / 7**0.5)
+    assert learning_rate(0, FitConfig(lr=1e-3, warmup_steps=10)) == pytest.approx(1e-7)  # CAREER's warmup_init_lr
 
 
 def test_fit_config_rejects_nonsense_in_one_error() -> None:

@@ -182,8 +182,8 @@ def _run(cfg: QuickstartConfig, out: Path, panels: PreparedPanels, tracking_uri:
     llms = language_model_rows(cfg, trained.phases["finetune"].init_dir, out / "train" / "tokenizer",
                                data.panels.survey_read, train_cfg, survey=data.survey)
     result, test_people = compare_models(cfg, data, llms, out, tracking_uri)
-    registered = register_finetuned(cfg, llms[finetuned_row(cfg, data.survey)], result.run_id, out, tracking_uri,
-                                    store_uri)
+    finetuned = llms[finetuned_row(train_cfg.model.size or cfg.preset.model, data.survey)]
+    registered = register_finetuned(cfg, finetuned, result.run_id, out, tracking_uri, store_uri)
     source = "your panel" if panels.user_survey else "synthetic"
     scored = "the test split" if test_people is None else f"the first {test_people} test persons"
     report = "\n\n".join([
@@ -320,9 +320,9 @@ SURVEY_ONLY_NOTE = (
 )
 
 
-def finetuned_row(cfg: QuickstartConfig, survey: str | None = None) -> str:
-    """The comparison row of the fine-tuned language model (the registered one); ``survey``: the data's name."""
-    return f"LLM {cfg.preset.model}, fine-tuned on {survey or cfg.survey}"
+def finetuned_row(model: str, survey: str) -> str:
+    """The comparison row of the fine-tuned language model (the registered one): its size, the survey's name."""
+    return f"LLM {model}, fine-tuned on {survey}"
 
 
 def training_config(cfg: QuickstartConfig, resumes: Path | None, survey: Path, out_dir: Path,
@@ -365,7 +365,7 @@ def language_model_rows(cfg: QuickstartConfig, finetuned: Path, tokenizer: Path,
     model, survey = train_cfg.model.size or cfg.preset.model, survey or cfg.survey
     direct = LlmOccupationModel.from_pretrained(finetuned, tokenizer, "labor-llm", read.taxonomy,
                                                 name=f"{model}-finetuned")
-    rows: dict[str, NextOccupationModel] = {finetuned_row(cfg, survey): on_ray_data(direct, num_workers=cfg.workers)}
+    rows: dict[str, NextOccupationModel] = {finetuned_row(model, survey): on_ray_data(direct, num_workers=cfg.workers)}
     if not cfg.embedding_rows:
         return rows
     split = SplitConfig(seed=cfg.seed)

@@ -15,6 +15,12 @@ The whole LaborLM pipeline, small, on local Ray and a loopback MLflow server tha
    ``champion``) and write the report.
 
 ``--size`` scales the data, the language model and its training steps up together.
+
+On a user's data (``laborlm quickstart survey_panel=DIR [resume_panel=DIR]``) step 1 reads and checks the
+user's canonical panels instead of synthesising (``workflows.panels``), the table's column is the panel's
+folder name, the oracle row appears only where the panel carries ``oracle_logp``, and without a resume panel
+nothing is pretrained (the LM trains on the survey alone; CAREER's ``+pretrain`` rows are left out). Each step
+is a named function (``prepare_data`` ... ``register_finetuned``) and the rows are looked up by their labels.
 """
 
 from __future__ import annotations

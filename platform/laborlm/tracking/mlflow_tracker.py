@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from laborlm.errors import LaborLMError
 from laborlm.tracking.params import loggable_dict, loggable_params
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class AttachedRun:
     down) and sends the queue once it answers. :meth:`finish` makes a last attempt and warns with what was lost.
     """
 
-    def __init__(self, tracking_uri: str, run_id: str, *, retry_interval_s: float = 10.0) -> None:
+    def __init__(self, tracking_uri: str, run_id: str | None, *, retry_interval_s: float = 10.0) -> None:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -223,6 +224,8 @@ class AttachedRun:
         self._submit(f"{name}", lambda: self.client.log_dict(run_id, safe, name))
 
     def finish(self, status: str = "FINISHED") -> None:
+        if self.run_id is None:
+            return
         run_id = str(self.run_id)
         self._submit(
             f"status {status}", lambda: self.client.set_terminated(run_id, status=status), force=True
@@ -246,6 +249,8 @@ class AttachedRun:
 
     def _submit(self, what: str, send: Callable[[], None], *, force: bool = False) -> None:
         """Queue ``send`` and deliver the queue in order if the store can be reached."""
+        if self.run_id is None:  # opened while the store was down (see open_run): records nothing
+            return
         self._pending.append((what, send))
         if (
             self._down_since is not None
@@ -292,17 +297,28 @@ class AttachedRun:
             )
 
     def _probe(self) -> bool:
-        """For an HTTP store, whether something accepts a TCP connection on its port (a refused port answers
-        at once, where MLflow's client would retry); other stores are always tried."""
-        parts = urlsplit(self.tracking_uri)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        return answers(self.tracking_uri)
+
+
+def answers(uri: str) -> bool:
+    """For an HTTP store, whether something accepts a TCP connection on its port (a refused port answers at
+    once, where MLflow's client would retry for minutes); other stores are always tried."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return True
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=2.0):
             return True
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=2.0):
-                return True
-        except OSError:
-            return False
+    except OSError:
+        return False
+
+
+def _unreachable_error(uri: str) -> LaborLMError:
+    return LaborLMError(
+        f"MLflow tracking server at {uri} does not answer; start it (laborlm cluster up, or "
+        "mlflow server), point tracking.tracking_uri elsewhere, or set tracking.enabled=false"
+    )
 
 
 @contextmanager
@@ -352,10 +368,13 @@ class MlflowTracker(AttachedRun):
         from mlflow.tracking import MlflowClient
 
         uri = config.tracking_uri or default_uri(run_dir)
+        if not answers(uri):
+            raise _unreachable_error(uri)
         client = MlflowClient(tracking_uri=uri)
-        run_id = _create_run(
-            client, _experiment_id(client, config, run_dir, uri), run_name, parent_run_id, tags
-        )
+        with _bounded_http_retries(uri):
+            run_id = _create_run(
+                client, _experiment_id(client, config, run_dir, uri), run_name, parent_run_id, tags
+            )
         super().__init__(uri, run_id)
         logger.info("MLflow run %s (%s) at %s", run_name, run_id, uri)
 
@@ -370,11 +389,47 @@ def open_run(
     """The unfinished run called ``run_name`` in the experiment (reopened), or a new one.
 
     A run that FINISHED is never reused: re-running a completed job records a new run.
+
+    A store that does not answer is an error for a top-level run (the job has not started: better stopped
+    than run unrecorded). A nested run (``parent_run_id``: a later training phase, a sweep trial) is opened
+    while its job already runs; if the store went away meanwhile, the run is left untracked (``run_id`` None,
+    every record dropped) with a warning, and the job goes on.
+
+    Raises:
+        LaborLMError: a top-level run and a store that does not answer.
     """
     from mlflow.tracking import MlflowClient
 
     uri = config.tracking_uri or default_uri(run_dir)
     client = MlflowClient(tracking_uri=uri)
+    try:
+        if not answers(uri):
+            raise ConnectionRefusedError(f"nothing answers at {uri}")
+        with _bounded_http_retries(uri):
+            return _open_or_reopen(client, config, run_dir, uri, run_name, parent_run_id, tags)
+    except Exception as exc:
+        if not is_unreachable(exc, uri):
+            raise
+        if parent_run_id is None:
+            raise _unreachable_error(uri) from exc
+        logger.warning(
+            "MLflow at %s unreachable as run %s starts (%s): this run is not tracked; the job goes on",
+            uri,
+            run_name,
+            str(exc)[:200],
+        )
+        return AttachedRun(uri, None)
+
+
+def _open_or_reopen(
+    client: Any,
+    config: TrackingConfig,
+    run_dir: Path,
+    uri: str,
+    run_name: str,
+    parent_run_id: str | None,
+    tags: Mapping[str, str] | None,
+) -> AttachedRun:
     exp_id = _experiment_id(client, config, run_dir, uri)
     name = run_name.replace("'", "")
     found = client.search_runs(

@@ -116,3 +116,25 @@ def test_a_refused_record_raises_and_an_unreachable_store_only_warns(
     warnings = [r.getMessage() for r in caplog.records]
     assert sum("unreachable (" in w for w in warnings) == 1
     assert any("8 records not logged" in w and "stays RUNNING" in w for w in warnings)
+
+
+def test_a_store_down_at_the_start_stops_a_job_but_not_a_nested_run(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    import time
+
+    from laborlm.errors import LaborLMError
+
+    down = TrackingConfig(tracking_uri="http://127.0.0.1:9", experiment="seam")  # nothing listens on port 9
+    start = time.monotonic()
+    with pytest.raises(LaborLMError, match="does not answer; start it"):
+        open_run(down, tmp_path, "train-top")
+    with pytest.raises(LaborLMError, match="does not answer"):
+        MlflowTracker(down, run_name="evaluate-x", run_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="laborlm.tracking.mlflow_tracker"):
+        child = open_run(down, tmp_path, "train-top-finetune", parent_run_id="0" * 32)
+    assert child.run_id is None and "not tracked" in caplog.text
+    child.log_metrics({"x": 1.0}, step=1)
+    child.finish()
+    assert child.pending == 0
+    assert time.monotonic() - start < 10  # no minutes of MLflow client retries

@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,7 +163,9 @@ class AttachedRun:
         self._pending: list[tuple[str, Callable[[], None]]] = []  # (what, send) in call order
         self._down_since: float | None = None  # monotonic time of the first failure of the current outage
         self._last_try = 0.0
-        self._known_params: set[str] | None = None
+        # A tracker that is dropped without finish() (rank 0 of a training phase: the driver finishes the run)
+        # still says what it could not send, when it is collected or the process exits.
+        self._unsent = weakref.finalize(self, _warn_unsent, self._pending, tracking_uri, run_id)
 
     # -- Tracker ----------------------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -174,10 +177,10 @@ class AttachedRun:
         from mlflow.entities import Param
 
         items = [Param(mlflow_key(k), str(v)[:_MAX_PARAM_LEN]) for k, v in loggable_params(params).items()]
-        run_id = str(self.run_id)
+        run_id, client = str(self.run_id), self.client  # closures hold the client, never self (see _unsent)
 
         def send() -> None:
-            existing = self.client.get_run(run_id).data.params
+            existing = client.get_run(run_id).data.params
             fresh = []
             for p in items:
                 if p.key not in existing:
@@ -191,7 +194,7 @@ class AttachedRun:
                         p.value,
                     )
             for i in range(0, len(fresh), _PARAMS_PER_BATCH):
-                self.client.log_batch(run_id, params=fresh[i : i + _PARAMS_PER_BATCH])
+                client.log_batch(run_id, params=fresh[i : i + _PARAMS_PER_BATCH])
 
         self._submit(f"{len(items)} params", send)
 
@@ -200,46 +203,35 @@ class AttachedRun:
 
         ts = int(time.time() * 1000)  # when measured, not when sent: a flushed backlog keeps its times
         items = [Metric(mlflow_key(k), float(v), ts, step or 0) for k, v in metrics.items()]
-        run_id = str(self.run_id)
+        run_id, client = str(self.run_id), self.client
 
         def send() -> None:
             for i in range(0, len(items), _METRICS_PER_BATCH):
-                self.client.log_batch(run_id, metrics=items[i : i + _METRICS_PER_BATCH])
+                client.log_batch(run_id, metrics=items[i : i + _METRICS_PER_BATCH])
 
         self._submit(f"metrics at step {step or 0}", send)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        path, run_id = Path(path), str(self.run_id)
+        path, run_id, client = Path(path), str(self.run_id), self.client
 
         def send() -> None:
             if path.is_dir():
-                self.client.log_artifacts(run_id, str(path), artifact_path)
+                client.log_artifacts(run_id, str(path), artifact_path)
             else:
-                self.client.log_artifact(run_id, str(path), artifact_path)
+                client.log_artifact(run_id, str(path), artifact_path)
 
         self._submit(f"artifact {path}", send)
 
     def log_dict(self, data: Mapping[str, Any], name: str) -> None:
-        safe, run_id = loggable_dict(data), str(self.run_id)
-        self._submit(f"{name}", lambda: self.client.log_dict(run_id, safe, name))
+        safe, run_id, client = loggable_dict(data), str(self.run_id), self.client
+        self._submit(f"{name}", lambda: client.log_dict(run_id, safe, name))
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.run_id is None:
             return
-        run_id = str(self.run_id)
-        self._submit(
-            f"status {status}", lambda: self.client.set_terminated(run_id, status=status), force=True
-        )
-        if self._pending:
-            logger.warning(
-                "MLflow at %s still unreachable as run %s ends: %d records not logged (%s); the job's "
-                "own outputs (checkpoints, model folder) are complete, the run stays RUNNING in MLflow",
-                self.tracking_uri,
-                run_id,
-                len(self._pending),
-                ", ".join(what for what, _ in self._pending[:5])
-                + (", ..." if len(self._pending) > 5 else ""),
-            )
+        run_id, client = str(self.run_id), self.client
+        self._submit(f"status {status}", lambda: client.set_terminated(run_id, status=status), force=True)
+        self._unsent()  # warns once, now, if anything is left
 
     # -- delivery ---------------------------------------------------------------------------------------
     @property
@@ -319,6 +311,18 @@ def _unreachable_error(uri: str) -> LaborLMError:
         f"MLflow tracking server at {uri} does not answer; start it (laborlm cluster up, or "
         "mlflow server), point tracking.tracking_uri elsewhere, or set tracking.enabled=false"
     )
+
+
+def _warn_unsent(pending: list[tuple[str, Callable[[], None]]], uri: str, run_id: str | None) -> None:
+    if pending:
+        logger.warning(
+            "MLflow at %s still unreachable as run %s ends here: %d records not logged (%s); the job's own "
+            "outputs (checkpoints, model folder) are complete, the run stays RUNNING in MLflow",
+            uri,
+            run_id,
+            len(pending),
+            ", ".join(what for what, _ in pending[:5]) + (", ..." if len(pending) > 5 else ""),
+        )
 
 
 @contextmanager

@@ -3,6 +3,7 @@ record still fails loudly while an unreachable one only delays it."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from pathlib import Path
@@ -115,7 +116,16 @@ def test_a_refused_record_raises_and_an_unreachable_store_only_warns(
     assert gone.pending == 8
     warnings = [r.getMessage() for r in caplog.records]
     assert sum("unreachable (" in w for w in warnings) == 1
-    assert any("8 records not logged" in w and "stays RUNNING" in w for w in warnings)
+    assert sum("8 records not logged" in w and "stays RUNNING" in w for w in warnings) == 1
+
+    # Rank 0 of a training phase never calls finish() (the driver does): dropping it still says what was lost.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="laborlm.tracking.mlflow_tracker"):
+        rank0 = AttachedRun("http://127.0.0.1:9", "1" * 32)
+        rank0.log_metrics({"train/loss": 1.0}, step=7)
+        del rank0
+        gc.collect()
+    assert "1 records not logged (metrics at step 7)" in caplog.text
 
 
 def test_a_store_down_at_the_start_stops_a_job_but_not_a_nested_run(

@@ -63,8 +63,7 @@ def test_every_params_logging_path_keeps_tracking_and_secrets_out_of_mlflow(tmp_
     """MlflowTracker (evaluate, benchmarks, analyze) and the training/sweep runs (open_run + AttachedRun, as the
     driver and rank 0 use them), each given the flattened config plus a secret-named param."""
     from laborlm.config import to_dict
-    from laborlm.tracking.mlflow_tracker import MlflowTracker, TrackingConfig
-    from laborlm.tracking.mlflow_tracker import AttachedRun, open_run
+    from laborlm.tracking.mlflow_tracker import AttachedRun, MlflowTracker, TrackingConfig, open_run
 
     cfg = _train_config()
     params = {**flatten(cfg), "hf_token": SECRET}

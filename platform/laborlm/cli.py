@@ -385,7 +385,8 @@ def _add_fit_parser(sub: Any) -> None:
     s = _command(sub, "fit", _cmd_fit, "fit a registry model on a panel's train split (valid for early "
                  "stopping); save it")
     s.add_argument("model", help="registry name: unigram, markov1, markov2, regression-two_stage, "
-                   "career-small-two_stage, ...")
+                   "career-small-two_stage, ...; or embedding with lm=DIR (a two-stage head on a trained "
+                   "language model's hidden states; lm_init=random: its control on a random LM)")
     s.add_argument("--panel", required=True, help="panel to fit on (from `laborlm data import`, Parquet/CSV, "
                    "CAREER files)")
     s.add_argument("--out", required=True, help="the saved model folder (evaluate, predict, registry "

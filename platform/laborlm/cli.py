@@ -299,7 +299,8 @@ def _cmd_corpus_tokenizer(a: argparse.Namespace) -> int:
     from laborlm.corpus.tokenizer import TokenizerConfig, train_tokenizer
 
     cfg = TokenizerConfig(vocab_size=a.vocab_size, min_frequency=a.min_frequency,
-                          max_documents=a.max_documents)
+                          max_documents=a.max_documents, label_tokens=not a.multi_token_labels,
+                          stay_token=not (a.multi_token_labels or a.no_stay_token))
     out = train_tokenizer(a.corpus, a.out, cfg)
     print(f"tokenizer written to {out}")
     return 0
@@ -329,6 +330,10 @@ def _add_corpus_parser(sub: Any) -> None:
     s.add_argument("--vocab-size", type=int, default=4096)
     s.add_argument("--min-frequency", type=int, default=2)
     s.add_argument("--max-documents", type=int, help="train on at most this many documents")
+    s.add_argument("--multi-token-labels", action="store_true",
+                   help="labels stay multi-token, as an off-the-shelf LLM reads them (no label or stay token)")
+    s.add_argument("--no-stay-token", action="store_true",
+                   help="no stay token: models trained with it are plain LMs, not stay/move (llm.stay_move)")
 
 
 # --- run and train ------------------------------------------------------------------------------------------

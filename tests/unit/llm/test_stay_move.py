@@ -98,3 +98,15 @@ def test_two_stage_log_probs_by_hand() -> None:
     out = two_stage_log_probs(raw, stay, np.array([-1, 2]))
     np.testing.assert_allclose(out[0], raw[0])  # a first year is left as it is
     np.testing.assert_allclose(np.exp(out[1]), [0.2 / 0.5, 0.2 / 0.5, 0.08 / 0.5])
+
+
+def test_the_tokenizer_command_adds_the_stay_token_unless_told_not_to(tmp_path) -> None:  # noqa: ANN001
+    from laborlm.cli import main
+
+    taxonomy, template = tiny_taxonomy(), load_template("labor-llm")
+    corpus = write_corpus(sticky_panel(20, 0, taxonomy, "a"), taxonomy, template, tmp_path / "corpus")
+    for flags, stay in (([], True), (["--no-stay-token"], False), (["--multi-token-labels"], False)):
+        out = tmp_path / f"tok{len(flags)}{stay}{flags}".replace("-", "").replace(" ", "")
+        assert main(["corpus", "tokenizer", "--corpus", str(corpus), "--out", str(out), "--vocab-size", "300",
+                     *flags]) == 0
+        assert (stay_token_id(load_tokenizer(out)) is not None) is stay

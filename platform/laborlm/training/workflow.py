@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from laborlm.config import dump_yaml
-from laborlm.errors import CheckpointError, LaborLMError
+from laborlm.errors import CheckpointError, ConfigError, LaborLMError
 from laborlm.training.config import PhaseConfig, TrainConfig
 from laborlm.training.loop import MODEL_DIR, PhaseJob, run_phase_loop
 from laborlm.training.models import is_adapter, merge_adapter, read_model_info, write_model_info
@@ -163,7 +163,15 @@ def prepare_tokenizer(config: TrainConfig, corpora: Sequence[Path]) -> str:
     BPE trained on every corpus's train split (reused when ``<out_dir>/tokenizer`` exists)."""
     if config.tokenizer is not None:  # a folder (made absolute for the workers) or a cached model id
         local = Path(config.tokenizer)
-        return str(local.resolve()) if local.exists() else config.tokenizer
+        tokenizer = str(local.resolve()) if local.exists() else config.tokenizer
+        if config.stay_move:  # asked for explicitly (null follows the given tokenizer)
+            from laborlm.corpus.tokenizer import load_tokenizer
+            from laborlm.llm.stay_move import stay_token_id
+
+            if stay_token_id(load_tokenizer(tokenizer)) is None:
+                raise ConfigError(f"stay_move: tokenizer {config.tokenizer!r} has no stay token; train it with "
+                                  "`laborlm corpus tokenizer` (it adds one by default) or set stay_move: null")
+        return tokenizer
     if config.model.path is not None and not config.tokenizer_label_tokens:
         return config.model.path
     from laborlm.corpus.tokenizer import TokenizerConfig, extend_tokenizer, train_tokenizer

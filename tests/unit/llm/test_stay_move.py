@@ -110,3 +110,15 @@ def test_the_tokenizer_command_adds_the_stay_token_unless_told_not_to(tmp_path) 
         assert main(["corpus", "tokenizer", "--corpus", str(corpus), "--out", str(out), "--vocab-size", "300",
                      *flags]) == 0
         assert (stay_token_id(load_tokenizer(out)) is not None) is stay
+
+
+def test_stay_move_asked_of_a_tokenizer_without_the_stay_token_is_a_config_error(tmp_path) -> None:  # noqa: ANN001
+    from laborlm.training.config import TrainConfig
+    from laborlm.training.workflow import prepare_tokenizer
+
+    taxonomy, template = tiny_taxonomy(), load_template("labor-llm")
+    corpus = write_corpus(sticky_panel(20, 0, taxonomy, "a"), taxonomy, template, tmp_path / "corpus")
+    plain = train_tokenizer(corpus, tmp_path / "plain", TokenizerConfig(vocab_size=300))
+    with pytest.raises(ConfigError, match="has no stay token"):
+        prepare_tokenizer(TrainConfig(out_dir=tmp_path, tokenizer=str(plain), stay_move=True), [corpus])
+    assert prepare_tokenizer(TrainConfig(out_dir=tmp_path, tokenizer=str(plain)), [corpus]) == str(plain.resolve())

@@ -238,6 +238,11 @@ def config_hash(config: Any, length: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
+def default_run_name(kind: str, model: str, seed: int, config: Any) -> str:
+    """``<kind>-<model>-s<seed>-<hash6>``: deterministic and readable, so the same config resumes the same run."""
+    return f"{kind}-{model}-s{seed}-{config_hash(config, length=6)}"
+
+
 # --- internals ---------------------------------------------------------------------------------------------
 
 

@@ -52,17 +52,19 @@ import ray.train.torch
 import torch
 from safetensors.torch import load_file, save_file
 
-from laborlm.config import config_hash, to_dict
+from laborlm.config import default_run_name, to_dict
 from laborlm.errors import CheckpointError, ConfigError, InputDataError
 from laborlm.models.architectures import NetworkConfig, build_network
 from laborlm.models.encoding import EncodedPanel, collate, encode_panel, iter_batches, token_batches
 from laborlm.models.layers import OccupationNetwork, target_nll
 from laborlm.occupations.taxonomy import Taxonomy
 from laborlm.schema import conform
+from laborlm.tracking import metric_names as mn
 from laborlm.training.schedule import inverse_sqrt
 from laborlm.training.session import (
     CheckpointFolder,
     InProcessSession,
+    MetricsWindow,
     WorkerSession,
     all_reduce,
     log_rank0,
@@ -74,13 +76,13 @@ from laborlm.training.session import (
 
 logger = logging.getLogger(__name__)
 
-# Metric keys of every report (to move into tracking/metric_names.py once it exists).
-TRAIN_LOSS = "train/loss"  # mean NLL per person-year over the steps since the previous report
-EVAL_PERPLEXITY = "eval/perplexity"  # exp(mean NLL) over every validation person-year, first years included
-BEST_EVAL_PERPLEXITY = "eval/best_perplexity"  # the best eval/perplexity so far: the model fit() returns
-EPOCH = "train/epoch"  # completed passes over the training panel
-STEP = "train/step"  # optimiser steps taken
-TOKENS_PER_S = "throughput/tokens_per_s"  # training person-years per second of training time, all workers
+# Metric keys of every report (defined in tracking.metric_names; here: what they count in this loop).
+TRAIN_LOSS = mn.TRAIN_LOSS  # mean NLL per person-year over the steps since the previous report, all workers
+EVAL_PERPLEXITY = mn.EVAL_PERPLEXITY  # exp(mean NLL) over every validation person-year, first years included
+BEST_EVAL_PERPLEXITY = mn.EVAL_BEST_PERPLEXITY  # the best eval/perplexity so far: the model fit() returns
+EPOCH = mn.TRAIN_EPOCH  # completed passes over the training panel
+STEP = mn.TRAIN_STEP  # optimiser steps taken
+TOKENS_PER_S = mn.THROUGHPUT_TOKENS_PER_S  # training person-years per second of training time, all workers
 
 BEST_WEIGHTS = "best.safetensors"  # in every checkpoint: the weights with the best validation perplexity
 _WEIGHTS = "model.safetensors"  # the current weights, to resume from
@@ -171,10 +173,6 @@ def learning_rate(step: int, fit: FitConfig) -> float:
     return inverse_sqrt(step, warmup_steps=fit.warmup_steps, peak=fit.lr, warmup_init=fit.warmup_init_lr)
 
 
-def default_run_name(config: NeuralModelConfig) -> str:
-    return f"fit-{config.name}-s{config.seed}-{config_hash(config, length=6)}"
-
-
 # --- driver ---------------------------------------------------------------------------------------------
 
 
@@ -194,7 +192,7 @@ def fit_network(
     """
     fit = config.fit
     data = TrainingData(train, valid, {k: v.detach().cpu() for k, v in initial_state.items()})
-    run_name = fit.run_name or default_run_name(config)
+    run_name = fit.run_name or default_run_name("fit", config.name, config.seed, config)
     with _storage_root(fit.storage_path) as storage:
         if fit.num_workers is None:
             session = InProcessSession(CheckpointFolder(storage / run_name, fit.checkpoints_to_keep), fit.use_gpu)
@@ -270,15 +268,6 @@ class _LoopState:
         )
 
 
-@dataclass
-class _Progress:
-    """Training totals on this rank since the last report."""
-
-    nll: float = 0.0
-    tokens: int = 0
-    seconds: float = 0.0
-
-
 def run_loop(session: WorkerSession, config: NeuralModelConfig, taxonomy: Taxonomy, data: TrainingData) -> None:
     """Train until ``max_epochs``, ``max_steps`` or patience runs out, reporting at every evaluation.
 
@@ -311,7 +300,7 @@ def run_loop(session: WorkerSession, config: NeuralModelConfig, taxonomy: Taxono
             state, best = _read_checkpoint(folder, net, optimizer, identity)
             log_rank0(rank, "resumed from %s at epoch %d, step %d", folder, state.epoch, state.step)
 
-    progress = _Progress()
+    progress = MetricsWindow()  # since the last report: summed NLL over person-years
     reported = False
     model.train()
     while not state.finished(fit):
@@ -335,8 +324,7 @@ def run_loop(session: WorkerSession, config: NeuralModelConfig, taxonomy: Taxono
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.batch_in_epoch += 1
-            progress.nll += nll.item()
-            progress.tokens += batch.n_tokens
+            progress.add(nll.item(), batch.n_tokens, batch.n_tokens)
             progress.seconds += time.perf_counter() - started
             if state.batch_in_epoch == len(batches):
                 state.epoch += 1
@@ -346,7 +334,7 @@ def run_loop(session: WorkerSession, config: NeuralModelConfig, taxonomy: Taxono
                 best = _evaluate_and_report(
                     net, optimizer, valid, state, progress, best, session, fit, identity
                 )
-                progress = _Progress()
+                progress = MetricsWindow()
                 reported = True
                 if state.finished(fit):
                     break
@@ -360,25 +348,23 @@ def _evaluate_and_report(
     optimizer: torch.optim.Optimizer,
     valid: EncodedPanel | None,
     state: _LoopState,
-    progress: _Progress,
+    progress: MetricsWindow,
     best: dict[str, torch.Tensor],
     session: WorkerSession,
     fit: FitConfig,
     identity: dict[str, Any],
 ) -> dict[str, torch.Tensor]:
     """Validate, update the best weights and patience, report; returns the (possibly new) best weights."""
-    nll, tokens = _sum(session, progress.nll, progress.tokens)
+    total = progress.reduced(session.device)  # all workers
     metrics: dict[str, float] = {EPOCH: state.epoch, STEP: state.step}
-    if tokens:
-        metrics[TRAIN_LOSS] = nll / tokens
-        metrics[TOKENS_PER_S] = tokens / max(progress.seconds, 1e-9)
+    if total.mean_loss is not None:
+        metrics[TRAIN_LOSS] = total.mean_loss  # NLL per person-year
+        metrics[TOKENS_PER_S] = total.tokens_per_s
     if valid is None:
         best = _cpu_copy(net.state_dict())
     else:
-        total, count = _sum(session, *_validation_nll(net, valid, session, fit.max_tokens))
-        perplexity = math.exp(
-            total / count
-        )  # denominator: every validation person-year, first years included
+        nll, count = _sum(session, *_validation_nll(net, valid, session, fit.max_tokens))
+        perplexity = math.exp(nll / count)  # denominator: every validation person-year, first years included
         if perplexity < state.best_perplexity:
             state.best_perplexity, state.evaluations_since_best = perplexity, 0
             best = _cpu_copy(net.state_dict())

@@ -3,8 +3,16 @@ name; dashboards/ and tests read these constants rather than spelling keys thems
 
 from __future__ import annotations
 
-TRAIN_LOSS = "train/loss"
+TRAIN_LOSS = "train/loss"  # mean training loss since the previous log or report, all workers
 TRAIN_LR = "train/lr"
+TRAIN_STEP = "train/step"  # optimiser steps taken (in this phase or fit)
+TRAIN_EPOCH = "train/epoch"  # completed passes over the training data
+TRAIN_STOPPED_EARLY = "train/stopped_early"  # 1.0 when early stopping ended training before max_steps
+VALID_INITIAL_LOSS = "valid/initial_loss"  # LM: valid/loss before the first step
+VALID_BEST_LOSS = "valid/best_loss"  # LM: the lowest valid/loss so far
+VALID_BEST_STEP = "valid/best_step"  # LM: the step of the selected (best) model
+EVAL_PERPLEXITY = "eval/perplexity"  # careers: exp(mean NLL) over every validation person-year
+EVAL_BEST_PERPLEXITY = "eval/best_perplexity"  # careers: the best eval/perplexity so far (the model returned)
 VALID_LOSS = "valid/loss"
 VALID_PERPLEXITY = "valid/perplexity"  # token-level, of the language model's validation loss
 VALID_OCCUPATION_PERPLEXITY = "valid/occupation_perplexity"  # next-occupation, the harness's, on valid persons

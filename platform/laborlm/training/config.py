@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from laborlm.config import config_hash
+from laborlm.config import default_run_name
 from laborlm.errors import ConfigError
 from laborlm.tracking.mlflow_tracker import TrackingConfig
 from laborlm.training.sizes import SIZES
@@ -281,4 +281,4 @@ class TrainConfig:
 
     def default_run_name(self) -> str:
         """Deterministic and readable: ``train-<model>-s<seed>-<hash6>``; the same config resumes the same run."""
-        return self.run_name or f"train-{self.model.name}-s{self.seed}-{config_hash(self, length=6)}"
+        return self.run_name or default_run_name("train", self.model.name, self.seed, self)

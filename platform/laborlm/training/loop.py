@@ -4,7 +4,8 @@
 builds the worker's ``RayTrainSession`` and calls it). Each worker streams its shard of the packed
 blocks (``session.dataset_shard("train").iter_torch_batches``; Ray Data splits the stream with
 ``equal=True``, so every rank gets the same number of blocks and takes the same number of steps, which DDP
-and ZeRO collectives need) and trains one of two engines with the same interface:
+and ZeRO collectives need) and trains one of two engines behind the ``Engine`` protocol (``make_engine``
+picks by ``strategy.kind``; the hardware benchmark times the same engines):
 
 * ``_DdpEngine``: ``ray.train.torch.prepare_model`` (DDP over gloo or NCCL), torch AdamW, ``no_sync`` for
   the accumulated micro-batches, gradient clipping, bf16 autocast where chosen;
@@ -25,6 +26,9 @@ micro-batches consumed in it): a restarted worker group (``FailureConfig``) or a
 everything and skips the consumed micro-batches. Which blocks land on which rank is decided by Ray Data's
 streaming split at run time, so the skipped blocks are the same *number*, not necessarily the same blocks.
 
+Metrics (keys in ``tracking.metric_names``) have one meaning whoever logs them: ``train/loss`` and throughput
+are summed over every worker (``training.session.MetricsWindow``), in the log and in the reports alike.
+
 Rank 0 alone writes to MLflow: params at start, train loss / lr / tokens per second every
 ``log_every_steps``, validation loss at each evaluation, and the final model as artifacts. Nothing from the
 data goes there.
@@ -43,7 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import ray.train.torch
 import ray.util
@@ -58,17 +62,24 @@ from laborlm.training.deepspeed import fill_deepspeed_config, load_template
 from laborlm.training.models import apply_lora, build_model, write_model_info
 from laborlm.training.occupation_eval import OccupationEvalSpec, OccupationEvaluator
 from laborlm.training.schedule import lr_lambda
-from laborlm.training.session import WorkerSession, all_reduce, read_state, seed_for, write_state
+from laborlm.training.session import (
+    MetricsWindow,
+    WorkerSession,
+    all_reduce,
+    read_state,
+    seed_for,
+    write_state,
+)
 
 logger = logging.getLogger(__name__)
 
-# Keys of Ray Train reports (and MLflow metrics beyond tracking.metric_names).
-STEP = "train/step"  # optimiser steps taken in this phase
-EPOCH = "train/epoch"  # completed passes over the train split
-VALID_BEST_LOSS = "valid/best_loss"  # the lowest valid/loss so far (selection may be on occupation perplexity)
-BEST_STEP = "valid/best_step"  # the step of the model the checkpoint's model/ holds
-STOPPED_EARLY = "train/stopped_early"  # 1.0 when early stopping ended the phase before max_steps
-INITIAL_VALID_LOSS = "valid/initial_loss"  # before the first step (eval_at_start)
+# Keys of Ray Train reports beyond the ones used by name below (all defined in tracking.metric_names).
+STEP = mn.TRAIN_STEP  # optimiser steps taken in this phase
+EPOCH = mn.TRAIN_EPOCH  # completed passes over the train split
+VALID_BEST_LOSS = mn.VALID_BEST_LOSS  # the lowest valid/loss so far (selection may be on occupation perplexity)
+BEST_STEP = mn.VALID_BEST_STEP  # the step of the model the checkpoint's model/ holds
+STOPPED_EARLY = mn.TRAIN_STOPPED_EARLY  # 1.0 when early stopping ended the phase before max_steps
+INITIAL_VALID_LOSS = mn.VALID_INITIAL_LOSS  # before the first step (eval_at_start)
 
 PLACEMENT_GROUP_FILE = "placement_group.id"  # the running phase's worker placement group (see _record_placement_group)
 MODEL_DIR = "model"  # in every checkpoint: the best model so far, ready for from_pretrained
@@ -150,8 +161,8 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 class _DdpEngine:
     """Plain data parallelism: every rank holds the whole model and optimizer."""
 
-    def __init__(self, model: torch.nn.Module, job: PhaseJob, device: torch.device, precision: str) -> None:
-        cfg, phase = job.config, job.settings
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, phase: PhaseConfig, device: torch.device,
+                 precision: str) -> None:
         self.module: Any = model.to(device)
         self.model: Any = ray.train.torch.prepare_model(self.module, move_to_device=False)
         self.optimizer = torch.optim.AdamW(decay_groups(self.module, cfg.optim.weight_decay), lr=phase.lr,
@@ -210,7 +221,17 @@ class _DdpEngine:
         torch.save(self.optimizer.state_dict(), folder / _OPTIMIZER)
         torch.save(self.scheduler.state_dict(), folder / _SCHEDULER)
 
+    def export(self, *, trainable_only: bool, rank: int) -> dict[str, torch.Tensor]:
+        return gathered_state(self.module, trainable_only=trainable_only, partitioned=False, rank=rank)
+
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def close(self) -> None:
+        """Nothing to release beyond what garbage collection frees."""
+
     def load(self, folder: Path) -> None:
+        """Trainable weights, optimizer and scheduler (whose step count is the schedule's position)."""
         state = load_file(str(folder / _TRAINABLE))
         missing, unexpected = self.module.load_state_dict(state, strict=False)
         trainable = {n for n, p in self.module.named_parameters() if p.requires_grad}
@@ -224,11 +245,11 @@ class _DdpEngine:
 class _DeepSpeedEngine:
     """DeepSpeed ZeRO-2/3: optimizer state (and under ZeRO-3 the parameters) partitioned over ranks."""
 
-    def __init__(self, model: torch.nn.Module, job: PhaseJob, device: torch.device, precision: str,
-                 world_size: int) -> None:
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, phase: PhaseConfig, device: torch.device,
+                 precision: str, world_size: int) -> None:
         import deepspeed
 
-        cfg, phase, strategy = job.config, job.settings, job.config.strategy
+        strategy = cfg.strategy
         hidden = int(getattr(model.config, "hidden_size", 1024))
         self.ds_config = fill_deepspeed_config(
             load_template(strategy.deepspeed_config, strategy.kind, strategy.offload),
@@ -257,7 +278,7 @@ class _DeepSpeedEngine:
             lr_scheduler=functools.partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=schedule))
         self.module: Any = self.engine.module
         self.partitioned = strategy.kind == "zero3"
-        self.lora = job.settings.lora
+        self.lora = phase.lora
         self.accum = cfg.grad_accum_steps
         self.device = device
 
@@ -293,12 +314,91 @@ class _DeepSpeedEngine:
         self.engine.save_checkpoint(str(folder), tag=_DS_TAG, exclude_frozen_parameters=self.lora)
 
     def load(self, folder: Path) -> None:
+        """This rank's shard, optimizer and scheduler, and DeepSpeed's step counters.
+
+        ``load_checkpoint`` restores ``global_steps`` (one per accumulation boundary, overflow-skipped steps
+        included) but not ``micro_steps``, which decides where the next boundary falls: set it to match.
+        """
         path, _ = self.engine.load_checkpoint(str(folder), tag=_DS_TAG, load_module_strict=not self.lora)
         if path is None:
             raise CheckpointError(f"{folder}: no DeepSpeed checkpoint '{_DS_TAG}' to resume from")
+        self.engine.micro_steps = self.engine.global_steps * self.accum
+
+    def export(self, *, trainable_only: bool, rank: int) -> dict[str, torch.Tensor]:
+        return gathered_state(self.module, trainable_only=trainable_only, partitioned=self.partitioned, rank=rank)
+
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        return {"deepspeed.json": self.ds_config}  # the filled ZeRO config, as run
+
+    def close(self) -> None:
+        """DeepSpeed's hooks and buffers, before another engine is built in this process."""
+        self.engine.destroy()
 
 
-Engine = _DdpEngine | _DeepSpeedEngine
+class Engine(Protocol):
+    """What the loop drives, whatever the parallelism (``_DdpEngine``: DDP; ``_DeepSpeedEngine``: ZeRO-2/3).
+
+    One optimiser step is ``grad_accum_steps`` calls of ``micro_step`` (the last with ``last=True``) and then
+    ``optimizer_step``. ``save``/``load`` cover everything a resume needs, the engine's own step counters
+    included, so the loop never reaches inside an engine.
+    """
+
+    module: Any  # the unwrapped model (a transformers model, maybe peft-wrapped)
+    partitioned: bool  # ZeRO-3: parameters are sliced over ranks; forward passes and exports are collectives
+
+    def lr(self) -> float:
+        """The learning rate the next optimiser step uses."""
+        ...
+
+    def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> torch.Tensor:
+        """Forward and backward of one micro-batch; its (detached, float) mean loss."""
+        ...
+
+    def optimizer_step(self) -> None:
+        """Clip, step optimizer and scheduler, zero the gradients (where ``micro_step`` did not already)."""
+        ...
+
+    def train_mode(self, on: bool) -> None: ...
+
+    def eval_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The mean loss of ``batch`` (no gradients are kept by the caller's ``no_grad``)."""
+        ...
+
+    def after_eval(self) -> None:
+        """Release what evaluation gathered (ZeRO-3's prefetched parameters)."""
+        ...
+
+    def save(self, folder: Path, rank: int) -> None:
+        """Write this rank's part of the training state (weights, optimizer, scheduler, counters)."""
+        ...
+
+    def load(self, folder: Path) -> None:
+        """Restore what ``save`` wrote, the engine's own step counters included."""
+        ...
+
+    def export(self, *, trainable_only: bool, rank: int) -> dict[str, torch.Tensor]:
+        """The model's weights as CPU tensors on rank 0 (a collective under ZeRO-3; empty on other ranks)."""
+        ...
+
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        """Resolved engine configs worth keeping with the run (file name -> content)."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources (hooks, buffers) before another is built in the same process."""
+        ...
+
+
+def make_engine(model: torch.nn.Module, config: TrainConfig, phase: PhaseConfig, device: torch.device,
+                precision: str, world_size: int) -> Engine:
+    """The engine ``config.strategy`` asks for, around ``model``, with ``phase``'s optimiser and schedule.
+
+    Inside a Ray Train worker (DDP wraps the model with ``ray.train.torch.prepare_model``). Public for the
+    hardware benchmark, which times the same engines on synthetic blocks.
+    """
+    if config.strategy.deepspeed:
+        return _DeepSpeedEngine(model, config, phase, device, precision, world_size)
+    return _DdpEngine(model, config, phase, device, precision)
 
 
 def gathered_state(module: torch.nn.Module, *, trainable_only: bool, partitioned: bool, rank: int
@@ -412,11 +512,7 @@ class _PhaseRun:
             model.peft_config["default"].base_model_name_or_path = str(base)
         # ... then different dropout masks per rank.
         torch.manual_seed(seed_for(cfg.seed, 1, self.rank))
-        engine: Engine
-        if cfg.strategy.deepspeed:
-            engine = _DeepSpeedEngine(model, job, self.device, precision, self.world)
-        else:
-            engine = _DdpEngine(model, job, self.device, precision)
+        engine = make_engine(model, cfg, self.phase, self.device, precision, self.world)
         self.log0("%s: %s on %d worker(s), %s, %s parameters (%s trainable)", job.phase, cfg.strategy.kind,
                   self.world, precision, f"{sum(p.numel() for p in model.parameters()):,}",
                   f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}")
@@ -458,8 +554,6 @@ class _PhaseRun:
                 return LoopState()
             saved = read_state(folder, self._identity())
             engine.load(folder)
-            if isinstance(engine, _DeepSpeedEngine):
-                engine.engine.micro_steps = saved["state"]["step"] * self.cfg.grad_accum_steps
             if self.rank == 0 and (folder / MODEL_DIR).is_dir():
                 shutil.copytree(folder / MODEL_DIR, self.best_dir, dirs_exist_ok=True)
             self.exported = True
@@ -481,8 +575,8 @@ class _PhaseRun:
                        "resolved.global_batch_blocks": self.cfg.micro_batch_size * self.cfg.grad_accum_steps
                        * self.world, "resolved.init": job.init_path or self.cfg.model.path or self.cfg.model.size})
         self.tracker.log_params(params)
-        if isinstance(engine, _DeepSpeedEngine):
-            self.tracker.log_dict(engine.ds_config, "deepspeed.json")
+        for name, content in engine.artifacts().items():
+            self.tracker.log_dict(content, name)
 
     def _run(self) -> None:
         job, phase = self.job, self.phase
@@ -502,8 +596,7 @@ class _PhaseRun:
             self.log0("%s step 0: valid loss %.4f%s", job.phase, loss, _occupation_text(start))
 
         batches = micro_batches(train_shard, state, self.cfg.micro_batch_size, self.device, job.phase)
-        window = {"loss": 0.0, "n": 0, "tokens": 0, "seconds": 0.0}
-        since_report = {"loss": 0.0, "n": 0}
+        window, since_report = MetricsWindow(), MetricsWindow()  # the log interval; the steps since a report
         engine.train_mode(True)
         while state.step < phase.max_steps and not state.stopped_early:
             started = time.perf_counter()
@@ -511,25 +604,23 @@ class _PhaseRun:
             for micro in range(self.cfg.grad_accum_steps):
                 batch = next(batches)
                 micro_loss = engine.micro_step(batch, last=micro == self.cfg.grad_accum_steps - 1)
-                window["loss"] += float(micro_loss)
-                window["n"] += 1
-                since_report["loss"] += float(micro_loss)
-                since_report["n"] += 1
-                window["tokens"] += int(batch["attention_mask"].sum())
+                tokens = int(batch["attention_mask"].sum())
+                window.add(float(micro_loss), 1, tokens)
+                since_report.add(float(micro_loss), 1, tokens)
             engine.optimizer_step()
             state.step += 1
-            window["seconds"] += time.perf_counter() - started
+            window.seconds += time.perf_counter() - started
 
             if state.step % phase.log_every_steps == 0 or state.step == phase.max_steps:
                 self._log_window(window, lr, state)
-                window = {"loss": 0.0, "n": 0, "tokens": 0, "seconds": 0.0}
+                window = MetricsWindow()
             final = state.step == phase.max_steps
             eval_due = final or (phase.eval_every_steps is not None and state.step % phase.eval_every_steps == 0)
             ckpt_due = final or (phase.checkpoint_every_steps is not None
                                  and state.step % phase.checkpoint_every_steps == 0)
             if eval_due or ckpt_due:
                 self._evaluate_and_report(engine, tokenizer, valid_shard, state, since_report, eval_due, ckpt_due)
-                since_report = {"loss": 0.0, "n": 0}
+                since_report = MetricsWindow()
                 reported = final
             patience = phase.early_stopping_patience
             if not final and patience is not None and state.evals_since_best >= patience:
@@ -579,13 +670,13 @@ class _PhaseRun:
         engine.after_eval()  # ZeRO-3: release what the scoring passes gathered
         return metrics
 
-    def _log_window(self, window: dict[str, Any], lr: float, state: LoopState) -> None:
-        sums = all_reduce(torch.tensor([window["loss"], window["n"], window["tokens"]], dtype=torch.float64), self.device)
-        state.tokens += int(sums[2])
-        if sums[1] == 0:
+    def _log_window(self, window: MetricsWindow, lr: float, state: LoopState) -> None:
+        total = window.reduced(self.device)
+        state.tokens += total.tokens
+        if total.mean_loss is None:
             return
-        metrics = {mn.TRAIN_LOSS: float(sums[0] / sums[1]), mn.TRAIN_LR: lr,
-                   mn.THROUGHPUT_TOKENS_PER_S: float(sums[2]) / max(window["seconds"], 1e-9), EPOCH: state.epoch}
+        metrics = {mn.TRAIN_LOSS: total.mean_loss, mn.TRAIN_LR: lr,
+                   mn.THROUGHPUT_TOKENS_PER_S: total.tokens_per_s, EPOCH: state.epoch}
         self.throughput = metrics[mn.THROUGHPUT_TOKENS_PER_S]
         self._log_metrics(metrics, state.step)
         self.log0("%s step %d: loss %.4f, lr %.3g, %.0f tokens/s", self.job.phase, state.step,
@@ -598,7 +689,7 @@ class _PhaseRun:
     def _export(self, engine: Engine, tokenizer: Any, state: LoopState) -> None:
         """Write the current model (adapter or full weights) into the rank-0 best-model folder (collective)."""
         lora = self.phase.lora
-        weights = gathered_state(engine.module, trainable_only=lora, partitioned=engine.partitioned, rank=self.rank)
+        weights = engine.export(trainable_only=lora, rank=self.rank)
         if self.rank != 0:
             return
         shutil.rmtree(self.best_dir, ignore_errors=True)
@@ -619,10 +710,11 @@ class _PhaseRun:
         })
 
     def _evaluate_and_report(self, engine: Engine, tokenizer: Any, valid_shard: Any, state: LoopState,
-                             since_report: dict[str, Any], eval_due: bool, ckpt_due: bool) -> None:
+                             since_report: MetricsWindow, eval_due: bool, ckpt_due: bool) -> None:
         metrics: dict[str, float] = {STEP: state.step, EPOCH: state.epoch, mn.TRAIN_TOKENS: state.tokens}
-        if since_report["n"]:
-            metrics[mn.TRAIN_LOSS] = since_report["loss"] / since_report["n"]  # this rank's; rank 0 reports
+        train_loss = since_report.reduced(self.device).mean_loss  # all workers, as in the log (a collective)
+        if train_loss is not None:
+            metrics[mn.TRAIN_LOSS] = train_loss
         improved = False
         if eval_due and valid_shard is not None:
             loss = self._evaluate(engine, valid_shard)

@@ -29,6 +29,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -65,6 +66,38 @@ def all_reduce(values: torch.Tensor, device: torch.device | str = "cpu",
         values = values.to(device)
         dist.all_reduce(values, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return values.cpu()
+
+
+@dataclass
+class MetricsWindow:
+    """Training totals on this rank since the window opened (a log interval, or the steps since a report).
+
+    ``reduced`` sums them over the workers, so ``train/loss`` and throughput always mean all workers' figures,
+    whichever rank logs or reports them.
+    """
+
+    loss_sum: float = 0.0  # summed loss terms: micro-batch mean losses (LM loop) or per-person-year NLLs (careers)
+    loss_terms: int = 0  # how many terms ``loss_sum`` holds: the denominator of the mean loss
+    tokens: int = 0  # training tokens (careers: person-years) seen, for throughput
+    seconds: float = 0.0  # training time on this rank
+
+    def add(self, loss_sum: float, loss_terms: int, tokens: int) -> None:
+        self.loss_sum += loss_sum
+        self.loss_terms += loss_terms
+        self.tokens += tokens
+
+    def reduced(self, device: torch.device | str = "cpu") -> MetricsWindow:
+        """The window summed over every worker (a collective); ``seconds`` stays this rank's wall time."""
+        sums = all_reduce(torch.tensor([self.loss_sum, self.loss_terms, self.tokens], dtype=torch.float64), device)
+        return MetricsWindow(float(sums[0]), int(sums[1]), int(sums[2]), self.seconds)
+
+    @property
+    def mean_loss(self) -> float | None:
+        return self.loss_sum / self.loss_terms if self.loss_terms else None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
 
 
 def log_rank0(rank: int, message: str, *args: object) -> None:

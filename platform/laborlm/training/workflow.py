@@ -34,6 +34,7 @@ from typing import Any
 
 from laborlm.config import dump_yaml
 from laborlm.errors import CheckpointError, ConfigError, LaborLMError
+from laborlm.tracking import metric_names as mn
 from laborlm.training.config import PhaseConfig, TrainConfig
 from laborlm.training.loop import MODEL_DIR, PhaseJob, run_phase_loop
 from laborlm.training.models import is_adapter, merge_adapter, read_model_info, write_model_info
@@ -49,7 +50,7 @@ class PhaseResult:
     run_name: str  # Ray Train and MLflow run name
     model_dir: Path  # the best model (adapter or full weights) with tokenizer and taxonomy
     init_dir: Path  # full weights for a next phase (model_dir, or the merged adapter)
-    metrics: dict[str, float]  # the last report (train/step, valid/best_loss, ...)
+    metrics: dict[str, float]  # the last report (tracking.metric_names: train/step, valid/best_loss, ...)
     checkpoint: str | None  # the latest checkpoint (folder or URI); None when the phase was already done
     mlflow_run_id: str | None
 
@@ -65,14 +66,14 @@ class TrainResult:
     def line(self) -> str:
         parts = []
         for name, p in self.phases.items():
-            best = p.metrics.get("valid/best_loss")
-            start = p.metrics.get("valid/initial_loss")
+            best = p.metrics.get(mn.VALID_BEST_LOSS)
+            start = p.metrics.get(mn.VALID_INITIAL_LOSS)
             loss = f", valid loss {start:.3f} -> best {best:.3f}" if best is not None and start is not None else ""
-            occupation = p.metrics.get("valid/best_occupation_perplexity")
+            occupation = p.metrics.get(mn.VALID_BEST_OCCUPATION_PERPLEXITY)
             if occupation is not None:
                 loss += (f", best valid occupation perplexity {occupation:.2f} at step "
-                         f"{int(p.metrics.get('valid/best_step', 0))}")
-            parts.append(f"{name}: step {int(p.metrics.get('train/step', 0))}{loss} -> {p.model_dir}")
+                         f"{int(p.metrics.get(mn.VALID_BEST_STEP, 0))}")
+            parts.append(f"{name}: step {int(p.metrics.get(mn.TRAIN_STEP, 0))}{loss} -> {p.model_dir}")
         return f"{self.run_name}: " + "; ".join(parts)
 
 

@@ -6,10 +6,9 @@ strategy, and the scorer's person-years/s (fast vs naive), on CPU or GPU, in one
     laborlm benchmark hardware --device cuda --sizes llama-1b --strategies zero3,zero3_offload --lora
 
 **Cells.** Each (size, strategy) cell trains a randomly initialised model of the Llama-style family
-(``training.models``) through the training engines themselves (``training.loop._DdpEngine`` /
-``_DeepSpeedEngine``: DDP, ZeRO-2, ZeRO-3, ZeRO-3 with CPU offload; full, LoRA or QLoRA) on ``num_workers``
-Ray Train workers, on synthetic packed blocks: uniformly random token ids, every position a real token (no
-padding), labels = inputs. The sizes of a strategy run in ascending order in one Ray Train run
+(``training.models``) through the training engines themselves (``training.loop.make_engine``: DDP, ZeRO-2,
+ZeRO-3, ZeRO-3 with CPU offload; full, LoRA or QLoRA) on ``num_workers`` Ray Train workers, on synthetic
+packed blocks: uniformly random token ids, every position a real token (no padding), labels = inputs. The sizes of a strategy run in ascending order in one Ray Train run
 (``strategy_loop_per_worker``), each with its own model and engine; a failed cell ends that run and the
 sizes after it continue in a new one. The first
 ``warmup_steps`` optimiser steps (allocator, DeepSpeed's buckets, kernel selection) are not timed; then steps
@@ -406,7 +405,7 @@ def _measure_cell(job: StrategyJob, size: str, cfg: Any) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    from laborlm.training.loop import PhaseJob, _DdpEngine, _DeepSpeedEngine, resolve_precision
+    from laborlm.training.loop import Engine, make_engine, resolve_precision
     from laborlm.training.session import all_reduce, seed_for
 
     context = ray.train.get_context()
@@ -422,21 +421,15 @@ def _measure_cell(job: StrategyJob, size: str, cfg: Any) -> dict[str, Any]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     parameters = sum(p.numel() for p in model.parameters())
     torch.manual_seed(seed_for(cfg.seed, 1, rank))
-    # The engines read the optimizer, schedule and strategy from a phase job; nothing else of it is used.
-    phase_job = PhaseJob(config=cfg, phase="pretrain", run_name=f"hw-{size}-{job.strategy}", tokenizer="",
-                         init_path=None, has_valid=False)
-    engine: Any
-    if cfg.strategy.deepspeed:
-        engine = _DeepSpeedEngine(model, phase_job, device, precision, world)
-    else:
-        engine = _DdpEngine(model, phase_job, device, precision)
+    # The engine of the training loop, with the pretrain phase's optimizer and schedule.
+    engine = make_engine(model, cfg, cfg.pretrain, device, precision, world)
     engine.train_mode(True)
 
     generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, 2, rank))
     shape = (cfg.micro_batch_size, cfg.block_size)
     mask = torch.ones(shape, dtype=torch.long, device=device)
 
-    def step() -> None:
+    def step(engine: Engine) -> None:
         for micro in range(cfg.grad_accum_steps):
             ids = torch.randint(0, job.vocab_size, shape, device=device, generator=generator)
             engine.micro_step({"input_ids": ids, "attention_mask": mask, "labels": ids},
@@ -454,22 +447,20 @@ def _measure_cell(job: StrategyJob, size: str, cfg: Any) -> dict[str, Any]:
         return float(all_reduce(torch.tensor([value], dtype=torch.float64), device, op="max").item())
 
     for _ in range(job.warmup_steps):
-        step()
+        step(engine)
     times: list[float] = []
     started = time.perf_counter()
     while len(times) < job.max_steps:
         t0 = time.perf_counter()
-        step()
+        step(engine)
         times.append(time.perf_counter() - t0)
         if largest(time.perf_counter() - started) >= job.seconds and len(times) >= 2:
             break
     elapsed = largest(time.perf_counter() - started)
     peak = int(largest(float(torch.cuda.max_memory_allocated(device) if cuda else sampler.stop() if sampler else 0)))
     tokens = len(times) * cfg.grad_accum_steps * cfg.micro_batch_size * cfg.block_size * world
-    ds_engine = getattr(engine, "engine", None)
-    if ds_engine is not None and hasattr(ds_engine, "destroy"):
-        ds_engine.destroy()  # DeepSpeed's hooks and buffers, before the next cell's engine
-    engine = model = None  # the last references: the next cell starts from free memory
+    engine.close()  # DeepSpeed's hooks and buffers, before the next cell's engine
+    del engine, model  # the last references: the next cell starts from free memory
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()

@@ -13,6 +13,7 @@ from laborlm.training.session import (
     STATE_FILE,
     CheckpointFolder,
     InProcessSession,
+    MetricsWindow,
     all_reduce,
     read_state,
     seed_for,
@@ -56,3 +57,14 @@ def test_checkpoint_folder_numbers_keeps_the_newest_and_the_session_reports(tmp_
         assert folder == session.last_checkpoint and read_state(folder, {"step": 2})
     session.report({"train/step": 3})  # metrics only: no new checkpoint
     assert session.last_metrics == {"train/step": 3} and session.folder.latest() == session.last_checkpoint
+
+
+def test_metrics_window_means_and_throughput_without_a_process_group() -> None:
+    window = MetricsWindow()
+    assert window.mean_loss is None
+    window.add(3.0, 2, 100)
+    window.add(1.0, 2, 60)
+    window.seconds = 2.0
+    total = window.reduced()
+    assert total == MetricsWindow(4.0, 4, 160, 2.0)
+    assert total.mean_loss == 1.0 and total.tokens_per_s == 80.0

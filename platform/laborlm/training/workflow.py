@@ -4,13 +4,14 @@
     laborlm run jobs/train_tiny.yaml finetune.lora=true
 
 ``run_training(config)`` runs the enabled phases in order, each as one Ray Train ``TorchTrainer`` fit
-(``loop.train_loop_per_worker`` on ``strategy.num_workers`` workers) over the packed blocks of its corpus
-(``corpus.packed_dataset``, streamed, never materialised here). Phase (b) starts from phase (a)'s best model
-(merged first if (a) trained an adapter) or from the model section. Before training, the driver makes what is
-missing: the synthetic panel and corpus of a phase with ``synthesize`` set, and the tokenizer (a byte-level
-BPE on the first phase's train split). Everything is idempotent: existing corpora and tokenizers are reused,
-a phase whose best model already records its final step is skipped, and an interrupted phase resumes from
-its latest checkpoint because its Ray Train run name and storage path are the same.
+(``loop.run_phase_loop`` through ``session.train_loop_per_worker`` on ``strategy.num_workers`` workers) over
+the packed blocks of its corpus (``corpus.packed_dataset``, streamed, never materialised here). Phase (b)
+starts from phase (a)'s best model (merged first if (a) trained an adapter) or from the model section. Before
+training, the driver makes what is missing: the synthetic panel and corpus of a phase with ``synthesize`` set,
+and the tokenizer (a byte-level BPE on the first phase's train split). Everything is idempotent: existing
+corpora and tokenizers are reused, a phase whose best model already records its final step is skipped, and an
+interrupted phase resumes from its latest checkpoint because its Ray Train run name and storage path are the
+same.
 
 Names are deterministic: the workflow is ``train-<model>-s<seed>-<config hash>`` and phase runs (Ray Train
 and MLflow) append ``-pretrain`` / ``-finetune``. The driver opens the MLflow runs (a parent, a child per

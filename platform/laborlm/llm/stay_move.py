@@ -43,7 +43,8 @@ IGNORE_INDEX = -100  # HF's ignore index for labels
 
 def stay_token_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     """The stay token's id, or None: a tokenizer without one makes a plain language model."""
-    if STAY_TOKEN not in tokenizer.get_vocab():
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    if STAY_TOKEN not in vocab:
         return None
     return int(tokenizer.convert_tokens_to_ids(STAY_TOKEN))
 

@@ -46,7 +46,7 @@ def stay_token_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
     if STAY_TOKEN not in vocab:
         return None
-    return int(tokenizer.convert_tokens_to_ids(STAY_TOKEN))
+    return int(vocab[STAY_TOKEN])
 
 
 def previous_labels(ids: torch.Tensor, label_of: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,8 @@ class StayMoveLoss:
             return loss / (target != ignore_index).sum().clamp(min=1)
         if torch.is_tensor(num_items_in_batch):
             num_items_in_batch = num_items_in_batch.to(loss.device)
-        return loss / num_items_in_batch
+        out: torch.Tensor = loss / num_items_in_batch
+        return out
 
 
 def install(model: Any, tokenizer: PreTrainedTokenizerBase, label_strings: Sequence[str] | None = None) -> bool:
@@ -114,10 +115,11 @@ def install(model: Any, tokenizer: PreTrainedTokenizerBase, label_strings: Seque
     if stay is None:
         return False
     strings = label_strings if label_strings is not None else label_token_strings(tokenizer)
-    ids = [int(tokenizer.convert_tokens_to_ids(s)) for s in strings]
+    vocab = tokenizer.get_vocab()
+    ids = [int(vocab[s]) for s in strings]
     boundaries = [i for i in (tokenizer.bos_token_id, tokenizer.eos_token_id) if i is not None]
-    vocab = int(model.get_output_embeddings().weight.shape[0])
-    model.loss_function = StayMoveLoss(ids, stay, boundaries, max(vocab, len(tokenizer)))
+    rows = int(model.get_output_embeddings().weight.shape[0])
+    model.loss_function = StayMoveLoss(ids, stay, boundaries, max(rows, len(tokenizer)))
     return True
 
 

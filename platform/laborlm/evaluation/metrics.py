@@ -10,7 +10,7 @@ scored; only occupations are. Token-level losses are never compared across model
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +21,8 @@ from laborlm.sequences import CONSECUTIVE_REPEAT, FIRST, TRANSITION_NAMES, Panel
 
 def target_log_probs(log_probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``[n]`` log-probability each row assigns to its observed occupation (``targets``: ``[n]`` indices)."""
-    return log_probs[np.arange(len(targets)), targets]
+    picked: np.ndarray = log_probs[np.arange(len(targets)), targets]
+    return picked
 
 
 def perplexity(target_logp: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -120,7 +121,7 @@ class Metrics:
 def evaluate_log_probs(
     log_probs: np.ndarray,
     arrays: PanelArrays,
-    subgroups: Mapping[str, np.ndarray] | None = None,
+    subgroups: Mapping[str, Sequence[object] | np.ndarray] | None = None,
     oracle_logp: np.ndarray | None = None,
     history_cap: int = 10,
 ) -> Metrics:

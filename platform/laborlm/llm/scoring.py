@@ -60,8 +60,8 @@ from laborlm.corpus.render import render_table, render_with_spans
 from laborlm.corpus.template import LINE_END, OCCUPATION_SEPARATOR, Template
 from laborlm.corpus.tokenizer import token_spans
 from laborlm.errors import ConfigError, LaborLMError
-from laborlm.llm.trie import CandidateTrie, build_groups
 from laborlm.llm.stay_move import previous_targets, stay_token_id, two_stage_log_probs
+from laborlm.llm.trie import CandidateTrie, build_groups
 from laborlm.occupations.taxonomy import Taxonomy
 
 if TYPE_CHECKING:

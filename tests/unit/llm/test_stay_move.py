@@ -7,12 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from laborlm.corpus.tokenizer import STAY, TokenizerConfig, load_tokenizer, token_spans, train_tokenizer
 from laborlm.corpus.render import render_table
 from laborlm.corpus.template import load_template
+from laborlm.corpus.tokenizer import STAY, TokenizerConfig, load_tokenizer, train_tokenizer
 from laborlm.errors import ConfigError
 from laborlm.llm.scoring import LlmScorer
-from laborlm.llm.stay_move import install, previous_labels, previous_targets, stay_token_id, two_stage_log_probs
+from laborlm.llm.stay_move import (
+    install,
+    previous_labels,
+    previous_targets,
+    stay_token_id,
+    two_stage_log_probs,
+)
 from unit.llm.llm_world import sticky_panel, tiny_llama, tiny_taxonomy, train_lm, write_corpus
 
 
@@ -100,7 +106,7 @@ def test_two_stage_log_probs_by_hand() -> None:
     np.testing.assert_allclose(np.exp(out[1]), [0.2 / 0.5, 0.2 / 0.5, 0.08 / 0.5])
 
 
-def test_the_tokenizer_command_adds_the_stay_token_unless_told_not_to(tmp_path) -> None:  # noqa: ANN001
+def test_the_tokenizer_command_adds_the_stay_token_unless_told_not_to(tmp_path) -> None:
     from laborlm.cli import main
 
     taxonomy, template = tiny_taxonomy(), load_template("labor-llm")
@@ -112,7 +118,7 @@ def test_the_tokenizer_command_adds_the_stay_token_unless_told_not_to(tmp_path) 
         assert (stay_token_id(load_tokenizer(out)) is not None) is stay
 
 
-def test_stay_move_asked_of_a_tokenizer_without_the_stay_token_is_a_config_error(tmp_path) -> None:  # noqa: ANN001
+def test_stay_move_asked_of_a_tokenizer_without_the_stay_token_is_a_config_error(tmp_path) -> None:
     from laborlm.training.config import TrainConfig
     from laborlm.training.workflow import prepare_tokenizer
 

@@ -171,7 +171,7 @@ def _cmd_data_stats(a: argparse.Namespace) -> int:
 
 def _cmd_data_synth(a: argparse.Namespace) -> int:
     """``kind: synth`` with the preset as the base, the YAML over it, then overrides, then the flags."""
-    from laborlm.config import apply_overrides, build, load_yaml, to_dict
+    from laborlm.config import build_overridden, load_yaml, to_dict
     from laborlm.errors import ConfigError
     from laborlm.synthetic import load_preset
 
@@ -188,7 +188,7 @@ def _cmd_data_synth(a: argparse.Namespace) -> int:
     flags += [f"seed={a.seed}"] if a.seed is not None else []
     flags += [f"out_dir={a.out}"] + ([f"workers={a.workers}"] if a.workers else [])
     cls = job.config_class
-    cfg: Any = build(cls, apply_overrides(cls, base, list(a.overrides) + flags), source=a.config)
+    cfg: Any = build_overridden(cls, base, list(a.overrides) + flags, a.config)
     return _run_job(job, cfg, a.address)
 
 
@@ -375,14 +375,14 @@ def _add_train_parser(sub: Any) -> None:
 
 
 def _cmd_fit(a: argparse.Namespace) -> int:
-    from laborlm.config import apply_overrides, build
+    from laborlm.config import build_overridden
 
     job = get_job("fit")
     data: dict[str, Any] = {"model": a.model, "panel": a.panel, "out": a.out,
                             "pretrain_panel": a.pretrain_panel,
                             "tracking": {"enabled": not a.no_mlflow, "tracking_uri": a.tracking_uri}}
     cls = job.config_class
-    cfg: Any = build(cls, apply_overrides(cls, data, list(a.overrides)), source="command line")
+    cfg: Any = build_overridden(cls, data, list(a.overrides), "command line")
     return _run_job(job, cfg, a.address)
 
 
@@ -414,7 +414,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                             "split": None if a.split == "all" else a.split,
                             "split_seed": a.split_seed, "out": a.out,
                             "tracking": {"enabled": not a.no_mlflow, "tracking_uri": a.tracking_uri}}
-    return _run_job(job, build(job.config_class, data, source="command line"), None)
+    try:
+        return _run_job(job, build(job.config_class, data, source="command line"), None)
+    except LaborLMError as exc:  # evaluate takes no overrides: name its flags, not the config keys they set
+        text = str(exc).replace("tracking.tracking_uri", "--tracking-uri").replace("set tracking.enabled=false",
+                                                                                  "pass --no-mlflow")
+        if text == str(exc):
+            raise
+        raise LaborLMError(text) from exc
 
 
 def _add_evaluate_parser(sub: Any) -> None:

@@ -162,8 +162,13 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     """
     data = load_yaml(path) if path is not None else {}
     data.pop("kind", None)
-    data = apply_overrides(cls, data, overrides)
-    source = str(path) if path is not None else None
+    return build_overridden(cls, data, overrides, str(path) if path is not None else None)
+
+
+def build_overridden(cls: type[T], data: Mapping[str, Any], overrides: Sequence[str], source: str | None) -> T:
+    """``apply_overrides`` then ``build``: a problem with a value an override set names the override (and a
+    problem of ``data``'s own names ``source``), for callers that assemble ``data`` themselves."""
+    data = apply_overrides(cls, dict(data), overrides)
     try:
         return build(cls, data, source=source)
     except ConfigError as exc:

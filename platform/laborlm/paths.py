@@ -17,7 +17,10 @@ import errno
 import logging
 import os
 import re
+import secrets
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import IO
 
@@ -167,3 +170,62 @@ def write_failure(exc: BaseException, target: str | Path) -> LaborLMError | None
                                 "(the partial output was removed; re-run when there is room)")
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
     return None
+
+
+def temp_sibling(final: str | Path) -> Path:
+    """Where a writer puts ``final`` until it is whole: ``.NAME.tmp-PID-RANDOM`` beside it, renamed over ``final``
+    at the end. The PID lets a later run tell what a killed writer left from what a live one is writing."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def remove_stale_temps(final: str | Path) -> list[Path]:
+    """Remove the :func:`temp_sibling` files and folders of ``final`` that a killed run left behind (SIGKILL, a
+    lost machine: no ``finally`` ran), each logged: those older than this process whose writer is no longer
+    running. Another live process's are never touched; names of another form are left alone."""
+    final = Path(final)
+    prefix = f".{final.name}.tmp-"
+    try:
+        candidates = [p for p in final.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return []
+    started = _process_start()
+    removed = []
+    for path in candidates:
+        m = re.fullmatch(r"(\d+)-[0-9a-f]+", path.name[len(prefix):])
+        if m is None:
+            continue
+        pid = int(m[1])
+        try:
+            if path.lstat().st_mtime >= started or (pid != os.getpid() and _running(pid)):
+                continue
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        except OSError as exc:
+            logger.warning("%s: could not remove %s, left by an interrupted run (%s)", final, path.name, _why(exc))
+            continue
+        logger.info("removed %s, left by an interrupted run (process %d)", path, pid)
+        removed.append(path)
+    return removed
+
+
+def _process_start() -> float:
+    """When this process started (seconds since the epoch); what it writes is never older."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - psutil (a Ray dependency) missing or unable: the time LaborLM was loaded
+        return _LOADED
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+_LOADED = time.time()

@@ -357,6 +357,8 @@ def _clear(out_dir: Path) -> None:
         )
     for p in entries:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if ".tmp" in p.name:
+            logger.info("removed %s, left by an interrupted build", p)
 
 
 def _owned(path: Path) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import TypeVar
 
 from laborlm.errors import LaborLMError
 from laborlm.occupations.taxonomy import SPECIAL_STATES, Taxonomy, special_state
-from laborlm.paths import write_failure
+from laborlm.paths import remove_stale_temps, temp_sibling, write_failure
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +118,8 @@ def replace_folder(out_dir: Path, owned: Callable[[str], bool], write: Callable[
                 f"{out_dir}: refusing to overwrite a folder that holds other files ({', '.join(foreign[:5])}"
                 f"{', ...' if len(foreign) > 5 else ''}); write to an empty or new folder"
             )
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
+    remove_stale_temps(out_dir)  # what a killed run of this writer left beside the folder
+    tmp = temp_sibling(out_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()

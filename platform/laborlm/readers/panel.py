@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from laborlm import schema
 from laborlm.errors import InputDataError
 from laborlm.occupations.taxonomy import Taxonomy
+from laborlm.paths import remove_stale_temps, temp_sibling
 from laborlm.readers.career_files import is_career_folder, read_career_files
 from laborlm.readers.layout import TAXONOMY_FILE, replace_folder, resolve_taxonomy, source_name
 from laborlm.readers.recode import ImportMaps, apply_column_map, recode
@@ -391,7 +392,8 @@ def write_csv(table: pa.Table, path: str | Path) -> None:
     path = Path(path)
     table = schema.conform(table)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    remove_stale_temps(path)
+    tmp = temp_sibling(path)
     try:
         pcsv.write_csv(table, tmp)
         os.replace(tmp, path)

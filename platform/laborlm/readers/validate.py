@@ -370,7 +370,7 @@ def _check_rows(
                 checks.append(_Check(name, missing, "missing year"))
             checks.append(_Check(name, malformed | not_int, "not an integer year"))
             checks.append(
-                _Check(name, two_digit, f"{name} outside {low}..{high}; two-digit years? pass --two-digit-years 1900")
+                _Check(name, two_digit, f"{name} outside {low}..{high}; two-digit years? `laborlm data import --two-digit-years 1900`")
             )
             checks.append(_Check(name, out_of_range & ~two_digit, f"{name} outside {low}..{high}"))
             columns[name] = pa.array(np.where(ok, values, 0).astype(np.int32), pa.int32(), mask=~ok)
@@ -407,7 +407,7 @@ def _text_rule(name: str, taxonomy: Taxonomy) -> tuple[Callable[[str], str | Non
     """The normaliser of a text column and the reason given when it returns None."""
     if name == schema.OCCUPATION:
         hint = (
-            " (pass --taxonomy with a code,title CSV for another coding scheme)"
+            " (another coding scheme? `laborlm data import --taxonomy CODES.csv`, a code,title CSV)"
             if taxonomy.name == "occ1990dd"
             else ""
         )

@@ -218,6 +218,9 @@ class _Parser:
         self.problems.append(Problem(i, field, reason, value))
 
     def year(self, i: int, field: str, value: Any) -> int | None:
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):  # NaN, Infinity: not "missing"
+            self.fail(i, field, "is not a finite number (an integer year is required)", value)
+            return None
         year = _as_int(value)
         if year is None:
             self.fail(i, field, f"must be an integer year, got {type(value).__name__}", value)
@@ -304,8 +307,10 @@ class _Parser:
             for key in sorted(set(entry) - _ENTRY_KEYS):
                 self.fail(i, f"{where}.{key}", "is not a history field (known: education, occupation, year)")
             year = None
-            if _missing(entry.get("year")):
+            if "year" not in entry:
                 self.fail(i, f"{where}.year", "is required")
+            elif entry["year"] is None or entry["year"] is pd.NA:
+                self.fail(i, f"{where}.year", "is null: an integer year is required")
             else:
                 year = self.year(i, f"{where}.year", entry["year"])
             if year is not None and years and year <= years[-1]:

@@ -18,6 +18,7 @@ installed, or install its wheel into the serving image.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,7 @@ def resolve(uri: str, tracking_uri: str | None = None) -> RegisteredVersion:
     m = _MODELS_URI.match(uri)
     if m is None:
         raise LaborLMError(f"{uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    tracking_uri = _existing_store(uri, tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if m["alias"]:
@@ -177,6 +179,24 @@ def resolve(uri: str, tracking_uri: str | None = None) -> RegisteredVersion:
     except MlflowException as exc:
         raise LaborLMError(f"{uri}: {exc.message}") from exc
     return RegisteredVersion(mv.name, str(mv.version), mv.run_id, str(mv.source))
+
+
+def _existing_store(uri: str, tracking_uri: str | None) -> str:
+    """The store to look ``uri`` up in (the flag, else ``MLFLOW_TRACKING_URI``), checked before MLflow sees it:
+    MLflow's default would create ``./mlflow.db`` in the working folder, a SQLite URI an empty database where
+    none was, and a server that is down would be retried for minutes."""
+    from laborlm.tracking.mlflow_tracker import answers
+
+    store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not store:
+        raise LaborLMError(f"{uri}: no MLflow tracking URI: pass --tracking-uri (http://HOST:PORT or "
+                           "sqlite:///PATH/mlflow.db) or set MLFLOW_TRACKING_URI")
+    db = store.removeprefix("sqlite:///").split("?")[0] if store.startswith("sqlite:///") else None
+    if db is not None and not Path(db).is_file():
+        raise LaborLMError(f"{uri}: no MLflow database at {db} (tracking URI {store})")
+    if not answers(store):
+        raise LaborLMError(f"{uri}: the MLflow tracking server at {store} does not answer")
+    return store
 
 
 def load_predictor(model: str, tracking_uri: str | None = None) -> Any:
@@ -191,6 +211,7 @@ def load_predictor(model: str, tracking_uri: str | None = None) -> Any:
         return load_model(Path(model))
     import mlflow.pyfunc
 
+    tracking_uri = _existing_store(model, tracking_uri)
     version = resolve(model, tracking_uri)  # a clear error for an unknown name or alias
     logger.info("loading %s (version %s)", model, version.version)
     with mlflow_uri(tracking_uri):

@@ -117,7 +117,7 @@ def test_map_errors_name_the_flag(tmp_path: Path) -> None:
 
 def test_two_digit_years_without_the_flag_say_which_flag(tmp_path: Path) -> None:
     path = survey(tmp_path, "person_id,year,occupation\na,70,4\n")
-    with pytest.raises(InputDataError, match="two-digit years\\? pass --two-digit-years 1900"):
+    with pytest.raises(InputDataError, match="two-digit years\\? `laborlm data import --two-digit-years 1900`"):
         read_panel(path)
 
 

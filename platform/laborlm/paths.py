@@ -28,6 +28,9 @@ from laborlm.errors import LaborLMError
 
 logger = logging.getLogger(__name__)
 
+# Run-folder layout shared by writers and readers in different packages.
+PLACEMENT_GROUP_FILE = "placement_group.id"  # a running training phase's worker placement group (training.loop)
+
 
 def ensure_writable_dir(path: str | Path, what: str = "output folder", *, create: bool = True) -> Path:
     """Check that files can be created in the folder ``path``, creating it (and its parents) if needed.

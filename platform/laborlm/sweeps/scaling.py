@@ -363,7 +363,7 @@ class ReclaimPlacementGroups(Callback):
 
     A trial stopped by ASHA is killed inside its Ray Train run, and Train V2 leaves the worker group's
     placement group reserved (ray-project/ray#54305): on a small cluster the next trials then wait forever for
-    CPUs. Each phase records its group's id in the trial folder (``training.loop.PLACEMENT_GROUP_FILE``);
+    CPUs. Each phase records its group's id in the trial folder (``paths.PLACEMENT_GROUP_FILE``);
     ``grace_s`` after a trial ends, whatever of those groups still exists is removed.
     """
 
@@ -388,7 +388,7 @@ class ReclaimPlacementGroups(Callback):
         import ray
         from ray.util.placement_group import PlacementGroup, placement_group_table
 
-        from laborlm.training.loop import PLACEMENT_GROUP_FILE
+        from laborlm.paths import PLACEMENT_GROUP_FILE
 
         table = placement_group_table()
         for path in (self.trials / key).glob(f"*/{PLACEMENT_GROUP_FILE}"):

@@ -56,6 +56,7 @@ from safetensors.torch import load_file, save_file
 
 from laborlm.config import flatten, to_dict
 from laborlm.errors import CheckpointError, LaborLMError
+from laborlm.paths import PLACEMENT_GROUP_FILE
 from laborlm.tracking import metric_names as mn
 from laborlm.training.config import PhaseConfig, TrainConfig
 from laborlm.training.deepspeed import fill_deepspeed_config, load_template
@@ -81,7 +82,6 @@ BEST_STEP = mn.VALID_BEST_STEP  # the step of the model the checkpoint's model/ 
 STOPPED_EARLY = mn.TRAIN_STOPPED_EARLY  # 1.0 when early stopping ended the phase before max_steps
 INITIAL_VALID_LOSS = mn.VALID_INITIAL_LOSS  # before the first step (eval_at_start)
 
-PLACEMENT_GROUP_FILE = "placement_group.id"  # the running phase's worker placement group (see _record_placement_group)
 MODEL_DIR = "model"  # in every checkpoint: the best model so far, ready for from_pretrained
 _STATE_FORMAT = "laborlm.train/1"
 _TRAINABLE = "trainable.safetensors"

@@ -92,17 +92,21 @@ def random_panel(person_years: int, seed: int = 0) -> pa.Table:
         return np.array(values, dtype=object)[rng.integers(0, len(values), size=size)]
 
     birth = (first - rng.integers(16, 30, size=n_people)).astype(np.int32)
-    return pa.table({
-        "person_id": pa.array(np.char.add("p", np.char.zfill(np.arange(n_people).astype(str), 8))[person]),
-        "year": pa.array((first[person] + within).astype(np.int32)),
-        "occupation": pa.array(pick(taxonomy.codes, n), pa.string()),
-        "education": pa.array(pick((None, *schema.EDUCATION_LEVELS), n), pa.string()),
-        "region": pa.array(pick((None, *schema.REGIONS, "CA"), n_people)[person], pa.string()),
-        "gender": pa.array(pick((None, *schema.GENDERS), n_people)[person], pa.string()),
-        "race": pa.array(pick((None, *schema.RACES), n_people)[person], pa.string()),
-        "birth_year": pa.array(birth[person], pa.int32(), mask=(rng.random(n_people) < 0.2)[person]),
-        "source": pa.array(np.full(n, "psid", dtype=object), pa.string()),
-    })
+    return pa.table(
+        {
+            "person_id": pa.array(
+                np.char.add("p", np.char.zfill(np.arange(n_people).astype(str), 8))[person]
+            ),
+            "year": pa.array((first[person] + within).astype(np.int32)),
+            "occupation": pa.array(pick(taxonomy.codes, n), pa.string()),
+            "education": pa.array(pick((None, *schema.EDUCATION_LEVELS), n), pa.string()),
+            "region": pa.array(pick((None, *schema.REGIONS, "CA"), n_people)[person], pa.string()),
+            "gender": pa.array(pick((None, *schema.GENDERS), n_people)[person], pa.string()),
+            "race": pa.array(pick((None, *schema.RACES), n_people)[person], pa.string()),
+            "birth_year": pa.array(birth[person], pa.int32(), mask=(rng.random(n_people) < 0.2)[person]),
+            "source": pa.array(np.full(n, "psid", dtype=object), pa.string()),
+        }
+    )
 
 
 def pandas_render(panel_dir: Path, out: Path, taxonomy: Taxonomy) -> pd.DataFrame:
@@ -110,21 +114,31 @@ def pandas_render(panel_dir: Path, out: Path, taxonomy: Taxonomy) -> pd.DataFram
     spec = load_template("labor-llm")
     df = pd.concat([pd.read_parquet(f) for f in sorted(panel_dir.glob("part-*.parquet"))], ignore_index=True)
     education = df["education"].map(spec.fields["education"].values)
-    lines = (df["year"].astype(str) + (" (" + education + ")").fillna("") + ": "
-             + df["occupation"].map(dict(zip(taxonomy.codes, taxonomy.titles))) + "\n")
+    lines = (
+        df["year"].astype(str)
+        + (" (" + education + ")").fillna("")
+        + ": "
+        + df["occupation"].map(dict(zip(taxonomy.codes, taxonomy.titles)))
+        + "\n"
+    )
     body = lines.groupby(df["person_id"], sort=False).agg("".join)
     first = df.groupby("person_id", sort=False).first()
     race = first["race"].replace(spec.fields["race"].values)
     region = first["region"].map(schema.region_of, na_action="ignore")
     born = "The worker was born in " + first["birth_year"].astype("Int64").astype(str) + ".\n"
     header = (
-        "<A worker from the " + first["source"].map(spec.fields["source"].values) + " dataset>\n"
+        "<A worker from the "
+        + first["source"].map(spec.fields["source"].values)
+        + " dataset>\n"
         + "The following information is available about the work history of a "
-        + (first["gender"] + " ").fillna("") + (race + " ").fillna("") + "worker"
-        + (" residing in the " + region + " region").fillna("") + ".\n"
+        + (first["gender"] + " ").fillna("")
+        + (race + " ").fillna("")
+        + "worker"
+        + (" residing in the " + region + " region").fillna("")
+        + ".\n"
         + born.where(first["birth_year"].notna(), "")
         + "The worker has the following records of work experience, one entry per line, including year, "
-          "education level, and the job title:\n"
+        "education level, and the job title:\n"
     )
     result = pd.DataFrame({"person_id": first.index, "text": (header + body + "<END OF DATA>").to_numpy()})
     result.to_parquet(out)
@@ -136,9 +150,17 @@ def laborlm_in_process(panel_dir: Path, out_dir: Path, taxonomy: Taxonomy, templ
     out_dir.mkdir()
     for k, path in enumerate(sorted(panel_dir.glob("part-*.parquet"))):
         raw = pq.read_table(path)
-        table, _ = validate_table(raw, path=str(path), row_numbers=np.arange(1, raw.num_rows + 1),
-                                  taxonomy=taxonomy, rejects=None, source="psid")
-        pq.write_table(render_table(assign_splits(table), taxonomy, template), out_dir / f"part-{k:05d}.parquet")
+        table, _ = validate_table(
+            raw,
+            path=str(path),
+            row_numbers=np.arange(1, raw.num_rows + 1),
+            taxonomy=taxonomy,
+            rejects=None,
+            source="psid",
+        )
+        pq.write_table(
+            render_table(assign_splits(table), taxonomy, template), out_dir / f"part-{k:05d}.parquet"
+        )
 
 
 def timed(fn: Callable[[], T], repeat: int = 1, fresh: Path | None = None) -> tuple[float, T]:
@@ -157,11 +179,19 @@ def timed(fn: Callable[[], T], repeat: int = 1, fresh: Path | None = None) -> tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="100k,1m", help="person-years per panel, comma separated (10m is opt-in)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="default: a temporary folder, removed after")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="100k,1m", help="person-years per panel, comma separated (10m is opt-in)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="default: a temporary folder, removed after"
+    )
     parser.add_argument("--block-size", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=1, help="rendering runs per measurement; the best is kept")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rendering runs per measurement; the best is kept"
+    )
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="laborlm-bench-"))
@@ -177,63 +207,117 @@ def main() -> None:
             panel = random_panel(size)
             rows[size] = panel.num_rows
             write_panel(panel, work / f"panel-{size}", taxonomy, rows_per_shard=-(-panel.num_rows // SHARDS))
-            results["render"][size], _ = timed(functools.partial(render_table, panel, taxonomy, template), args.repeat)
+            results["render"][size], _ = timed(
+                functools.partial(render_table, panel, taxonomy, template), args.repeat
+            )
             del panel
-            results["pandas"][size], frame = timed(functools.partial(
-                pandas_render, work / f"panel-{size}", work / f"pandas-{size}.parquet", taxonomy), args.repeat)
+            results["pandas"][size], frame = timed(
+                functools.partial(
+                    pandas_render, work / f"panel-{size}", work / f"pandas-{size}.parquet", taxonomy
+                ),
+                args.repeat,
+            )
             if size == sizes[0]:
-                ours = dict(zip(*render_table(read_panel(work / f"panel-{size}").table, taxonomy, template)
-                                .select(["person_id", "text"]).to_pydict().values()))
+                ours = dict(
+                    zip(
+                        *render_table(read_panel(work / f"panel-{size}").table, taxonomy, template)
+                        .select(["person_id", "text"])
+                        .to_pydict()
+                        .values()
+                    )
+                )
                 assert dict(zip(frame["person_id"], frame["text"])) == ours, "pandas and laborlm texts differ"
             del frame
-            results["laborlm"][size], _ = timed(functools.partial(
-                laborlm_in_process, work / f"panel-{size}", work / f"inproc-{size}", taxonomy, template),
-                args.repeat, fresh=work / f"inproc-{size}")
+            results["laborlm"][size], _ = timed(
+                functools.partial(
+                    laborlm_in_process, work / f"panel-{size}", work / f"inproc-{size}", taxonomy, template
+                ),
+                args.repeat,
+                fresh=work / f"inproc-{size}",
+            )
         warm = work / "panel-warm"
         write_panel(random_panel(2_000, seed=1), warm, taxonomy, rows_per_shard=500)
         for cpus in (1, 2):
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(
+                num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+            )
             build_corpus(CorpusConfig(inputs=(warm,), out_dir=work / f"warm-{cpus}"))
             for size in sizes:
-                config = CorpusConfig(inputs=(work / f"panel-{size}",), out_dir=work / f"corpus-{size}-ray{cpus}")
-                results[f"ray{cpus}"][size], _ = timed(functools.partial(build_corpus, config), args.repeat,
-                                                       fresh=config.out_dir)
+                config = CorpusConfig(
+                    inputs=(work / f"panel-{size}",), out_dir=work / f"corpus-{size}-ray{cpus}"
+                )
+                results[f"ray{cpus}"][size], _ = timed(
+                    functools.partial(build_corpus, config), args.repeat, fresh=config.out_dir
+                )
             ray.shutdown()
 
-        print(f"\nrendering person-years/s ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-              f"{SHARDS} input shards; labor-llm template)")
-        columns = [("pandas", "pandas 1 proc"), ("laborlm", "laborlm 1 proc"), ("render", "render only"),
-                   ("ray1", "Ray 1 CPU"), ("ray2", "Ray 2 CPUs")]
-        ratios = [("ray2", "pandas"), ("ray1", "pandas"), ("laborlm", "pandas"), ("ray2", "ray1"), ("ray1", "laborlm")]
-        header = " | ".join([f"{'person-years':>12}"] + [f"{name:>14}" for _, name in columns]
-                            + [f"{a}/{b}".rjust(13) for a, b in ratios])
+        print(
+            f"\nrendering person-years/s ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+            f"{SHARDS} input shards; labor-llm template)"
+        )
+        columns = [
+            ("pandas", "pandas 1 proc"),
+            ("laborlm", "laborlm 1 proc"),
+            ("render", "render only"),
+            ("ray1", "Ray 1 CPU"),
+            ("ray2", "Ray 2 CPUs"),
+        ]
+        ratios = [
+            ("ray2", "pandas"),
+            ("ray1", "pandas"),
+            ("laborlm", "pandas"),
+            ("ray2", "ray1"),
+            ("ray1", "laborlm"),
+        ]
+        header = " | ".join(
+            [f"{'person-years':>12}"]
+            + [f"{name:>14}" for _, name in columns]
+            + [f"{a}/{b}".rjust(13) for a, b in ratios]
+        )
         print(header)
         print("-" * len(header))
         for size in sizes:
             rate = {k: rows[size] / results[k][size] for k in results}
-            print(" | ".join([f"{rows[size]:>12,}"] + [f"{rate[k]:>14,.0f}" for k, _ in columns]
-                             + [f"{rate[a] / rate[b]:>13.2f}" for a, b in ratios]))
+            print(
+                " | ".join(
+                    [f"{rows[size]:>12,}"]
+                    + [f"{rate[k]:>14,.0f}" for k, _ in columns]
+                    + [f"{rate[a] / rate[b]:>13.2f}" for a, b in ratios]
+                )
+            )
         print("\nseconds (growth vs the previous size, for a size ratio of x)")
         for k in results:
             cells = []
             for prev, size in zip([None, *sizes], sizes):
-                grow = f" (x{results[k][size] / results[k][prev]:.1f} for x{rows[size] / rows[prev]:.0f})" if prev else ""
+                grow = (
+                    f" (x{results[k][size] / results[k][prev]:.1f} for x{rows[size] / rows[prev]:.0f})"
+                    if prev
+                    else ""
+                )
                 cells.append(f"{results[k][size]:.2f}s{grow}")
             print(f"  {k:>6}: " + ", ".join(cells))
 
-        pack_size = max(s for s in sizes if s <= 1_000_000) if any(s <= 1_000_000 for s in sizes) else sizes[0]
+        pack_size = (
+            max(s for s in sizes if s <= 1_000_000) if any(s <= 1_000_000 for s in sizes) else sizes[0]
+        )
         corpus = work / f"corpus-{pack_size}-ray2"
-        tok_dir = train_tokenizer(work / f"corpus-{sizes[0]}-ray2", work / "tokenizer", TokenizerConfig(vocab_size=4096))
+        tok_dir = train_tokenizer(
+            work / f"corpus-{sizes[0]}-ray2", work / "tokenizer", TokenizerConfig(vocab_size=4096)
+        )
         pack_config = PackConfig(tokenizer=str(tok_dir), block_size=args.block_size, documents_per_batch=512)
         tokenizer = load_tokenizer(tok_dir)
 
         def pack_in_process() -> int:
-            return sum(int(pack_texts(t, tokenizer, pack_config.block_size)["attention_mask"].sum())
-                       for t in iter_texts(corpus_files(corpus), "train", pack_config.documents_per_batch))
+            return sum(
+                int(pack_texts(t, tokenizer, pack_config.block_size)["attention_mask"].sum())
+                for t in iter_texts(corpus_files(corpus), "train", pack_config.documents_per_batch)
+            )
 
         pack: dict[str, tuple[float, int]] = {"1 process": timed(pack_in_process)}
         for cpus in (1, 2):
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(
+                num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+            )
             packed_dataset(work / "warm-1", pack_config).materialize()  # start workers, import transformers
 
             def pack_ray() -> int:
@@ -243,12 +327,16 @@ def main() -> None:
             pack[f"Ray {cpus} CPU{'s' if cpus > 1 else ''}"] = timed(pack_ray)
             ray.shutdown()
         base = pack["1 process"][1] / pack["1 process"][0]
-        print(f"\ntokenize-and-pack (load average {os.getloadavg()[0]:.1f}), train split of the "
-              f"{rows[pack_size]:,}-person-year corpus "
-              f"(block {pack_config.block_size}, vocab 4096 byte-level BPE)")
+        print(
+            f"\ntokenize-and-pack (load average {os.getloadavg()[0]:.1f}), train split of the "
+            f"{rows[pack_size]:,}-person-year corpus "
+            f"(block {pack_config.block_size}, vocab 4096 byte-level BPE)"
+        )
         for name, (seconds, tokens) in pack.items():
-            print(f"  {name:>10}: {tokens:,} tokens in {seconds:.2f}s = {tokens / seconds:,.0f} tokens/s "
-                  f"(x{tokens / seconds / base:.2f} vs 1 process)")
+            print(
+                f"  {name:>10}: {tokens:,} tokens in {seconds:.2f}s = {tokens / seconds:,.0f} tokens/s "
+                f"(x{tokens / seconds / base:.2f} vs 1 process)"
+            )
     finally:
         if ray.is_initialized():
             ray.shutdown()

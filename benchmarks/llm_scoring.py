@@ -67,12 +67,20 @@ def main() -> None:
 
     taxonomy, template = Taxonomy.default(), load_template("labor-llm")
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = load_tokenizer(tokenizer_on(make_panel(3000, args.years, "t", 1), taxonomy, args.vocab, Path(tmp)))
+        tokenizer = load_tokenizer(
+            tokenizer_on(make_panel(3000, args.years, "t", 1), taxonomy, args.vocab, Path(tmp))
+        )
     hidden, layers, heads, kv, inter = SIZES[args.size]
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
-                         max_position_embeddings=2048)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        intermediate_size=inter,
+        max_position_embeddings=2048,
+    )
     model = LlamaForCausalLM(config).to(device=args.device, dtype=getattr(torch, args.dtype)).eval()
     scorer = LlmScorer(model, tokenizer, template, taxonomy, ScoringConfig(naive_batch_size=args.naive_batch))
     careers = scorer.encode_panel(make_panel(args.people, args.years, "s", 2))
@@ -112,13 +120,19 @@ def main() -> None:
 
     diff = float(np.abs(both - naive).max())
     # CPU time of this process is printed too: on a shared machine it moves less than wall time.
-    for name, rows, wall, used in (("fast (prefix cache + trie)", len(fast), fast_s, fast_cpu),
-                                   (f"naive (batch {args.naive_batch})", len(naive), naive_s, naive_cpu)):
-        print(f"{name:>30}: {rows:5d} person-years in {wall:7.2f} s wall = {rows / wall:8.2f} person-years/s "
-              f"({rows / used:8.2f} per CPU-second)")
-    print(f"{'ratio':>30}: {(len(fast) / fast_s) / (len(naive) / naive_s):.1f}x wall, "
-          f"{(len(fast) / fast_cpu) / (len(naive) / naive_cpu):.1f}x CPU   "
-          f"(max |fast - naive| log p = {diff:.2e})")
+    for name, rows, wall, used in (
+        ("fast (prefix cache + trie)", len(fast), fast_s, fast_cpu),
+        (f"naive (batch {args.naive_batch})", len(naive), naive_s, naive_cpu),
+    ):
+        print(
+            f"{name:>30}: {rows:5d} person-years in {wall:7.2f} s wall = {rows / wall:8.2f} person-years/s "
+            f"({rows / used:8.2f} per CPU-second)"
+        )
+    print(
+        f"{'ratio':>30}: {(len(fast) / fast_s) / (len(naive) / naive_s):.1f}x wall, "
+        f"{(len(fast) / fast_cpu) / (len(naive) / naive_cpu):.1f}x CPU   "
+        f"(max |fast - naive| log p = {diff:.2e})"
+    )
 
 
 if __name__ == "__main__":

@@ -68,13 +68,26 @@ def main() -> int:
         t1 = time.perf_counter()
         with served_model(model_uri, tracking_uri, folder / "serve", workers=args.workers) as url:
             t2 = time.perf_counter()
-            report = run_load(url, careers, invalid_careers(careers[0]),
-                              LoadConfig(requests=args.requests, concurrency=args.concurrency,
-                                         invalid_fraction=args.invalid_fraction))
-    print(f"model fit + registration {t1 - t0:.1f} s; server ready in {t2 - t1:.1f} s ({args.workers} worker(s))")
+            report = run_load(
+                url,
+                careers,
+                invalid_careers(careers[0]),
+                LoadConfig(
+                    requests=args.requests,
+                    concurrency=args.concurrency,
+                    invalid_fraction=args.invalid_fraction,
+                ),
+            )
+    print(
+        f"model fit + registration {t1 - t0:.1f} s; server ready in {t2 - t1:.1f} s ({args.workers} worker(s))"
+    )
     print(report.line())
-    figures = {**report.to_dict(), "concurrency": args.concurrency, "workers": args.workers,
-               "cpus": os.cpu_count()}
+    figures = {
+        **report.to_dict(),
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+    }
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     for problem in report.problems():

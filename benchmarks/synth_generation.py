@@ -27,7 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=200_000)
     parser.add_argument("--preset", default="resumes")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}"
+    )
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = sorted(set(modes) - set(MODES))
@@ -42,15 +44,23 @@ def main() -> None:
             os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
             import ray
 
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                     _temp_dir=str(Path(tmp) / "ray"))
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                _temp_dir=str(Path(tmp) / "ray"),
+            )
         for mode in modes:
             workers = None if mode == "inprocess" else int(mode[3:])
             s = generate_panel(cfg, Path(tmp) / mode, num_workers=workers)
             results[mode] = s.people_per_s
-            print(f"{mode:10s} {s.people:>10,d} people {s.rows:>12,d} person-years {s.elapsed_s:8.1f} s "
-                  f"{s.people_per_s:>9,.0f} people/s {s.rows / s.elapsed_s:>11,.0f} rows/s  "
-                  f"oracle ppl {s.oracle_perplexity:.3f}", flush=True)
+            print(
+                f"{mode:10s} {s.people:>10,d} people {s.rows:>12,d} person-years {s.elapsed_s:8.1f} s "
+                f"{s.people_per_s:>9,.0f} people/s {s.rows / s.elapsed_s:>11,.0f} rows/s  "
+                f"oracle ppl {s.oracle_perplexity:.3f}",
+                flush=True,
+            )
     if "ray1" in results:
         for mode, rate in results.items():
             print(f"{mode:10s} x{rate / results['ray1']:.2f} vs 1 Ray worker")

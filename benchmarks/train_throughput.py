@@ -41,7 +41,9 @@ def plain_loop(cfg: TrainConfig, corpus: Path, tokenizer: str, steps: int) -> tu
     texts = [t for batch in iter_texts(corpus_files(corpus), "train", 4096) for t in batch]
     blocks = {k: torch.from_numpy(v) for k, v in pack_texts(texts, tok, cfg.block_size).items()}
     model = build_model(cfg.model, tok, block_size=cfg.block_size, seed=seed_for(cfg.seed, 0))
-    opt = torch.optim.AdamW(decay_groups(model, cfg.optim.weight_decay), lr=cfg.pretrain.lr, betas=cfg.optim.betas)
+    opt = torch.optim.AdamW(
+        decay_groups(model, cfg.optim.weight_decay), lr=cfg.pretrain.lr, betas=cfg.optim.betas
+    )
     n, micro = len(blocks["input_ids"]), cfg.micro_batch_size
     timed_from = steps // 3
     tokens, seconds = 0, 0.0
@@ -68,12 +70,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--workers", default="1,2", help="Ray Train worker counts to measure")
     parser.add_argument("--cpus", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads of the plain loop (default --cpus)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the plain loop (default --cpus)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    for k, v in {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "HF_HUB_OFFLINE": "1",
-                 "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_DATA_LOG_LEVEL": "WARNING",
-                 "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    for k, v in {
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+        "HF_HUB_OFFLINE": "1",
+        "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+        "RAY_DATA_LOG_LEVEL": "WARNING",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
         os.environ.setdefault(k, v)
     import ray
 
@@ -83,11 +93,21 @@ def main() -> None:
     start_ray()
     third = max(args.steps // 3, 1)
     with tempfile.TemporaryDirectory(prefix="laborlm-train-bench-") as tmp:
-        overrides = [f"out_dir={tmp}", f"model.size={args.size}", f"block_size={args.block}",
-                     f"micro_batch_size={args.micro}", f"pretrain.synth_people={args.people}",
-                     f"pretrain.max_steps={args.steps}", f"pretrain.log_every_steps={third}",
-                     "pretrain.eval_every_steps=null", "pretrain.eval_at_start=false", "pretrain.eval_blocks=16",
-                     "pretrain.checkpoint_every_steps=null", "finetune.enabled=false", "tracking.enabled=false"]
+        overrides = [
+            f"out_dir={tmp}",
+            f"model.size={args.size}",
+            f"block_size={args.block}",
+            f"micro_batch_size={args.micro}",
+            f"pretrain.synth_people={args.people}",
+            f"pretrain.max_steps={args.steps}",
+            f"pretrain.log_every_steps={third}",
+            "pretrain.eval_every_steps=null",
+            "pretrain.eval_at_start=false",
+            "pretrain.eval_blocks=16",
+            "pretrain.checkpoint_every_steps=null",
+            "finetune.enabled=false",
+            "tracking.enabled=false",
+        ]
         cfg = load_config(TrainConfig, None, overrides)
         corpus = prepare_corpus(cfg, "pretrain", cfg.pretrain)
         tokenizer = prepare_tokenizer(cfg, [corpus])
@@ -96,18 +116,27 @@ def main() -> None:
         torch.set_num_threads(args.threads or args.cpus)
         base_tps, base_wall = plain_loop(cfg, corpus, tokenizer, args.steps)
         start_ray()
-        print(f"{args.size}, blocks of {args.block} tokens, micro-batch {args.micro}, {args.steps} steps, "
-              f"{args.cpus} CPUs; plain loop with {torch.get_num_threads()} torch threads")
+        print(
+            f"{args.size}, blocks of {args.block} tokens, micro-batch {args.micro}, {args.steps} steps, "
+            f"{args.cpus} CPUs; plain loop with {torch.get_num_threads()} torch threads"
+        )
         print(f"{'plain PyTorch loop':>22}: {base_tps:8.0f} tokens/s  (x1.00)  {base_wall:6.1f} s wall")
         for workers in (int(w) for w in args.workers.split(",")):
-            run_cfg = load_config(TrainConfig, None, [*overrides, f"strategy.num_workers={workers}",
-                                                      f"run_name=bench-w{workers}"])
+            run_cfg = load_config(
+                TrainConfig,
+                None,
+                [*overrides, f"strategy.num_workers={workers}", f"run_name=bench-w{workers}"],
+            )
             start = time.perf_counter()
-            result = run_phase(run_cfg, "pretrain", corpus, tokenizer, None, run_name=f"bench-w{workers}-pretrain")
+            result = run_phase(
+                run_cfg, "pretrain", corpus, tokenizer, None, run_name=f"bench-w{workers}-pretrain"
+            )
             wall = time.perf_counter() - start
             tps = result.metrics["throughput/tokens_per_s"]
-            print(f"{f'Ray Train {workers} worker' + ('s' if workers > 1 else ''):>22}: {tps:8.0f} tokens/s  "
-                  f"(x{tps / base_tps:.2f})  {wall:6.1f} s wall")
+            print(
+                f"{f'Ray Train {workers} worker' + ('s' if workers > 1 else ''):>22}: {tps:8.0f} tokens/s  "
+                f"(x{tps / base_tps:.2f})  {wall:6.1f} s wall"
+            )
     ray.shutdown()
 
 

@@ -13,10 +13,18 @@ from pathlib import Path
 PANEL_FILE = "nlsyw_young_women_1968_1988_nlswork.csv"
 REPO = Path(__file__).resolve().parents[1]
 IMPORT_MAPS = [
-    "--taxonomy", str(REPO / "jobs" / "data" / "nlsw_occupations.csv"),
-    "--columns", "person_id=idcode,occupation=occ_code,birth_year=birth_yr,education=grade,wage=ln_wage",
-    "--ignore-columns", "*", "--two-digit-years", "1900", "--map", "race:1=white,2=black,3=other",
-    "--map", "education:0-11=less_than_high_school,12=high_school,13-15=some_college,16=bachelors,17-18=masters",
+    "--taxonomy",
+    str(REPO / "jobs" / "data" / "nlsw_occupations.csv"),
+    "--columns",
+    "person_id=idcode,occupation=occ_code,birth_year=birth_yr,education=grade,wage=ln_wage",
+    "--ignore-columns",
+    "*",
+    "--two-digit-years",
+    "1900",
+    "--map",
+    "race:1=white,2=black,3=other",
+    "--map",
+    "education:0-11=less_than_high_school,12=high_school,13-15=some_college,16=bachelors,17-18=masters",
 ]
 
 
@@ -39,5 +47,16 @@ def nls_slice(shared_data: Path, out: Path, people: int, skip: int = 0) -> Path:
 
 def import_nls(csv_file: Path, out: Path, source: str = "nlsw") -> list[str]:
     """The arguments of `laborlm data import` for a slice (README's walkthrough command)."""
-    return ["-q", "data", "import", str(csv_file), "--out", str(out), "--rejects", str(out.with_suffix(".rejects.jsonl")),
-            "--source", source, *IMPORT_MAPS]
+    return [
+        "-q",
+        "data",
+        "import",
+        str(csv_file),
+        "--out",
+        str(out),
+        "--rejects",
+        str(out.with_suffix(".rejects.jsonl")),
+        "--source",
+        source,
+        *IMPORT_MAPS,
+    ]

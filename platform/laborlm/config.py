@@ -77,7 +77,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     finally:
         loader.dispose()
     if loader.duplicates:
-        raise ConfigError(sorted(loader.duplicates, key=lambda d: int(d.split()[1].rstrip(":"))), source=str(path))
+        raise ConfigError(
+            sorted(loader.duplicates, key=lambda d: int(d.split()[1].rstrip(":"))), source=str(path)
+        )
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -165,7 +167,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return build_overridden(cls, data, overrides, str(path) if path is not None else None)
 
 
-def build_overridden(cls: type[T], data: Mapping[str, Any], overrides: Sequence[str], source: str | None) -> T:
+def build_overridden(
+    cls: type[T], data: Mapping[str, Any], overrides: Sequence[str], source: str | None
+) -> T:
     """``apply_overrides`` then ``build``: a problem with a value an override set names the override (and a
     problem of ``data``'s own names ``source``), for callers that assemble ``data`` themselves."""
     data = apply_overrides(cls, dict(data), overrides)

@@ -60,12 +60,22 @@ class InputDataError(LaborLMError):
         where = self.path if self.row is None else f"{self.path}:{self.row}"
         what = f"field '{self.field}': " if self.field else ""
         value = f"{self.value!r} " if self.value is not None else ""
-        tail = f" (and {self.more} more problem{'s' if self.more != 1 else ''}; `laborlm data import --rejects FILE` keeps the good rows)" if self.more else ""
+        tail = (
+            f" (and {self.more} more problem{'s' if self.more != 1 else ''}; `laborlm data import --rejects FILE` keeps the good rows)"
+            if self.more
+            else ""
+        )
         return f"{where}: {what}{value}{self.reason}{tail}"
 
     def to_record(self) -> dict[str, Any]:
         """The rejects-file form of this problem (one JSON object a line)."""
-        return {"file": self.path, "row": self.row, "field": self.field, "value": _jsonable(self.value), "reason": self.reason}
+        return {
+            "file": self.path,
+            "row": self.row,
+            "field": self.field,
+            "value": _jsonable(self.value),
+            "reason": self.reason,
+        }
 
 
 class SchemaError(LaborLMError):

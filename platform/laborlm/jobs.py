@@ -116,8 +116,9 @@ class Job:
     def run(self, cfg: Any, options: RunOptions | None = None) -> JobOutcome:
         """Run the job on a config of this kind; Ray must already be initialised where ``ray`` asks for it."""
         if not isinstance(cfg, self.config_class):
-            raise TypeError(f"kind {self.kind!r} runs a {self.config_class.__name__}, "
-                            f"got {type(cfg).__name__}")
+            raise TypeError(
+                f"kind {self.kind!r} runs a {self.config_class.__name__}, got {type(cfg).__name__}"
+            )
         logger.info("running a %s job", self.kind)
         return self.runner(cfg, options or RunOptions())
 
@@ -234,10 +235,15 @@ def _run_evaluate(cfg: EvaluateConfig, options: RunOptions) -> JobOutcome:
     from laborlm.workflows.evaluate import run_evaluate
 
     metrics, out = run_evaluate(cfg)
-    gap = ("" if metrics.oracle_gap is None
-           else f", oracle {metrics.oracle_perplexity:.3f} (gap {metrics.oracle_gap:.3f})")
-    return JobOutcome(f"perplexity {metrics.perplexity:.3f} on {metrics.person_years:,} person-years{gap}; "
-                      f"stay AUC {metrics.stay_auc:.3f}\nmetrics written to {out}")
+    gap = (
+        ""
+        if metrics.oracle_gap is None
+        else f", oracle {metrics.oracle_perplexity:.3f} (gap {metrics.oracle_gap:.3f})"
+    )
+    return JobOutcome(
+        f"perplexity {metrics.perplexity:.3f} on {metrics.person_years:,} person-years{gap}; "
+        f"stay AUC {metrics.stay_auc:.3f}\nmetrics written to {out}"
+    )
 
 
 def _quickstart_ray(cfg: QuickstartConfig, options: RunOptions) -> RayNeeds | None:
@@ -266,42 +272,110 @@ def _synth_output(cfg: SynthJobConfig) -> Path:
 
 _ANALYZE = "laborlm.analysis.config:AnalyzeConfig"
 
-JOBS: dict[str, Job] = {job.kind: job for job in (
-    Job("synth", "laborlm.synthetic.config:SynthJobConfig", _run_synth,
-        "a synthetic panel with its exact oracle (Ray Data with workers)", ray=_synth_ray,
-        output=_synth_output),
-    Job("quickstart", "laborlm.workflows.quickstart:QuickstartConfig", _run_quickstart,
-        "the whole pipeline on the embedded defaults (local Ray, synthetic data)", ray=_quickstart_ray),
-    Job("build_corpus", "laborlm.corpus.build:CorpusConfig", _run_build_corpus,
-        "render panels into a text corpus with a template (Ray Data); idempotent", ray=_build_corpus_ray),
-    Job("benchmark_careers", "laborlm.workflows.benchmark_careers:CareersBenchmarkConfig",
-        _run_benchmark_careers,
-        "CAREER's Figure 2a table on synthetic surveys and your own panels", ray=_benchmark_careers_ray),
-    Job("benchmark_llm", "laborlm.workflows.benchmark_llm:LlmBenchmarkConfig", _run_benchmark_llm,
-        "LABOR-LLM's comparisons (fine-tuning, titles vs codes, pooled data, size vs data)",
-        ray=_benchmark_llm_ray),
-    Job("benchmark_hardware", "laborlm.workflows.benchmark_hardware:HardwareBenchmarkConfig",
-        _run_benchmark_hardware, "training tokens/s, memory and MFU by model size and strategy", ray=_always,
-        environment={"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}),  # each cell is a short Ray Train run
-    Job("train", "laborlm.training.config:TrainConfig", _run_train,
-        "language-model training on Ray Train (pretrain and/or fine-tune)", ray=_always),
-    Job("sweep", "laborlm.sweeps.scaling:SweepConfig", _run_sweep,
-        "Ray Tune scaling study (data volume x model size, ASHA)", ray=_always),
-    Job("analyze_forecast", _ANALYZE, _run_forecast,
-        "CAREER Tables 1-2: 2-, 4-, 6-year forecasting perplexity by sampling; exact oracle; "
-        "direct vs composed"),
-    Job("analyze_wages", _ANALYZE, _run_wages,
-        "CAREER Table 3: held-out R^2 of wage regressions with and without a model's representation"),
-    Job("analyze_subgroups", _ANALYZE, _run_subgroups,
-        "LABOR-LLM: predicted vs observed rates and perplexity by education, gender, race; calibration plot"),
-    Job("analyze_rationale", _ANALYZE, _run_rationale,
-        "CAREER Figures 3 and 5: greedy rationales of predicted moves; most similar careers"),
-    Job("fit", "laborlm.workflows.fit:FitJobConfig", _run_fit,
-        "fit a registry model on a panel's train split; save it", ray=_fit_ray, output=_fit_output),
-    Job("evaluate", "laborlm.workflows.evaluate:EvaluateConfig", _run_evaluate,
-        "score a saved model on a panel split; write metrics.json", output=_evaluate_output,
-        output_kind="file"),
-)}
+JOBS: dict[str, Job] = {
+    job.kind: job
+    for job in (
+        Job(
+            "synth",
+            "laborlm.synthetic.config:SynthJobConfig",
+            _run_synth,
+            "a synthetic panel with its exact oracle (Ray Data with workers)",
+            ray=_synth_ray,
+            output=_synth_output,
+        ),
+        Job(
+            "quickstart",
+            "laborlm.workflows.quickstart:QuickstartConfig",
+            _run_quickstart,
+            "the whole pipeline on the embedded defaults (local Ray, synthetic data)",
+            ray=_quickstart_ray,
+        ),
+        Job(
+            "build_corpus",
+            "laborlm.corpus.build:CorpusConfig",
+            _run_build_corpus,
+            "render panels into a text corpus with a template (Ray Data); idempotent",
+            ray=_build_corpus_ray,
+        ),
+        Job(
+            "benchmark_careers",
+            "laborlm.workflows.benchmark_careers:CareersBenchmarkConfig",
+            _run_benchmark_careers,
+            "CAREER's Figure 2a table on synthetic surveys and your own panels",
+            ray=_benchmark_careers_ray,
+        ),
+        Job(
+            "benchmark_llm",
+            "laborlm.workflows.benchmark_llm:LlmBenchmarkConfig",
+            _run_benchmark_llm,
+            "LABOR-LLM's comparisons (fine-tuning, titles vs codes, pooled data, size vs data)",
+            ray=_benchmark_llm_ray,
+        ),
+        Job(
+            "benchmark_hardware",
+            "laborlm.workflows.benchmark_hardware:HardwareBenchmarkConfig",
+            _run_benchmark_hardware,
+            "training tokens/s, memory and MFU by model size and strategy",
+            ray=_always,
+            environment={"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"},
+        ),  # each cell is a short Ray Train run
+        Job(
+            "train",
+            "laborlm.training.config:TrainConfig",
+            _run_train,
+            "language-model training on Ray Train (pretrain and/or fine-tune)",
+            ray=_always,
+        ),
+        Job(
+            "sweep",
+            "laborlm.sweeps.scaling:SweepConfig",
+            _run_sweep,
+            "Ray Tune scaling study (data volume x model size, ASHA)",
+            ray=_always,
+        ),
+        Job(
+            "analyze_forecast",
+            _ANALYZE,
+            _run_forecast,
+            "CAREER Tables 1-2: 2-, 4-, 6-year forecasting perplexity by sampling; exact oracle; "
+            "direct vs composed",
+        ),
+        Job(
+            "analyze_wages",
+            _ANALYZE,
+            _run_wages,
+            "CAREER Table 3: held-out R^2 of wage regressions with and without a model's representation",
+        ),
+        Job(
+            "analyze_subgroups",
+            _ANALYZE,
+            _run_subgroups,
+            "LABOR-LLM: predicted vs observed rates and perplexity by education, gender, race; calibration plot",
+        ),
+        Job(
+            "analyze_rationale",
+            _ANALYZE,
+            _run_rationale,
+            "CAREER Figures 3 and 5: greedy rationales of predicted moves; most similar careers",
+        ),
+        Job(
+            "fit",
+            "laborlm.workflows.fit:FitJobConfig",
+            _run_fit,
+            "fit a registry model on a panel's train split; save it",
+            ray=_fit_ray,
+            output=_fit_output,
+        ),
+        Job(
+            "evaluate",
+            "laborlm.workflows.evaluate:EvaluateConfig",
+            _run_evaluate,
+            "score a saved model on a panel split; write metrics.json",
+            output=_evaluate_output,
+            output_kind="file",
+        ),
+    )
+}
 
 ANALYSES: tuple[str, ...] = tuple(k.removeprefix("analyze_") for k in JOBS if k.startswith("analyze_"))
 
@@ -313,13 +387,16 @@ def get_job(kind: object, source: str | Path | None = None) -> Job:
         ConfigError: not a registered kind (naming the file it came from).
     """
     if not isinstance(kind, str) or kind not in JOBS:
-        raise ConfigError(f"kind: expected one of {', '.join(sorted(JOBS))}, got {kind!r}",
-                          source=None if source is None else str(source))
+        raise ConfigError(
+            f"kind: expected one of {', '.join(sorted(JOBS))}, got {kind!r}",
+            source=None if source is None else str(source),
+        )
     return JOBS[kind]
 
 
-def load_job(path: str | Path | None, overrides: Sequence[str] = (), *,
-             kind: str | None = None) -> tuple[Job, Any]:
+def load_job(
+    path: str | Path | None, overrides: Sequence[str] = (), *, kind: str | None = None
+) -> tuple[Job, Any]:
     """A job YAML (plus dotted overrides) -> its job and typed config.
 
     Args:
@@ -342,6 +419,8 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = (), *,
     else:
         job = get_job(kind)
         if written != kind and (written not in JOBS or JOBS[written].config != job.config):
-            raise ConfigError(f"kind: expected {kind!r}, got {written!r} (use `laborlm run` for other jobs)",
-                              source=str(path))
+            raise ConfigError(
+                f"kind: expected {kind!r}, got {written!r} (use `laborlm run` for other jobs)",
+                source=str(path),
+            )
     return job, job.load(path, overrides)

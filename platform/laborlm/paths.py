@@ -29,7 +29,9 @@ from laborlm.errors import LaborLMError
 logger = logging.getLogger(__name__)
 
 # Run-folder layout shared by writers and readers in different packages.
-PLACEMENT_GROUP_FILE = "placement_group.id"  # a running training phase's worker placement group (training.loop)
+PLACEMENT_GROUP_FILE = (
+    "placement_group.id"  # a running training phase's worker placement group (training.loop)
+)
 
 
 def ensure_writable_dir(path: str | Path, what: str = "output folder", *, create: bool = True) -> Path:
@@ -141,9 +143,14 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-_WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                 errno.EFBIG: "file too large", errno.EROFS: "read-only file system",
-                 errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
 _ERRNO_TEXT = re.compile(r"\[Errno (\d+)\]")
 
 
@@ -169,8 +176,10 @@ def write_failure(exc: BaseException, target: str | Path) -> LaborLMError | None
             found = [int(n) for n in _ERRNO_TEXT.findall(str(e)) if int(n) in _WRITE_ERRNOS]
             code = found[-1] if found else None
         if code in _WRITE_ERRNOS:
-            return LaborLMError(f"{target}: cannot write the output: {_WRITE_ERRNOS[code]} "
-                                "(the partial output was removed; re-run when there is room)")
+            return LaborLMError(
+                f"{target}: cannot write the output: {_WRITE_ERRNOS[code]} "
+                "(the partial output was removed; re-run when there is room)"
+            )
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
     return None
 
@@ -195,7 +204,7 @@ def remove_stale_temps(final: str | Path) -> list[Path]:
     started = _process_start()
     removed = []
     for path in candidates:
-        m = re.fullmatch(r"(\d+)-[0-9a-f]+", path.name[len(prefix):])
+        m = re.fullmatch(r"(\d+)-[0-9a-f]+", path.name[len(prefix) :])
         if m is None:
             continue
         pid = int(m[1])
@@ -204,7 +213,9 @@ def remove_stale_temps(final: str | Path) -> list[Path]:
                 continue
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         except OSError as exc:
-            logger.warning("%s: could not remove %s, left by an interrupted run (%s)", final, path.name, _why(exc))
+            logger.warning(
+                "%s: could not remove %s, left by an interrupted run (%s)", final, path.name, _why(exc)
+            )
             continue
         logger.info("removed %s, left by an interrupted run (process %d)", path, pid)
         removed.append(path)

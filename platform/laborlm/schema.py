@@ -98,7 +98,25 @@ STATE_REGION: dict[str, str] = {
     **{s: "midwest" for s in ("IL", "IN", "MI", "OH", "WI", "IA", "KS", "MN", "MO", "NE", "ND", "SD")},
     **{
         s: "south"
-        for s in ("DE", "FL", "GA", "MD", "NC", "SC", "VA", "DC", "WV", "AL", "KY", "MS", "TN", "AR", "LA", "OK", "TX")
+        for s in (
+            "DE",
+            "FL",
+            "GA",
+            "MD",
+            "NC",
+            "SC",
+            "VA",
+            "DC",
+            "WV",
+            "AL",
+            "KY",
+            "MS",
+            "TN",
+            "AR",
+            "LA",
+            "OK",
+            "TX",
+        )
     },
     **{s: "west" for s in ("AZ", "CO", "ID", "MT", "NV", "NM", "UT", "WY", "AK", "CA", "HI", "OR", "WA")},
 }
@@ -162,7 +180,11 @@ RACE_ALIASES: dict[str, str] = {
     "multiracial": "other",
     "native_hawaiian_or_other_pacific_islander": "other",
 }
-REGION_ALIASES: dict[str, str] = {"north_central": "midwest", "northcentral": "midwest", "north_east": "northeast"}
+REGION_ALIASES: dict[str, str] = {
+    "north_central": "midwest",
+    "northcentral": "midwest",
+    "north_east": "northeast",
+}
 
 
 def _token(value: str) -> str:
@@ -251,7 +273,9 @@ def iter_careers(table: pa.Table) -> Iterator[Career]:
     cols = {name: table.column(name).to_pylist() for name in COLUMNS if name in table.column_names}
     pids = cols[PERSON_ID]
     years = np.asarray(cols[YEAR], dtype=np.int64)
-    wages = np.asarray([np.nan if w is None else w for w in cols.get(WAGE, [None] * len(pids))], dtype=np.float64)
+    wages = np.asarray(
+        [np.nan if w is None else w for w in cols.get(WAGE, [None] * len(pids))], dtype=np.float64
+    )
     start = 0
     n = len(pids)
     for i in range(1, n + 1):
@@ -286,7 +310,9 @@ def conform(table: pa.Table) -> pa.Table:
         raise SchemaError(f"missing required column(s): {', '.join(missing)}")
     unknown = [c for c in table.column_names if c not in COLUMNS]
     if unknown:
-        raise SchemaError(f"unknown column(s): {', '.join(unknown)}; the panel schema has {', '.join(COLUMNS)}")
+        raise SchemaError(
+            f"unknown column(s): {', '.join(unknown)}; the panel schema has {', '.join(COLUMNS)}"
+        )
     arrays = []
     for field in PANEL_SCHEMA:
         if field.name in table.column_names:

@@ -23,7 +23,12 @@ FIRST = 0  # first observed year of a career: no previous job
 CONSECUTIVE_REPEAT = 1  # same occupation as the previous observation (a "stay")
 NONCONSECUTIVE_REPEAT = 2  # a move back to an occupation held earlier, not the previous one
 NEW_JOB = 3  # a move to an occupation never held before
-TRANSITION_NAMES = {FIRST: "first", CONSECUTIVE_REPEAT: "consecutive_repeat", NONCONSECUTIVE_REPEAT: "nonconsecutive_repeat", NEW_JOB: "new_job"}
+TRANSITION_NAMES = {
+    FIRST: "first",
+    CONSECUTIVE_REPEAT: "consecutive_repeat",
+    NONCONSECUTIVE_REPEAT: "nonconsecutive_repeat",
+    NEW_JOB: "new_job",
+}
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,9 @@ def panel_arrays(table: pa.Table, taxonomy: Taxonomy) -> PanelArrays:
     # A new career starts wherever the person id changes from the row before.
     new = np.ones(n, dtype=bool)
     if n > 1:
-        new[1:] = ~np.asarray(pc.equal(pid.slice(1), pid.slice(0, n - 1)).to_numpy(zero_copy_only=False), dtype=bool)
+        new[1:] = ~np.asarray(
+            pc.equal(pid.slice(1), pid.slice(0, n - 1)).to_numpy(zero_copy_only=False), dtype=bool
+        )
     starts = np.flatnonzero(new)
     person = np.cumsum(new) - 1
     n_people_seen = len(np.unique(np.asarray(pc.dictionary_encode(pid).combine_chunks().indices)))

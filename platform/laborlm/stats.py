@@ -142,12 +142,17 @@ def _column(stats: PanelStats) -> list[str]:
     ]
 
 
-def format_stats(panels: dict[str, PanelStats], reference: dict[str, list[str]] | None = None, by_year: bool = True) -> str:
+def format_stats(
+    panels: dict[str, PanelStats], reference: dict[str, list[str]] | None = None, by_year: bool = True
+) -> str:
     """Markdown: one column per panel (and per ``reference`` column, e.g. ``CAREER_TABLE7``), one row per
     Table 7 statistic; then, for a single panel, its yearly occupation-change shares."""
     columns = {name: _column(st) for name, st in panels.items()} | dict(reference or {})
     out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    out += [f"| {row} | " + " | ".join(col[i] for col in columns.values()) + " |" for i, row in enumerate(ROW_NAMES)]
+    out += [
+        f"| {row} | " + " | ".join(col[i] for col in columns.values()) + " |"
+        for i, row in enumerate(ROW_NAMES)
+    ]
     if by_year and len(panels) == 1:
         (stats,) = panels.values()
         if stats.change_share_by_year:

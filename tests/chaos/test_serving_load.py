@@ -19,7 +19,10 @@ from laborlm.splits import select_split
 from laborlm.synthetic import generate_panel, load_preset
 from torch_threads import one_torch_thread  # noqa: F401  (autouse here)
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]  # ~15 s on an idle 2-core machine, 90 s on a loaded one
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.timeout(400),
+]  # ~15 s on an idle 2-core machine, 90 s on a loaded one
 NAME = "load-career"
 
 

@@ -26,21 +26,35 @@ PERPLEXITY = 9.1834  # shown as logged, to four decimals, by both pages
 
 pytestmark = [
     pytest.mark.timeout(300),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (Debian package chromium; "
-                       "`apt-get install chromium chromium-driver`, as .ci/run does)"),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason=f"{CHROMIUM} is missing (Debian package chromium; "
+        "`apt-get install chromium chromium-driver`, as .ci/run does)",
+    ),
 ]
 # Headless as root on a machine with no outside network: without the background-networking flags Chromium
 # keeps trying (and failing) to reach Google's services.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
 WAIT_S = 90  # the UI's JavaScript bundle is large: its first render takes a while on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports from the server (or the UI it serves)
+        env.setenv(
+            "MLFLOW_DISABLE_TELEMETRY", "true"
+        )  # no usage reports from the server (or the UI it serves)
         server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
     try:
         yield server
@@ -104,11 +118,14 @@ def _wait_for_text(driver: Any, *texts: str) -> str:
         return str(WebDriverWait(driver, WAIT_S, poll_frequency=0.5).until(shown))
     except TimeoutException:
         body = driver.find_element(By.TAG_NAME, "body").text
-        raise AssertionError(f"{driver.current_url}: {texts} not all shown in {WAIT_S} s; page text:\n{body[:3000]}") from None
+        raise AssertionError(
+            f"{driver.current_url}: {texts} not all shown in {WAIT_S} s; page text:\n{body[:3000]}"
+        ) from None
 
 
 def test_mlflow_ui_and_report_page_show_the_run_and_the_champion(
-        server: MlflowServer, logged: tuple[str, str], browser: Any, tmp_path: Path) -> None:
+    server: MlflowServer, logged: tuple[str, str], browser: Any, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     experiment_id, run_id = logged
@@ -117,11 +134,16 @@ def test_mlflow_ui_and_report_page_show_the_run_and_the_champion(
     # The static page: the perplexity in the run's row, the alias in the registry section, links into the UI.
     browser.get(page.resolve().as_uri())
     _wait_for_text(browser, f"LaborLM report: {EXPERIMENT}", RUN, MODEL, "@champion")
-    cell = browser.find_element(By.CSS_SELECTOR, f'tr[data-run-id="{run_id}"] td[data-metric="{mn.TEST_PERPLEXITY}"]')
+    cell = browser.find_element(
+        By.CSS_SELECTOR, f'tr[data-run-id="{run_id}"] td[data-metric="{mn.TEST_PERPLEXITY}"]'
+    )
     assert cell.text == str(PERPLEXITY)
     alias = browser.find_element(By.CSS_SELECTOR, f'article[data-model="{MODEL}"] code.alias')
     assert alias.text == "@champion"
-    assert browser.find_element(By.ID, "mlflow-ui").get_attribute("href") == f"{server.uri}/#/experiments/{experiment_id}"
+    assert (
+        browser.find_element(By.ID, "mlflow-ui").get_attribute("href")
+        == f"{server.uri}/#/experiments/{experiment_id}"
+    )
     run_link = browser.find_element(By.LINK_TEXT, RUN).get_attribute("href")
     model_link = browser.find_element(By.LINK_TEXT, MODEL).get_attribute("href")
     assert run_link == f"{server.uri}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -134,5 +156,7 @@ def test_mlflow_ui_and_report_page_show_the_run_and_the_champion(
     # The UI's registered-model page: version 1 of the model, its row carrying the champion alias.
     browser.get(model_link)
     _wait_for_text(browser, MODEL, "Version 1", "champion")
-    rows = browser.find_elements(By.XPATH, "//*[self::tr or @role='row'][.//a[normalize-space()='Version 1']]")
+    rows = browser.find_elements(
+        By.XPATH, "//*[self::tr or @role='row'][.//a[normalize-space()='Version 1']]"
+    )
     assert any("champion" in row.text for row in rows), [row.text for row in rows]

@@ -19,10 +19,18 @@ from laborlm.tracking.server import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = ["survey_people=200", "resume_people=400", "test_people=5", "models=markov1", "register_as=laborlm-e2e",
-         ("train_overrides=block_size=128,pretrain.max_steps=4,finetune.max_steps=2,pretrain.eval_every_steps=2,"
-          "finetune.eval_every_steps=2,pretrain.eval_blocks=4,finetune.eval_blocks=4,pretrain.warmup_steps=1,"
-          "finetune.warmup_steps=1,tokenizer_vocab_size=512")]
+QUICK = [
+    "survey_people=200",
+    "resume_people=400",
+    "test_people=5",
+    "models=markov1",
+    "register_as=laborlm-e2e",
+    (
+        "train_overrides=block_size=128,pretrain.max_steps=4,finetune.max_steps=2,pretrain.eval_every_steps=2,"
+        "finetune.eval_every_steps=2,pretrain.eval_blocks=4,finetune.eval_blocks=4,pretrain.warmup_steps=1,"
+        "finetune.warmup_steps=1,tokenizer_vocab_size=512"
+    ),
+]
 
 
 def _get(uri: str, path: str, **query: str) -> dict[str, object]:
@@ -31,33 +39,61 @@ def _get(uri: str, path: str, **query: str) -> dict[str, object]:
 
 
 def _post(uri: str, path: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(f"{uri}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{uri}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def test_quickstart_submitted_to_a_local_cluster_lands_in_its_mlflow(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quickstart_submitted_to_a_local_cluster_lands_in_its_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "cluster"
-    state = up(ClusterConfig(folder=folder, ray_port=free_port(), dashboard_port=free_port(),
-                             mlflow_port=free_port(), client_port=free_port(), head_cpus=2))
+    state = up(
+        ClusterConfig(
+            folder=folder,
+            ray_port=free_port(),
+            dashboard_port=free_port(),
+            mlflow_port=free_port(),
+            client_port=free_port(),
+            head_cpus=2,
+        )
+    )
     try:
         assert state.mlflow_uri is not None and state.mlflow_uri.startswith("http://127.0.0.1:")
         monkeypatch.chdir(REPO)
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", state.mlflow_uri)  # forwarded to the job by `laborlm submit`
-        code = main(["submit", "jobs/quickstart.yaml", f"out_dir={tmp_path / 'qs'}", *QUICK,
-                     "--address", state.dashboard_url, "--timeout", "1200"])  # job logs: captured stdout
+        monkeypatch.setenv(
+            "MLFLOW_TRACKING_URI", state.mlflow_uri
+        )  # forwarded to the job by `laborlm submit`
+        code = main(
+            [
+                "submit",
+                "jobs/quickstart.yaml",
+                f"out_dir={tmp_path / 'qs'}",
+                *QUICK,
+                "--address",
+                state.dashboard_url,
+                "--timeout",
+                "1200",
+            ]
+        )  # job logs: captured stdout
         assert code == 0
 
-        experiment = _get(state.mlflow_uri, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="laborlm")
+        experiment = _get(
+            state.mlflow_uri, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="laborlm"
+        )
         exp_id = experiment["experiment"]["experiment_id"]  # type: ignore[index]
-        runs = _post(state.mlflow_uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id], "max_results": 100})
+        runs = _post(
+            state.mlflow_uri, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id], "max_results": 100}
+        )
         names = {r["info"]["run_name"] for r in runs["runs"]}  # type: ignore[index, union-attr]
         assert any(n.startswith("train-") for n in names)  # the language model's training run
         metrics = {m["key"]: m["value"] for r in runs["runs"] for m in r["data"].get("metrics", [])}  # type: ignore[index, union-attr]
         assert any(k.endswith("test/perplexity") for k in metrics)
-        alias = _get(state.mlflow_uri, "/api/2.0/mlflow/registered-models/alias", name="laborlm-e2e", alias="champion")
+        alias = _get(
+            state.mlflow_uri, "/api/2.0/mlflow/registered-models/alias", name="laborlm-e2e", alias="champion"
+        )
         assert alias["model_version"]["name"] == "laborlm-e2e"  # type: ignore[index]
     finally:
         ours = started_processes(state)

@@ -21,11 +21,22 @@ def _perplexities(report: str) -> dict[str, float]:
 
 
 def test_quickstart_runs_the_pipeline_and_every_model_sits_above_the_oracle(
-        ray_session: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ray_session: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "qs"
-    args = ["-q", "quickstart", f"out_dir={out}", "survey_people=600", "resume_people=1500", "test_people=30",
-            "models=unigram,markov1,two_stage", ("train_overrides=pretrain.max_steps=30,finetune.max_steps=30,"
-            "pretrain.eval_every_steps=20,finetune.eval_every_steps=15,pretrain.eval_blocks=64,finetune.eval_blocks=64")]
+    args = [
+        "-q",
+        "quickstart",
+        f"out_dir={out}",
+        "survey_people=600",
+        "resume_people=1500",
+        "test_people=30",
+        "models=unigram,markov1,two_stage",
+        (
+            "train_overrides=pretrain.max_steps=30,finetune.max_steps=30,"
+            "pretrain.eval_every_steps=20,finetune.eval_every_steps=15,pretrain.eval_blocks=64,finetune.eval_blocks=64"
+        ),
+    ]
     assert main(args) == 0
     report = capsys.readouterr().out
     assert (out / "report.md").read_text().strip() in report

@@ -26,9 +26,15 @@ def _positive(value: object) -> bool:
 
 def test_cpu_table_has_throughput_memory_and_mfu_for_every_cell(tmp_path: Path) -> None:
     cfg = HardwareBenchmarkConfig(
-        device="cpu", sizes=("llama-200k", "llama-400k"), strategies=("ddp", "zero2"), seconds=1.0,
-        warmup_steps=1, scoring=False, out_dir=tmp_path / "hw",
-        tracking=TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="hw"))
+        device="cpu",
+        sizes=("llama-200k", "llama-400k"),
+        strategies=("ddp", "zero2"),
+        seconds=1.0,
+        warmup_steps=1,
+        scoring=False,
+        out_dir=tmp_path / "hw",
+        tracking=TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="hw"),
+    )
     result = run_hardware_benchmark(cfg)
 
     report = json.loads(result.json_path.read_text())
@@ -38,8 +44,14 @@ def test_cpu_table_has_throughput_memory_and_mfu_for_every_cell(tmp_path: Path) 
     for cell in cells.values():
         m = cell["metrics"]
         assert cell["status"] == "ok", cell
-        for key in ("tokens_per_s_per_device", "tokens_per_s", "step_time_s", "peak_memory_bytes", "mfu",
-                    "flops_per_token"):
+        for key in (
+            "tokens_per_s_per_device",
+            "tokens_per_s",
+            "step_time_s",
+            "peak_memory_bytes",
+            "mfu",
+            "flops_per_token",
+        ):
             assert _positive(m[key]), (cell["size"], cell["strategy"], key, m[key])
         assert m["world_size"] == 2 and m["timed_steps"] >= 2 and m["mfu"] < 1.0
         assert m["tokens_per_s"] == pytest.approx(2 * m["tokens_per_s_per_device"])
@@ -52,8 +64,11 @@ def test_cpu_table_has_throughput_memory_and_mfu_for_every_cell(tmp_path: Path) 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(str(result.run_id))
     assert _positive(run.data.metrics["llama-200k/zero2/throughput/mfu"])
-    assert {a.path for a in client.list_artifacts(str(result.run_id))} >= {"hardware.md", "hardware.json",
-                                                                          "hardware.png"}
+    assert {a.path for a in client.list_artifacts(str(result.run_id))} >= {
+        "hardware.md",
+        "hardware.json",
+        "hardware.png",
+    }
 
 
 def test_scorer_fast_and_naive_agree_and_both_have_a_speed() -> None:

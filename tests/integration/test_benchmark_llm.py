@@ -15,13 +15,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 
 def test_titles_and_codes_arms_share_the_table_with_the_oracle(tmp_path: Path) -> None:
-    cfg = load_config(LlmBenchmarkConfig, None, [
-        f"out_dir={tmp_path}", "survey_people=300", "resume_people=600", "arms=fine-tuned,not-fine-tuned,codes",
-        "careers_models=markov1", "pretrain_steps=8", "finetune_steps=8", "block_size=128", "test_people=15",
-        "tracking.enabled=false",
-        ("train_overrides=pretrain.eval_every_steps=4,finetune.eval_every_steps=4,pretrain.eval_blocks=16,"
-        "finetune.eval_blocks=16,pretrain.warmup_steps=2,finetune.warmup_steps=2"),
-    ])
+    cfg = load_config(
+        LlmBenchmarkConfig,
+        None,
+        [
+            f"out_dir={tmp_path}",
+            "survey_people=300",
+            "resume_people=600",
+            "arms=fine-tuned,not-fine-tuned,codes",
+            "careers_models=markov1",
+            "pretrain_steps=8",
+            "finetune_steps=8",
+            "block_size=128",
+            "test_people=15",
+            "tracking.enabled=false",
+            (
+                "train_overrides=pretrain.eval_every_steps=4,finetune.eval_every_steps=4,pretrain.eval_blocks=16,"
+                "finetune.eval_blocks=16,pretrain.warmup_steps=2,finetune.warmup_steps=2"
+            ),
+        ],
+    )
     result = run_llm_benchmark(cfg)
     summary = result.table.summary()
     oracle = summary["Oracle (exact DGP)"]["psid"]["mean"]

@@ -11,7 +11,9 @@ from laborlm.cli import main
 from laborlm.readers import read_panel
 
 
-def test_career_sample_in_onet_codes_imports_with_inferred_taxonomy(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_career_sample_in_onet_codes_imports_with_inferred_taxonomy(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "panel"
     assert main(["data", "import", str(shared_data / "career_sample_data"), "--out", str(out)]) == 0
     assert "kept" in capsys.readouterr().out
@@ -24,7 +26,9 @@ def test_career_sample_in_onet_codes_imports_with_inferred_taxonomy(shared_data:
     assert read_panel(tmp_path / "career").table.equals(read.table)
 
 
-def test_validate_with_rejects_reports_counts_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_with_rejects_reports_counts_and_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("person_id,year,occupation,source\na,2000,4,psid\na,2001,9999,psid\nb,2000,889,psid\n")
     rejects = tmp_path / "rejects.jsonl"
@@ -39,7 +43,10 @@ def test_validate_with_rejects_reports_counts_and_exit_code(tmp_path: Path, caps
 
 def test_synth_then_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "psid"
-    assert main(["-q", "data", "synth", "--preset", "psid", "--people", "300", "--seed", "3", "--out", str(out)]) == 0
+    assert (
+        main(["-q", "data", "synth", "--preset", "psid", "--people", "300", "--seed", "3", "--out", str(out)])
+        == 0
+    )
     capsys.readouterr()
     assert main(["data", "stats", str(out), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
@@ -50,10 +57,20 @@ def test_synth_then_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 NLSW_IMPORT = [  # README "Command line": the real NLS Young Women panel, imported as it is
-    "--source", "nlsw", "--taxonomy", "jobs/data/nlsw_occupations.csv",
-    "--columns", "person_id=idcode,occupation=occ_code,birth_year=birth_yr,education=grade,wage=ln_wage",
-    "--ignore-columns", "*", "--two-digit-years", "1900", "--map", "race:1=white,2=black,3=other",
-    "--map", "education:0-11=less_than_high_school,12=high_school,13-15=some_college,16=bachelors,17-18=masters",
+    "--source",
+    "nlsw",
+    "--taxonomy",
+    "jobs/data/nlsw_occupations.csv",
+    "--columns",
+    "person_id=idcode,occupation=occ_code,birth_year=birth_yr,education=grade,wage=ln_wage",
+    "--ignore-columns",
+    "*",
+    "--two-digit-years",
+    "1900",
+    "--map",
+    "race:1=white,2=black,3=other",
+    "--map",
+    "education:0-11=less_than_high_school,12=high_school,13-15=some_college,16=bachelors,17-18=masters",
 ]
 
 
@@ -63,7 +80,9 @@ def test_the_real_nls_panel_imports_with_maps(
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the README command runs from the repo root
     source = shared_data / "nlsyw_young_women_1968_1988_nlswork.csv"
     out, rejects = tmp_path / "nlsw", tmp_path / "nlsw.rejects.jsonl"
-    assert main(["data", "import", str(source), "--out", str(out), "--rejects", str(rejects), *NLSW_IMPORT]) == 0
+    assert (
+        main(["data", "import", str(source), "--out", str(out), "--rejects", str(rejects), *NLSW_IMPORT]) == 0
+    )
     text = capsys.readouterr().out
     assert "rows in 28,534 = kept 28,413 + rejected 121 (4,699 people, taxonomy nlsw_occupations)" in text
     assert "recoded race (--map), rows: '1' -> white: 20,180; '2' -> black: 8,051; '3' -> other: 303" in text

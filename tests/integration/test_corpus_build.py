@@ -47,15 +47,19 @@ def random_people(n: int, source: str, seed: int) -> pa.Table:
     first = rng.integers(1970, 2005, size=n)
     within = np.arange(len(person)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     edu = np.array(schema.EDUCATION_LEVELS, dtype=object)[rng.integers(0, 8, size=len(person))]
-    return pa.table({
-        "person_id": pa.array([f"{source[0]}{p:04d}" for p in person]),
-        "year": pa.array(first[person] + within, pa.int32()),
-        "occupation": pa.array(np.array(taxonomy.codes, dtype=object)[rng.integers(0, len(taxonomy), size=len(person))]),
-        "education": pa.array(edu, pa.string()),
-        "gender": pa.array(np.array(schema.GENDERS, dtype=object)[rng.integers(0, 2, size=n)][person]),
-        "birth_year": pa.array((first - 20)[person], pa.int32()),
-        "source": pa.array([source] * len(person)),
-    })
+    return pa.table(
+        {
+            "person_id": pa.array([f"{source[0]}{p:04d}" for p in person]),
+            "year": pa.array(first[person] + within, pa.int32()),
+            "occupation": pa.array(
+                np.array(taxonomy.codes, dtype=object)[rng.integers(0, len(taxonomy), size=len(person))]
+            ),
+            "education": pa.array(edu, pa.string()),
+            "gender": pa.array(np.array(schema.GENDERS, dtype=object)[rng.integers(0, 2, size=n)][person]),
+            "birth_year": pa.array((first - 20)[person], pa.int32()),
+            "source": pa.array([source] * len(person)),
+        }
+    )
 
 
 def fixture_rows(sources: tuple[str, ...]) -> pa.Table:
@@ -68,10 +72,12 @@ def panels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A survey panel (3 shards) and a resume panel (2 shards), written as the panel writer writes them."""
     root = tmp_path_factory.mktemp("panels")
     taxonomy = Taxonomy.default()
-    survey = pa.concat_tables([schema.conform(fixture_rows(("nlsy79", "psid"))),
-                               schema.conform(random_people(40, "psid", seed=1))])
-    resumes = pa.concat_tables([schema.conform(fixture_rows(("resumes",))),
-                                schema.conform(random_people(40, "resumes", seed=2))])
+    survey = pa.concat_tables(
+        [schema.conform(fixture_rows(("nlsy79", "psid"))), schema.conform(random_people(40, "psid", seed=1))]
+    )
+    resumes = pa.concat_tables(
+        [schema.conform(fixture_rows(("resumes",))), schema.conform(random_people(40, "resumes", seed=2))]
+    )
     write_panel(survey, root / "survey", taxonomy, rows_per_shard=100)
     write_panel(resumes, root / "resumes", taxonomy, rows_per_shard=160)
     return root / "survey", root / "resumes"
@@ -87,8 +93,9 @@ def corpus(panels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def tokenizer_dir(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Multi-token titles: these tests check spans inside titles (label tokens: tests/unit/corpus/test_label_tokens.py).
-    return train_tokenizer(corpus, tmp_path_factory.mktemp("tok") / "t",
-                           TokenizerConfig(vocab_size=600, label_tokens=False))
+    return train_tokenizer(
+        corpus, tmp_path_factory.mktemp("tok") / "t", TokenizerConfig(vocab_size=600, label_tokens=False)
+    )
 
 
 def shard_rows(corpus_dir: Path) -> list[dict[str, Any]]:
@@ -103,7 +110,11 @@ def test_counts_add_up_and_texts_are_the_rendered_careers(panels: tuple[Path, Pa
     manifest = read_manifest(corpus)
     assert manifest is not None
     shards = [*panels[0].glob("*.parquet"), *panels[1].glob("*.parquet")]
-    assert manifest.rows_in == manifest.rows_kept + manifest.rows_rejected == sum(pq.read_metadata(f).num_rows for f in shards)
+    assert (
+        manifest.rows_in
+        == manifest.rows_kept + manifest.rows_rejected
+        == sum(pq.read_metadata(f).num_rows for f in shards)
+    )
     assert manifest.rows_rejected == 0 and (corpus / "rejects.jsonl").read_text() == ""
     assert [i.grouping for i in manifest.inputs] == ["shards", "shards"]
     assert [i.people for i in manifest.inputs] == [42, 41]
@@ -150,14 +161,20 @@ def test_worker_count_does_not_change_bytes_and_changes_rebuild(
     reference = {f.name: f.read_bytes() for f in corpus_files(corpus)}
     assert {f.name: f.read_bytes() for f in corpus_files(out)} == reference
 
-    codes = build_corpus(CorpusConfig(inputs=inputs, out_dir=out, template="codes", rows_per_shard=30), num_workers=2)
+    codes = build_corpus(
+        CorpusConfig(inputs=inputs, out_dir=out, template="codes", rows_per_shard=30), num_workers=2
+    )
     assert codes.config_hash != first.config_hash and codes.template["name"] == "codes"
-    assert "1982 (high school graduate): 276" in next(r["text"] for r in shard_rows(out) if r["person_id"] == "a1")
+    assert "1982 (high school graduate): 276" in next(
+        r["text"] for r in shard_rows(out) if r["person_id"] == "a1"
+    )
 
     shard = next(inputs[1].glob("part-*.parquet"))
     os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
     before = mtimes(out)
-    touched = build_corpus(CorpusConfig(inputs=inputs, out_dir=out, template="codes", rows_per_shard=30), num_workers=2)
+    touched = build_corpus(
+        CorpusConfig(inputs=inputs, out_dir=out, template="codes", rows_per_shard=30), num_workers=2
+    )
     assert touched.inputs != codes.inputs and touched.config_hash == codes.config_hash
     assert all(mtimes(out)[f.name] > before[f.name] for f in touched.files)
 
@@ -182,7 +199,9 @@ def test_bad_row_goes_to_rejects_and_the_fraction_limit_fails_fast(tmp_path: Pat
     assert sorted(p.name for p in (tmp_path / "strict").iterdir()) == ["rejects.jsonl"]
 
 
-def test_persons_split_across_files_are_regrouped(panels: tuple[Path, Path], corpus: Path, tmp_path: Path) -> None:
+def test_persons_split_across_files_are_regrouped(
+    panels: tuple[Path, Path], corpus: Path, tmp_path: Path
+) -> None:
     table = read_panel(panels[0]).table
     half = np.arange(table.num_rows) % 2 == 0  # every person's rows alternate between the two files
     mixed = tmp_path / "mixed"
@@ -202,7 +221,9 @@ def test_tokenizer_round_trips(corpus: Path, tokenizer_dir: Path) -> None:
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     assert len(tok) == 600 and len({tok.bos_token_id, tok.eos_token_id, tok.pad_token_id}) == 3
     info = json.loads((tokenizer_dir / "laborlm_tokenizer.json").read_text())
-    assert info["documents"] == sum(read_manifest(corpus).people[s].get("train", 0) for s in ("nlsy79", "psid", "resumes"))
+    assert info["documents"] == sum(
+        read_manifest(corpus).people[s].get("train", 0) for s in ("nlsy79", "psid", "resumes")
+    )
     for row in shard_rows(corpus)[:20]:
         ids = tok(row["text"])["input_ids"]
         assert ids[0] == tok.bos_token_id
@@ -224,12 +245,16 @@ def test_token_spans_decode_to_the_scored_titles(corpus: Path, tokenizer_dir: Pa
 
 def test_packed_blocks(corpus: Path, tokenizer_dir: Path) -> None:
     block = 64
-    ds = packed_dataset(corpus, PackConfig(tokenizer=str(tokenizer_dir), block_size=block, documents_per_batch=16))
+    ds = packed_dataset(
+        corpus, PackConfig(tokenizer=str(tokenizer_dir), block_size=block, documents_per_batch=16)
+    )
     real = 0
     for batch in ds.iter_torch_batches(batch_size=8):
         assert batch["input_ids"].shape[1] == block and batch["input_ids"].shape == batch["labels"].shape
         mask = batch["attention_mask"] == 1
-        assert (batch["labels"][~mask] == -100).all() and (batch["labels"][mask] == batch["input_ids"][mask]).all()
+        assert (batch["labels"][~mask] == -100).all() and (
+            batch["labels"][mask] == batch["input_ids"][mask]
+        ).all()
         real += int(mask.sum())
     tok = load_tokenizer(tokenizer_dir)
     train = [r["text"] for r in shard_rows(corpus) if r["split"] == "train"]
@@ -246,7 +271,9 @@ def test_synthetic_presets_mix_into_one_corpus(tmp_path: Path) -> None:
         config = build(type(base), apply_overrides(type(base), to_dict(base), ["people=30"]))
         summary = synthetic.generate_panel(config, tmp_path / preset)
         inputs.append((tmp_path / preset, summary))
-    manifest = build_corpus(CorpusConfig(inputs=tuple(p for p, _ in inputs), out_dir=tmp_path / "c"), num_workers=2)
+    manifest = build_corpus(
+        CorpusConfig(inputs=tuple(p for p, _ in inputs), out_dir=tmp_path / "c"), num_workers=2
+    )
     assert manifest.rows_rejected == 0
     assert [i.rows_kept for i in manifest.inputs] == [s.rows for _, s in inputs]
     assert set(manifest.people) == {"psid", "resumes"} and manifest.documents == 60

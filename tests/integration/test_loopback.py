@@ -84,8 +84,15 @@ def _kill_naming(needle: str) -> None:
 
 
 def _run(code: str, *args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -116,7 +123,9 @@ def test_the_local_ray_of_a_command_listens_on_loopback_only() -> None:
     sockets = _tagged(done.stdout, "SOCKETS")
     assert isinstance(sockets, list)
     names = {str(s[1]) for s in sockets}
-    assert {"gcs_server", "raylet"} <= names, names  # the scan saw Ray's servers, so an empty result means something
+    assert {"gcs_server", "raylet"} <= names, (
+        names
+    )  # the scan saw Ray's servers, so an empty result means something
     assert not _exposed(sockets), f"listening beyond loopback: {_exposed(sockets)}"
 
 
@@ -124,8 +133,17 @@ def test_the_local_ray_of_a_command_listens_on_loopback_only() -> None:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterConfig, ClusterState]]:
     """`cluster up` with one extra Ray node and MLflow, on free ports; stopped and checked gone afterwards."""
     folder = tmp_path_factory.mktemp("cluster-a")
-    cfg = ClusterConfig(folder=folder, ray_port=free_port(), dashboard_port=free_port(), mlflow_port=free_port(),
-                        client_port=free_port(), head_cpus=1, workers=1, worker_cpus=1, mlflow=True)
+    cfg = ClusterConfig(
+        folder=folder,
+        ray_port=free_port(),
+        dashboard_port=free_port(),
+        mlflow_port=free_port(),
+        client_port=free_port(),
+        head_cpus=1,
+        workers=1,
+        worker_cpus=1,
+        mlflow=True,
+    )
     saved = os.environ.pop(RAY_CLUSTER_SWITCH, None)  # the fix must not depend on the caller's environment
     state = None
     try:
@@ -138,7 +156,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterC
     assert not started_processes(state), "processes of the cluster survived `down`"
 
 
-def test_cluster_up_with_a_worker_node_listens_on_loopback_only(cluster: tuple[ClusterConfig, ClusterState]) -> None:
+def test_cluster_up_with_a_worker_node_listens_on_loopback_only(
+    cluster: tuple[ClusterConfig, ClusterState],
+) -> None:
     cfg, state = cluster
     done = _run(CLUSTER_DRIVER, state.ray_address, state.folder, env=_env(), timeout=150)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -150,7 +170,12 @@ def test_cluster_up_with_a_worker_node_listens_on_loopback_only(cluster: tuple[C
     names = [str(s[1]) for s in sockets]
     assert names.count("gcs_server") and len({s[0] for s in sockets if s[1] == "raylet"}) == 2, names
     ports = {int(s[3]) for s in sockets}
-    assert {cfg.ray_port, cfg.dashboard_port, cfg.client_port, cfg.mlflow_port} <= ports  # Ray Client on loopback too
+    assert {
+        cfg.ray_port,
+        cfg.dashboard_port,
+        cfg.client_port,
+        cfg.mlflow_port,
+    } <= ports  # Ray Client on loopback too
     assert not _exposed(sockets), f"listening beyond loopback: {_exposed(sockets)}"
 
 
@@ -163,10 +188,16 @@ def test_the_loopback_cluster_runs_a_submitted_job(cluster: tuple[ClusterConfig,
 
     _, state = cluster
     client = JobSubmissionClient(state.dashboard_url)
-    job = client.submit_job(entrypoint='python -c "import ray; ray.init(); '
-                                       "print('job ran on', ray.get(ray.remote(ray.util.get_node_ip_address).remote()))\"")
+    job = client.submit_job(
+        entrypoint='python -c "import ray; ray.init(); '
+        "print('job ran on', ray.get(ray.remote(ray.util.get_node_ip_address).remote()))\""
+    )
     deadline = time.monotonic() + 120
-    while (job_status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+    while (job_status := client.get_job_status(job)) not in {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.STOPPED,
+    }:
         assert time.monotonic() < deadline, "the job did not finish in 120 s"
         time.sleep(1)
     logs = client.get_job_logs(job)
@@ -174,20 +205,47 @@ def test_the_loopback_cluster_runs_a_submitted_job(cluster: tuple[ClusterConfig,
 
 
 def test_a_second_cluster_on_taken_ports_fails_and_reports_nothing_of_the_first(
-        cluster: tuple[ClusterConfig, ClusterState], tmp_path: Path) -> None:
+    cluster: tuple[ClusterConfig, ClusterState], tmp_path: Path
+) -> None:
     cfg, state = cluster
     other = tmp_path / "other"
     laborlm = [sys.executable, "-m", "laborlm"]
-    second = subprocess.run([*laborlm, "cluster", "up", "--folder", str(other), "--ray-port", str(cfg.ray_port),
-                             "--dashboard-port", str(cfg.dashboard_port), "--mlflow-port", str(cfg.mlflow_port),
-                             "--client-port", str(cfg.client_port)],
-                            check=False, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        [
+            *laborlm,
+            "cluster",
+            "up",
+            "--folder",
+            str(other),
+            "--ray-port",
+            str(cfg.ray_port),
+            "--dashboard-port",
+            str(cfg.dashboard_port),
+            "--mlflow-port",
+            str(cfg.mlflow_port),
+            "--client-port",
+            str(cfg.client_port),
+        ],
+        check=False,
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode != 0, second.stdout + second.stderr
     assert "already in use" in second.stderr and str(cfg.ray_port) in second.stderr, second.stderr
     assert "MLflow port" in second.stderr
 
-    shown = subprocess.run([*laborlm, "cluster", "status", "--folder", str(other)], check=False, cwd=REPO, env=_env(),
-                           capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        [*laborlm, "cluster", "status", "--folder", str(other)],
+        check=False,
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     info = json.loads(shown.stdout)
     assert shown.returncode == 1 and info["running"] is False
     assert not info.get("mlflow_healthy") and not info.get("ray_nodes_alive")

@@ -21,8 +21,14 @@ from torch_threads import one_torch_thread  # noqa: F401  (autouse)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.usefixtures("ray_session")]
 
 TINY_LM = ["model.size=llama-200k", "block_size=128", "tokenizer_vocab_size=400", "micro_batch_size=4"]
-STEPS = ["finetune.max_steps=20", "finetune.warmup_steps=2", "finetune.eval_every_steps=10",
-         "finetune.checkpoint_every_steps=20", "finetune.eval_blocks=16", "finetune.occupation_eval_people=20"]
+STEPS = [
+    "finetune.max_steps=20",
+    "finetune.warmup_steps=2",
+    "finetune.eval_every_steps=10",
+    "finetune.checkpoint_every_steps=20",
+    "finetune.eval_blocks=16",
+    "finetune.occupation_eval_people=20",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +53,41 @@ def _rows(markdown: str) -> dict[str, float]:
 
 
 def test_quickstart_and_fit_embedding_on_a_user_panel(
-        panels: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    panels: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     survey, _ = panels
     out = tmp_path / "qs"
-    assert main(["-q", "quickstart", f"out_dir={out}", f"survey_panel={survey}", "test_people=0",
-                 "models=unigram,markov1,two_stage+pretrain", "mlflow_server=false", "register_as=null",
-                 "train_overrides=" + ",".join(TINY_LM + STEPS)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "quickstart",
+                f"out_dir={out}",
+                f"survey_panel={survey}",
+                "test_people=0",
+                "models=unigram,markov1,two_stage+pretrain",
+                "mlflow_server=false",
+                "register_as=null",
+                "train_overrides=" + ",".join(TINY_LM + STEPS),
+            ]
+        )
+        == 0
+    )
     report = capsys.readouterr().out
     assert report.startswith("# LaborLM quickstart (nlsw, your panel;")
     assert "| model (test perplexity) | nlsw |" in report  # the column is the panel's folder name
     ppl = _rows(report)
-    assert {"Unigram (occupation frequencies)", "Markov chain, order 1",
-            "LLM llama-200k, fine-tuned on nlsw"} <= set(ppl), ppl
+    assert {
+        "Unigram (occupation frequencies)",
+        "Markov chain, order 1",
+        "LLM llama-200k, fine-tuned on nlsw",
+    } <= set(ppl), ppl
     embedding = "LLM llama-200k embedding + two-stage head, fine-tuned on nlsw"
     control = "Control: the same head on a random llama-200k (no language model)"
     assert {embedding, control} <= set(ppl)
-    assert not any("Oracle" in k or "pretrain" in k for k in ppl)  # a real survey; no resume panel: no +pretrain
+    assert not any(
+        "Oracle" in k or "pretrain" in k for k in ppl
+    )  # a real survey; no resume panel: no +pretrain
     assert "Nothing was pretrained" in report
     assert (out / "corpus" / "nlsw" / "manifest.json").is_file() and not (out / "corpus" / "resumes").exists()
     assert not (out / "data").exists()  # nothing synthetic was generated
@@ -71,31 +96,94 @@ def test_quickstart_and_fit_embedding_on_a_user_panel(
     # The same embedding model and its control from the command line, on the quickstart's language model.
     fitted = {}
     for name, extra in (("embedding", []), ("control", ["lm_init=random"])):
-        assert main(["-q", "fit", "embedding", "--panel", str(survey), "--out", str(tmp_path / name),
-                     "--no-mlflow", f"lm={lm}", *extra]) == 0
-        assert main(["-q", "evaluate", "--model", str(tmp_path / name), "--panel", str(survey), "--out",
-                     str(tmp_path / f"{name}.json"), "--no-mlflow"]) == 0
+        assert (
+            main(
+                [
+                    "-q",
+                    "fit",
+                    "embedding",
+                    "--panel",
+                    str(survey),
+                    "--out",
+                    str(tmp_path / name),
+                    "--no-mlflow",
+                    f"lm={lm}",
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "-q",
+                    "evaluate",
+                    "--model",
+                    str(tmp_path / name),
+                    "--panel",
+                    str(survey),
+                    "--out",
+                    str(tmp_path / f"{name}.json"),
+                    "--no-mlflow",
+                ]
+            )
+            == 0
+        )
         fitted[name] = json.loads((tmp_path / f"{name}.json").read_text())["perplexity"]
     capsys.readouterr()
     assert fitted["embedding"] == pytest.approx(ppl[embedding], rel=0.02)  # the same split, head and seed
     assert fitted["control"] == pytest.approx(ppl[control], rel=0.02)
     unigram = tmp_path / "unigram"
     assert main(["-q", "fit", "unigram", "--panel", str(survey), "--out", str(unigram), "--no-mlflow"]) == 0
-    assert main(["-q", "fit", "embedding", "--panel", str(survey), "--out", str(tmp_path / "bad"), "--no-mlflow",
-                 f"lm={unigram}"]) == 2  # not a language model: a one-line error
+    assert (
+        main(
+            [
+                "-q",
+                "fit",
+                "embedding",
+                "--panel",
+                str(survey),
+                "--out",
+                str(tmp_path / "bad"),
+                "--no-mlflow",
+                f"lm={unigram}",
+            ]
+        )
+        == 2
+    )  # not a language model: a one-line error
     assert "not a language model" in capsys.readouterr().err
 
 
 def test_benchmark_llm_on_a_user_survey_and_resume_panel(
-        panels: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    panels: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     survey, resumes = panels
     out = tmp_path / "bench"
-    assert main(["-q", "benchmark", "llm", f"out_dir={out}", f"survey_panel={survey}", f"resume_panel={resumes}",
-                 "arms=fine-tuned,not-fine-tuned,larger-less-data", "careers_models=markov1", "pretrain_steps=6",
-                 "finetune_steps=6", "block_size=128", "test_people=15", "tracking.enabled=false",
-                 ("train_overrides=pretrain.eval_every_steps=3,finetune.eval_every_steps=3,pretrain.eval_blocks=8,"
-                  "finetune.eval_blocks=8,pretrain.warmup_steps=1,finetune.warmup_steps=1,tokenizer_vocab_size=400,"
-                  "pretrain.occupation_eval_people=10,finetune.occupation_eval_people=10")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "benchmark",
+                "llm",
+                f"out_dir={out}",
+                f"survey_panel={survey}",
+                f"resume_panel={resumes}",
+                "arms=fine-tuned,not-fine-tuned,larger-less-data",
+                "careers_models=markov1",
+                "pretrain_steps=6",
+                "finetune_steps=6",
+                "block_size=128",
+                "test_people=15",
+                "tracking.enabled=false",
+                (
+                    "train_overrides=pretrain.eval_every_steps=3,finetune.eval_every_steps=3,pretrain.eval_blocks=8,"
+                    "finetune.eval_blocks=8,pretrain.warmup_steps=1,finetune.warmup_steps=1,tokenizer_vocab_size=400,"
+                    "pretrain.occupation_eval_people=10,finetune.occupation_eval_people=10"
+                ),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert table.splitlines()[0] == "| model (test perplexity) | nlsw |"
     ppl = _rows(table)
@@ -110,23 +198,55 @@ def test_benchmark_llm_on_a_user_survey_and_resume_panel(
 
 
 def test_sweep_on_a_user_survey_and_resume_panel(
-        panels: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    panels: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     survey, resumes = panels
-    overrides = ["block_size=128", "micro_batch_size=4", "pretrain.max_steps=6", "finetune.max_steps=4",
-                 "pretrain.eval_every_steps=3", "finetune.eval_every_steps=2", "pretrain.checkpoint_every_steps=6",
-                 "finetune.checkpoint_every_steps=4", "pretrain.warmup_steps=1", "finetune.warmup_steps=1",
-                 "pretrain.eval_blocks=8", "finetune.eval_blocks=8", "pretrain.occupation_eval_people=10",
-                 "finetune.occupation_eval_people=10"]
-    assert main(["-q", "sweep", str(REPO / "jobs" / "sweep_scaling.yaml"), f"survey_panel={survey}",
-                 f"resume_panel={resumes}", f"out_dir={tmp_path}", "name=panels", "data_fractions=1.0",
-                 "models=llama-200k", "valid_people=5", "test_people=10", "pretrain_epochs=null",
-                 "tokenizer_vocab_size=400", "max_concurrent_trials=1", "tracking.enabled=false",
-                 "train_overrides=" + ",".join(overrides)]) == 0
+    overrides = [
+        "block_size=128",
+        "micro_batch_size=4",
+        "pretrain.max_steps=6",
+        "finetune.max_steps=4",
+        "pretrain.eval_every_steps=3",
+        "finetune.eval_every_steps=2",
+        "pretrain.checkpoint_every_steps=6",
+        "finetune.checkpoint_every_steps=4",
+        "pretrain.warmup_steps=1",
+        "finetune.warmup_steps=1",
+        "pretrain.eval_blocks=8",
+        "finetune.eval_blocks=8",
+        "pretrain.occupation_eval_people=10",
+        "finetune.occupation_eval_people=10",
+    ]
+    assert (
+        main(
+            [
+                "-q",
+                "sweep",
+                str(REPO / "jobs" / "sweep_scaling.yaml"),
+                f"survey_panel={survey}",
+                f"resume_panel={resumes}",
+                f"out_dir={tmp_path}",
+                "name=panels",
+                "data_fractions=1.0",
+                "models=llama-200k",
+                "valid_people=5",
+                "test_people=10",
+                "pretrain_epochs=null",
+                "tokenizer_vocab_size=400",
+                "max_concurrent_trials=1",
+                "tracking.enabled=false",
+                "train_overrides=" + ",".join(overrides),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     folder = tmp_path / "panels"
     rows = [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["test/perplexity"] > 1 and "test/oracle_perplexity" not in rows[0]
     assert "The survey has no oracle" in (folder / "scaling.md").read_text()
     prepared = json.loads((folder / "prepared.json").read_text())
-    assert prepared["survey_panel"] == str(survey.resolve()) and Path(prepared["finetune_corpus"]).name == "nlsw"
+    assert (
+        prepared["survey_panel"] == str(survey.resolve()) and Path(prepared["finetune_corpus"]).name == "nlsw"
+    )
     assert not (folder / "data").exists()  # nothing synthetic was generated

@@ -53,22 +53,49 @@ def server(tmp_path: Path) -> Iterator[str]:
     version = register_model(save_tiny_llm(tmp_path), NAME, uri)
     promote(NAME, version, tracking_uri=uri)
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           # mlflow execs `uvicorn` by name: the venv's bin must be on PATH even when it is not activated.
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        # mlflow execs `uvicorn` by name: the venv's bin must be on PATH even when it is not activated.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port), "-w", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{NAME}@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp_path,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{(tmp_path / 'serve.log').read_text()}")
+                pytest.fail(
+                    f"mlflow models serve exited with {proc.returncode}:\n{(tmp_path / 'serve.log').read_text()}"
+                )
             try:
                 if call(f"{base}/health")[0] == 200:
                     break
@@ -112,7 +139,10 @@ def test_served_champion_answers_top_k_and_rejects_bad_careers(server: str) -> N
     assert status == 400, text
     error = json.loads(text)
     assert error["error_code"] == "INVALID_PARAMETER_VALUE"
-    assert "career 1: field 'history[0].occupation': '9999' is not in the occupation taxonomy" in error["message"]
+    assert (
+        "career 1: field 'history[0].occupation': '9999' is not in the occupation taxonomy"
+        in error["message"]
+    )
     status, text = call(f"{server}/invocations", {"inputs": [career()], "params": {"top_k": 0}})
     assert status == 400 and "params.top_k" in text, text
     status, text = call(f"{server}/invocations", {"inputs": [{"covariates": {}}]})

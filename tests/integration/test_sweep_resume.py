@@ -19,20 +19,43 @@ import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-TRAIN = ["block_size=128", "micro_batch_size=4", "pretrain.max_steps=6", "finetune.max_steps=4",
-         "pretrain.eval_every_steps=3", "finetune.eval_every_steps=2", "pretrain.checkpoint_every_steps=3",
-         "finetune.checkpoint_every_steps=2", "pretrain.warmup_steps=1", "finetune.warmup_steps=1",
-         "pretrain.eval_blocks=8", "finetune.eval_blocks=8"]
+TRAIN = [
+    "block_size=128",
+    "micro_batch_size=4",
+    "pretrain.max_steps=6",
+    "finetune.max_steps=4",
+    "pretrain.eval_every_steps=3",
+    "finetune.eval_every_steps=2",
+    "pretrain.checkpoint_every_steps=3",
+    "finetune.checkpoint_every_steps=2",
+    "pretrain.warmup_steps=1",
+    "finetune.warmup_steps=1",
+    "pretrain.eval_blocks=8",
+    "finetune.eval_blocks=8",
+]
 
 
 def _sweep(tmp_path: Path) -> tuple[list[str], Path]:
     config = tmp_path / "sweep.yaml"
-    config.write_text(yaml.safe_dump({
-        "kind": "sweep", "name": "tiny", "out_dir": str(tmp_path / "runs"), "survey_people": 200,
-        "resume_people": 400, "data_fractions": [0.5, 1.0], "models": ["llama-200k"], "valid_people": 5,
-        "test_people": 10, "max_concurrent_trials": 1, "pretrain_epochs": None, "tokenizer_vocab_size": 512,
-        "train_overrides": TRAIN,
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "sweep",
+                "name": "tiny",
+                "out_dir": str(tmp_path / "runs"),
+                "survey_people": 200,
+                "resume_people": 400,
+                "data_fractions": [0.5, 1.0],
+                "models": ["llama-200k"],
+                "valid_people": 5,
+                "test_people": 10,
+                "max_concurrent_trials": 1,
+                "pretrain_epochs": None,
+                "tokenizer_vocab_size": 512,
+                "train_overrides": TRAIN,
+            }
+        )
+    )
     return [sys.executable, "-m", "laborlm", "-q", "sweep", str(config)], tmp_path / "runs" / "tiny"
 
 
@@ -72,6 +95,10 @@ def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(tmp_pat
     assert len(children) == 2  # one training run per trial: the interrupted one was reopened, not duplicated
     for child in children:
         assert child.data.metrics["test/perplexity"] > child.data.metrics["test/oracle_perplexity"]
-        assert child.data.metrics["model/non_embedding_parameters"] > 0 and child.data.metrics["train/flops"] > 0
-    assert {a.path for a in client.list_artifacts(parent_before, "report")} >= {"report/scaling.html",
-                                                                                  "report/scaling.md"}
+        assert (
+            child.data.metrics["model/non_embedding_parameters"] > 0 and child.data.metrics["train/flops"] > 0
+        )
+    assert {a.path for a in client.list_artifacts(parent_before, "report")} >= {
+        "report/scaling.html",
+        "report/scaling.md",
+    }

@@ -29,20 +29,38 @@ def _state(checkpoint: str | None) -> dict[str, object]:
 
 
 def test_zero2_lora_trains_and_resumes_from_its_sharded_checkpoint(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    base = [*shared_data(tmp_path_factory), f"out_dir={tmp_path / 'run'}", "run_name=zero2", "finetune.enabled=false",
-            "strategy.kind=zero2", "pretrain.lora=true", "lora.rank=4", "pretrain.warmup_steps=2", "pretrain.lr=5e-3", "pretrain.eval_every_steps=3",
-            "pretrain.checkpoint_every_steps=3", "pretrain.log_every_steps=3", "pretrain.eval_blocks=16",
-            "pretrain.eval_at_start=false", "tracking.enabled=false"]
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base = [
+        *shared_data(tmp_path_factory),
+        f"out_dir={tmp_path / 'run'}",
+        "run_name=zero2",
+        "finetune.enabled=false",
+        "strategy.kind=zero2",
+        "pretrain.lora=true",
+        "lora.rank=4",
+        "pretrain.warmup_steps=2",
+        "pretrain.lr=5e-3",
+        "pretrain.eval_every_steps=3",
+        "pretrain.checkpoint_every_steps=3",
+        "pretrain.log_every_steps=3",
+        "pretrain.eval_blocks=16",
+        "pretrain.eval_at_start=false",
+        "tracking.enabled=false",
+    ]
     first = run_training(load_config(TrainConfig, None, [*base, "pretrain.max_steps=3"])).phases["pretrain"]
     s1 = _state(first.checkpoint)
     assert s1["step"] == 3 and s1["resumes"] == 0 and s1["batches_in_epoch"] == 3
     shards = sorted(p.name for p in (Path(str(first.checkpoint)) / "ds").iterdir())
-    assert any(n.startswith("zero_pp_rank_0") for n in shards) and any(n.startswith("zero_pp_rank_1") for n in shards)
+    assert any(n.startswith("zero_pp_rank_0") for n in shards) and any(
+        n.startswith("zero_pp_rank_1") for n in shards
+    )
 
     second = run_training(load_config(TrainConfig, None, [*base, "pretrain.max_steps=6"])).phases["pretrain"]
     s2 = _state(second.checkpoint)
     assert s2["step"] == 6 and s2["resumes"] == 1  # continued from step 3, not restarted
     assert s2["batches_in_epoch"] == 6 or s2["epoch"] > 0  # the data position moved on from 3
     assert math.isfinite(second.metrics["train/loss"]) and second.metrics["valid/best_loss"] < 7.0
-    assert (second.model_dir / "adapter_model.safetensors").is_file() and (second.init_dir / "config.json").is_file()
+    assert (second.model_dir / "adapter_model.safetensors").is_file() and (
+        second.init_dir / "config.json"
+    ).is_file()

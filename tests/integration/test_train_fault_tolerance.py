@@ -74,8 +74,9 @@ class _KillingShard:
 class _KillingSession:
     """``session`` whose train shard kills rank ``rank`` once, after ``step`` optimiser steps."""
 
-    def __init__(self, session: WorkerSession, *, step: int, accum: int, rank: int, marker: Path,
-                 run_folder: Path) -> None:
+    def __init__(
+        self, session: WorkerSession, *, step: int, accum: int, rank: int, marker: Path, run_folder: Path
+    ) -> None:
         self._session, self._step, self._accum = session, step, accum
         self._rank, self._marker, self._run_folder = rank, marker, run_folder
         self.rank, self.world_size, self.device = session.rank, session.world_size, session.device
@@ -96,21 +97,37 @@ class _KillingSession:
         os._exit(1)  # a killed worker, not an exception
 
 
-def _loop_killing_a_worker(session: WorkerSession, job: PhaseJob, *, step: int, rank: int, marker: Path,
-                           run_folder: Path) -> None:
+def _loop_killing_a_worker(
+    session: WorkerSession, job: PhaseJob, *, step: int, rank: int, marker: Path, run_folder: Path
+) -> None:
     """``run_phase_loop`` in a session that kills worker ``rank`` after ``step`` (once)."""
-    killing = _KillingSession(session, step=step, accum=job.config.grad_accum_steps, rank=rank, marker=marker,
-                              run_folder=run_folder)
+    killing = _KillingSession(
+        session, step=step, accum=job.config.grad_accum_steps, rank=rank, marker=marker, run_folder=run_folder
+    )
     run_phase_loop(killing, job)
 
 
 def test_killed_worker_resumes_and_finishes_at_the_same_step(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    overrides = [*shared_data(tmp_path_factory), f"out_dir={tmp_path / 'run'}", "finetune.enabled=false",
-                 "strategy.kind=zero3", "pretrain.lora=true", "lora.rank=4", "pretrain.max_steps=4",
-                 "pretrain.warmup_steps=1", "pretrain.lr=1e-2", "pretrain.eval_every_steps=2",
-                 "pretrain.checkpoint_every_steps=2", "pretrain.log_every_steps=2", "pretrain.eval_blocks=16",
-                 "pretrain.eval_at_start=false", "checkpoint.max_failures=1", "tracking.enabled=false"]
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    overrides = [
+        *shared_data(tmp_path_factory),
+        f"out_dir={tmp_path / 'run'}",
+        "finetune.enabled=false",
+        "strategy.kind=zero3",
+        "pretrain.lora=true",
+        "lora.rank=4",
+        "pretrain.max_steps=4",
+        "pretrain.warmup_steps=1",
+        "pretrain.lr=1e-2",
+        "pretrain.eval_every_steps=2",
+        "pretrain.checkpoint_every_steps=2",
+        "pretrain.log_every_steps=2",
+        "pretrain.eval_blocks=16",
+        "pretrain.eval_at_start=false",
+        "checkpoint.max_failures=1",
+        "tracking.enabled=false",
+    ]
     config = load_config(TrainConfig, None, overrides)
     marker = tmp_path / "killed.txt"
     run_folder = tmp_path / "run" / "ray" / f"{config.default_run_name()}-pretrain"  # the default storage

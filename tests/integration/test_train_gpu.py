@@ -26,13 +26,26 @@ pytestmark = [
 
 @pytest.mark.parametrize(("precision", "offload"), [("bf16", False), ("fp16", False), ("bf16", True)])
 def test_zero3_on_gpu_trains_with_deepspeed_optimizers(
-        precision: str, offload: bool, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    overrides = [*shared_data(tmp_path_factory), f"out_dir={tmp_path / 'run'}", "finetune.enabled=false",
-                 "strategy.kind=zero3", f"strategy.precision={precision}", f"strategy.offload={str(offload).lower()}",
-                 "strategy.use_gpu=true", f"strategy.num_workers={min(2, torch.cuda.device_count())}",
-                 "strategy.cpus_per_worker=1", "optim.impl=deepspeed", "pretrain.max_steps=6",
-                 "pretrain.warmup_steps=1", "pretrain.eval_every_steps=3", "pretrain.checkpoint_every_steps=3",
-                 "pretrain.eval_blocks=16", "tracking.enabled=false"]
+    precision: str, offload: bool, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    overrides = [
+        *shared_data(tmp_path_factory),
+        f"out_dir={tmp_path / 'run'}",
+        "finetune.enabled=false",
+        "strategy.kind=zero3",
+        f"strategy.precision={precision}",
+        f"strategy.offload={str(offload).lower()}",
+        "strategy.use_gpu=true",
+        f"strategy.num_workers={min(2, torch.cuda.device_count())}",
+        "strategy.cpus_per_worker=1",
+        "optim.impl=deepspeed",
+        "pretrain.max_steps=6",
+        "pretrain.warmup_steps=1",
+        "pretrain.eval_every_steps=3",
+        "pretrain.checkpoint_every_steps=3",
+        "pretrain.eval_blocks=16",
+        "tracking.enabled=false",
+    ]
     phase = run_training(load_config(TrainConfig, None, overrides)).phases["pretrain"]
     assert phase.metrics["train/step"] == 6 and math.isfinite(phase.metrics["train/loss"])
     assert phase.metrics["valid/best_loss"] < phase.metrics["valid/initial_loss"]

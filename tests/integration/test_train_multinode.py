@@ -58,22 +58,57 @@ def _kill_node(pgid: int) -> None:
 
 def test_zero3_across_two_nodes_survives_losing_one(tmp_path: Path) -> None:
     folder = tmp_path / "cluster"
-    state = up(ClusterConfig(folder=folder, ray_port=free_port(), dashboard_port=free_port(),
-                             client_port=free_port(), head_cpus=2,
-                             workers=1, worker_cpus=2, mlflow=False))
+    state = up(
+        ClusterConfig(
+            folder=folder,
+            ray_port=free_port(),
+            dashboard_port=free_port(),
+            client_port=free_port(),
+            head_cpus=2,
+            workers=1,
+            worker_cpus=2,
+            mlflow=False,
+        )
+    )
     storage = tmp_path / "shared-storage"
     try:
-        cmd = [sys.executable, "-m", "laborlm", "train", "--address", state.ray_address, "jobs/train_tiny.yaml",
-               f"out_dir={tmp_path / 'run'}", f"checkpoint.storage_path={storage}", "checkpoint.max_failures=3",
-               "strategy.kind=zero3", "strategy.num_workers=2", "strategy.cpus_per_worker=1",
-               "strategy.placement=STRICT_SPREAD", "finetune.enabled=false", "tracking.enabled=false",
-               "block_size=64", "tokenizer_vocab_size=512", "pretrain.synth_people=120", f"pretrain.max_steps={STEPS}",
-               "pretrain.warmup_steps=1", "pretrain.eval_every_steps=2", "pretrain.checkpoint_every_steps=2",
-               "pretrain.log_every_steps=2", "pretrain.eval_blocks=8", "pretrain.eval_at_start=false"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "laborlm",
+            "train",
+            "--address",
+            state.ray_address,
+            "jobs/train_tiny.yaml",
+            f"out_dir={tmp_path / 'run'}",
+            f"checkpoint.storage_path={storage}",
+            "checkpoint.max_failures=3",
+            "strategy.kind=zero3",
+            "strategy.num_workers=2",
+            "strategy.cpus_per_worker=1",
+            "strategy.placement=STRICT_SPREAD",
+            "finetune.enabled=false",
+            "tracking.enabled=false",
+            "block_size=64",
+            "tokenizer_vocab_size=512",
+            "pretrain.synth_people=120",
+            f"pretrain.max_steps={STEPS}",
+            "pretrain.warmup_steps=1",
+            "pretrain.eval_every_steps=2",
+            "pretrain.checkpoint_every_steps=2",
+            "pretrain.log_every_steps=2",
+            "pretrain.eval_blocks=8",
+            "pretrain.eval_at_start=false",
+        ]
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         log = tmp_path / "driver.log"
-        driver = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], env=env,
-                                  stdout=log.open("w"), stderr=subprocess.STDOUT)
+        driver = subprocess.Popen(
+            cmd,
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 900
         while not _registered(storage):
             assert driver.poll() is None, log.read_text()[-3000:]

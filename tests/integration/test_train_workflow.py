@@ -21,8 +21,13 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 # Tiny synthetic corpora, tokenizer and schedule shared by the test_train_* files (data is made once per
 # session: prepare_corpus and prepare_tokenizer reuse what is already built in the same folder).
-DATA_OVERRIDES = ["pretrain.synth_people=300", "finetune.synth_people=200", "tokenizer_vocab_size=600",
-                  "block_size=32", "micro_batch_size=8"]
+DATA_OVERRIDES = [
+    "pretrain.synth_people=300",
+    "finetune.synth_people=200",
+    "tokenizer_vocab_size=600",
+    "block_size=32",
+    "micro_batch_size=8",
+]
 
 
 def shared_data(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
@@ -31,18 +36,33 @@ def shared_data(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     cfg = load_config(TrainConfig, None, [f"out_dir={root}", *DATA_OVERRIDES])
     corpora = {name: prepare_corpus(cfg, name, phase) for name, phase in cfg.phases()}
     tokenizer = prepare_tokenizer(cfg, list(corpora.values()))
-    return [*DATA_OVERRIDES, f"pretrain.corpus={corpora['pretrain']}", f"finetune.corpus={corpora['finetune']}",
-            f"tokenizer={tokenizer}"]
+    return [
+        *DATA_OVERRIDES,
+        f"pretrain.corpus={corpora['pretrain']}",
+        f"finetune.corpus={corpora['finetune']}",
+        f"tokenizer={tokenizer}",
+    ]
 
 
 def test_two_phase_run_lowers_validation_loss_and_is_tracked(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     overrides = [
-        *shared_data(tmp_path_factory), f"out_dir={tmp_path / 'run'}",
-        "pretrain.max_steps=12", "pretrain.warmup_steps=3", "pretrain.lr=5e-3", "pretrain.eval_every_steps=6",
-        "pretrain.checkpoint_every_steps=6", "pretrain.log_every_steps=3", "pretrain.eval_blocks=32",
-        "finetune.max_steps=8", "finetune.warmup_steps=2", "finetune.lr=5e-3",
-        "finetune.eval_every_steps=4", "finetune.checkpoint_every_steps=4", "finetune.log_every_steps=2",
+        *shared_data(tmp_path_factory),
+        f"out_dir={tmp_path / 'run'}",
+        "pretrain.max_steps=12",
+        "pretrain.warmup_steps=3",
+        "pretrain.lr=5e-3",
+        "pretrain.eval_every_steps=6",
+        "pretrain.checkpoint_every_steps=6",
+        "pretrain.log_every_steps=3",
+        "pretrain.eval_blocks=32",
+        "finetune.max_steps=8",
+        "finetune.warmup_steps=2",
+        "finetune.lr=5e-3",
+        "finetune.eval_every_steps=4",
+        "finetune.checkpoint_every_steps=4",
+        "finetune.log_every_steps=2",
         "finetune.eval_blocks=32",
     ]
     cfg = load_config(TrainConfig, None, overrides)
@@ -52,7 +72,10 @@ def test_two_phase_run_lowers_validation_loss_and_is_tracked(
     for name, phase in result.phases.items():
         m = phase.metrics
         assert m["train/step"] == getattr(cfg, name).max_steps
-        assert m["valid/best_loss"] < m["valid/initial_loss"], (name, m)  # validation loss falls in both phases
+        assert m["valid/best_loss"] < m["valid/initial_loss"], (
+            name,
+            m,
+        )  # validation loss falls in both phases
         assert math.isfinite(m["train/loss"])
     pre, fine = result.phases["pretrain"], result.phases["finetune"]
     assert (pre.model_dir / "model.safetensors").is_file() and pre.init_dir == pre.model_dir
@@ -74,8 +97,16 @@ def test_two_phase_run_lowers_validation_loss_and_is_tracked(
         params = run.data.params
         assert params["strategy.kind"] == "ddp" and params["phase"] == phase.phase
         assert params["resolved.world_size"] == "2" and params["finetune.init"] == "previous"
-        for key in ("train/loss", "train/lr", "throughput/tokens_per_s", "valid/loss", "valid/occupation_perplexity",
-                    "valid/occupation_perplexity_raw", "valid/outside_mass", "valid/label_token_loss"):
+        for key in (
+            "train/loss",
+            "train/lr",
+            "throughput/tokens_per_s",
+            "valid/loss",
+            "valid/occupation_perplexity",
+            "valid/occupation_perplexity_raw",
+            "valid/outside_mass",
+            "valid/label_token_loss",
+        ):
             assert key in run.data.metrics, key
         # The occupation perplexity is a perplexity over the K labels: above 1, below a uniform guess's K.
         occupation = client.get_metric_history(run.info.run_id, "valid/occupation_perplexity")
@@ -94,7 +125,8 @@ def test_two_phase_run_lowers_validation_loss_and_is_tracked(
 
 
 def test_best_checkpoint_is_chosen_by_valid_occupation_perplexity_and_early_stops(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """The model kept is the one with the lowest valid occupation perplexity, not the lowest whole-text loss.
 
     A learning rate high enough to make training unstable gives evaluations whose orderings by loss and by
@@ -102,11 +134,21 @@ def test_best_checkpoint_is_chosen_by_valid_occupation_perplexity_and_early_stop
     occupation perplexity history, and early stopping (patience 2) ends the phase two evaluations after it.
     """
     overrides = [
-        *shared_data(tmp_path_factory), f"out_dir={tmp_path / 'run'}", "pretrain.enabled=false",
-        "finetune.init=model", "finetune.max_steps=40", "finetune.warmup_steps=1", "finetune.lr=3e-2",
-        "finetune.schedule=constant", "finetune.eval_every_steps=2", "finetune.checkpoint_every_steps=20",
-        "finetune.log_every_steps=2", "finetune.eval_blocks=16", "finetune.occupation_eval_people=20",
-        "finetune.early_stopping_patience=2", "finetune.eval_at_start=false",
+        *shared_data(tmp_path_factory),
+        f"out_dir={tmp_path / 'run'}",
+        "pretrain.enabled=false",
+        "finetune.init=model",
+        "finetune.max_steps=40",
+        "finetune.warmup_steps=1",
+        "finetune.lr=3e-2",
+        "finetune.schedule=constant",
+        "finetune.eval_every_steps=2",
+        "finetune.checkpoint_every_steps=20",
+        "finetune.log_every_steps=2",
+        "finetune.eval_blocks=16",
+        "finetune.occupation_eval_people=20",
+        "finetune.early_stopping_patience=2",
+        "finetune.eval_at_start=false",
     ]
     result = run_training(load_config(TrainConfig, None, overrides))
     fine = result.phases["finetune"]

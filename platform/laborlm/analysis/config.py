@@ -32,7 +32,9 @@ class AnalysisDataConfig:
     preset: Literal["psid", "nlsy79", "nlsy97"] = "psid"  # synthetic survey generated when `panel` is null
     people: int | None = 2000  # persons of the generated survey; None: the preset's full size
     seed: int = 0  # generated data
-    synth_overrides: tuple[str, ...] = ()  # dotted overrides of the generated preset, e.g. wages.wage_type_effect=4
+    synth_overrides: tuple[
+        str, ...
+    ] = ()  # dotted overrides of the generated preset, e.g. wages.wage_type_effect=4
     split_seed: int = 0  # person-level 70/10/20 split: models fit on train (+valid), analyses read test
 
     def __post_init__(self) -> None:
@@ -87,7 +89,9 @@ class AnalyzeConfig:
                     f"models: {name!r} is not 'oracle', a registry model ({', '.join(REGISTRY)}) or a saved model folder"
                 )
         if len(set(self.models)) != len(self.models):
-            problems.append(f"models: listed twice: {sorted({m for m in self.models if self.models.count(m) > 1})}")
+            problems.append(
+                f"models: listed twice: {sorted({m for m in self.models if self.models.count(m) > 1})}"
+            )
         if problems:
             raise ConfigError(problems)
 

@@ -70,11 +70,17 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ForecastConfig:
     cutoff_year: int = 2013  # training data and histories: years <= cutoff (2013 = the last wave before 2014)
-    horizons: tuple[int, ...] = (2, 4, 6)  # forecast years are cutoff_year + h; persons must be observed in each
+    horizons: tuple[int, ...] = (
+        2,
+        4,
+        6,
+    )  # forecast years are cutoff_year + h; persons must be observed in each
     samples: int = 1000  # trajectories per person (CAREER: 1,000)
     max_people: int | None = 40  # forecast the first N eligible test persons by id; None: all of them
     freeze_year: bool = True  # neural models see the year covariate capped at the cutoff (CAREER's protocol)
-    exact_steps: int = 2  # exact p for targets at most this many observations after the cutoff (K^(s-1) careers)
+    exact_steps: int = (
+        2  # exact p for targets at most this many observations after the cutoff (K^(s-1) careers)
+    )
     exact_models: tuple[str, ...] = ("oracle",)  # models whose forecast is also computed exactly
     direct_steps: tuple[int, ...] = (1, 2, 3)  # direct vs composed Markov chains, in observations ahead
     max_rows: int = DEFAULT_MAX_ROWS  # panel rows per log_probs call (memory: rows x K float64)
@@ -82,14 +88,20 @@ class ForecastConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if not self.horizons or any(h < 1 for h in self.horizons) or len(set(self.horizons)) != len(self.horizons):
+        if (
+            not self.horizons
+            or any(h < 1 for h in self.horizons)
+            or len(set(self.horizons)) != len(self.horizons)
+        ):
             problems.append(f"horizons: expected distinct years >= 1, got {list(self.horizons)}")
         if self.samples < 2:
             problems.append(f"samples: expected >= 2 (the Monte-Carlo error needs two), got {self.samples}")
         if self.max_people is not None and self.max_people < 1:
             problems.append(f"max_people: expected >= 1 or null, got {self.max_people}")
         if self.exact_steps < 1 or self.exact_steps > 3:
-            problems.append(f"exact_steps: expected 1..3 (each step multiplies the work by K), got {self.exact_steps}")
+            problems.append(
+                f"exact_steps: expected 1..3 (each step multiplies the work by K), got {self.exact_steps}"
+            )
         if any(k < 1 for k in self.direct_steps):
             problems.append(f"direct_steps: expected steps >= 1, got {list(self.direct_steps)}")
         if self.max_rows < 1:
@@ -133,7 +145,11 @@ class ForecastTask:
 
 
 def forecast_task(
-    panel: pa.Table, taxonomy: Taxonomy, cutoff_year: int, horizons: tuple[int, ...], max_people: int | None = None
+    panel: pa.Table,
+    taxonomy: Taxonomy,
+    cutoff_year: int,
+    horizons: tuple[int, ...],
+    max_people: int | None = None,
 ) -> ForecastTask:
     """The forecasting set of a panel (normally the test split): CAREER's eligibility rule.
 
@@ -157,7 +173,9 @@ def forecast_task(
         chosen.sort()
     if not len(chosen):
         raise InputDataError(
-            "<forecast panel>", None, YEAR,
+            "<forecast panel>",
+            None,
+            YEAR,
             f"no person is observed by {cutoff_year} and in every forecast year "
             f"{', '.join(str(cutoff_year + h) for h in horizons)}",
         )
@@ -188,7 +206,11 @@ def forecast_task(
     )
     logger.info(
         "forecast set: %d of %d persons, %d targets (cutoff %d, horizons %s)",
-        task.n_people, n_people, len(target_row), cutoff_year, list(horizons),
+        task.n_people,
+        n_people,
+        len(target_row),
+        cutoff_year,
+        list(horizons),
     )
     return task
 
@@ -376,7 +398,13 @@ def exact_forecast(
                 path_occ = np.concatenate([path_occ[src], job[:, None]], axis=1)
                 path_person = path_person[src]
     elapsed = time.perf_counter() - started
-    logger.info("%s: exact forecast up to %d steps for %d persons in %.1f s", model.name, max_steps, task.n_people, elapsed)
+    logger.info(
+        "%s: exact forecast up to %d steps for %d persons in %.1f s",
+        model.name,
+        max_steps,
+        task.n_people,
+        elapsed,
+    )
     draw_sd = np.sqrt(np.maximum(p2 - p**2, 0.0))
     return ForecastEstimate(model.name, "exact", p, np.zeros_like(p), 0, elapsed, draw_sd)
 
@@ -397,7 +425,9 @@ class DirectComparison:
         return self.direct_perplexity - self.composed_perplexity
 
 
-def direct_vs_composed(train: pa.Table, task: ForecastTask, steps: tuple[int, ...] = (1, 2, 3)) -> list[DirectComparison]:
+def direct_vs_composed(
+    train: pa.Table, task: ForecastTask, steps: tuple[int, ...] = (1, 2, 3)
+) -> list[DirectComparison]:
     """Fit the one-step chain and a direct chain per k on ``train``; compare them on the task's future rows.
 
     Every future row ``k`` observations after the last pre-cutoff one is a target (not only forecast years),
@@ -416,7 +446,9 @@ def direct_vs_composed(train: pa.Table, task: ForecastTask, steps: tuple[int, ..
         rows = task.start[people] + task.history[people] + k - 1
         direct = DirectHorizonMarkov(task.taxonomy, k)
         direct.fit(train)
-        d_rows = np.exp(direct.log_probs(task.panel)[rows])  # [n, K] p(. | job k rows earlier = at the cutoff)
+        d_rows = np.exp(
+            direct.log_probs(task.panel)[rows]
+        )  # [n, K] p(. | job k rows earlier = at the cutoff)
         composed = np.linalg.matrix_power(one_step.trans, k)[last_hist[people]]  # [n, K]
         obs = task.occ[rows]
         idx = np.arange(len(rows))

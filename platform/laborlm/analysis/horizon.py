@@ -82,8 +82,13 @@ class DirectHorizonMarkov:
         path.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path / "direct_markov.npz", freq=self.freq, first=self.first, trans=self.trans)
         self.taxonomy.to_csv(path / "taxonomy.csv")
-        meta = {"format": _FORMAT, "steps": self.steps, "weight": self.weight, "alpha": self.alpha,
-                "taxonomy_fingerprint": self.taxonomy.fingerprint()}
+        meta = {
+            "format": _FORMAT,
+            "steps": self.steps,
+            "weight": self.weight,
+            "alpha": self.alpha,
+            "taxonomy_fingerprint": self.taxonomy.fingerprint(),
+        }
         (path / "direct_markov.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod

@@ -35,9 +35,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_ROWS = 50_000  # rows per log_probs call: bounds the [rows, K] float64 output (~140 MB at K=345)
 
 
-def career_rows(
-    starts: np.ndarray, lengths: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def career_rows(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices of careers given as ``(start, length)`` into a base panel, concatenated.
 
     Returns:
@@ -124,7 +122,9 @@ def score_rows(
     if n > 1:
         import pyarrow.compute as pc
 
-        new[1:] = ~np.asarray(pc.equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False), dtype=bool)
+        new[1:] = ~np.asarray(
+            pc.equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False), dtype=bool
+        )
     starts = np.flatnonzero(new)
     # Chunk boundaries at career starts: each chunk ends at the last career start within max_rows rows of
     # its beginning (or at the next start, when one career alone is longer than that).
@@ -176,7 +176,9 @@ def _neural_log_probs_frozen_year(model: Any, panel: pa.Table, year: int) -> np.
     encoded = encode_panel(panel, model.taxonomy)
     covariates = encoded.covariates.copy()
     column = covariate_column("year")
-    covariates[:, column] = np.minimum(covariates[:, column], int(np.clip(year, YEAR_MIN, YEAR_MAX)) - YEAR_MIN)
+    covariates[:, column] = np.minimum(
+        covariates[:, column], int(np.clip(year, YEAR_MIN, YEAR_MAX)) - YEAR_MIN
+    )
     encoded = dataclasses.replace(encoded, covariates=covariates)
     out = np.empty((encoded.n_rows, len(model.taxonomy)), dtype=np.float64)
     network = model.network
@@ -192,7 +194,9 @@ def _neural_log_probs_frozen_year(model: Any, panel: pa.Table, year: int) -> np.
     return out
 
 
-def sample_categorical(log_probs: np.ndarray, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+def sample_categorical(
+    log_probs: np.ndarray, rng: np.random.Generator, size: int | None = None
+) -> np.ndarray:
     """Draws from each row's distribution (inverse CDF): ``[n]`` or, with ``size``, ``[n, size]``.
 
     Rows are renormalised, so a model leaving a little mass outside the taxonomy still samples within it.

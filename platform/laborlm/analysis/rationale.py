@@ -52,7 +52,9 @@ class RationaleConfig:
     similar_years: int = 4  # careers compared on their first N jobs (CAREER: four years worked)
     similar_pairs: int = 5  # most similar pairs reported
     similar_max_people: int = 2000  # first N eligible persons by id (the similarity matrix is N x N)
-    representation: RepresentationKind = "auto"  # hidden state when the model has one, else predicted distribution
+    representation: RepresentationKind = (
+        "auto"  # hidden state when the model has one, else predicted distribution
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -162,7 +164,11 @@ def pick_examples(model: NextOccupationModel, panel: pa.Table, cfg: RationaleCon
         if len(correct):
             rows = correct
         else:
-            logger.info("rationale: %s predicts none of the %d moves right; rationalising moves anyway", model.name, len(rows))
+            logger.info(
+                "rationale: %s predicts none of the %d moves right; rationalising moves anyway",
+                model.name,
+                len(rows),
+            )
     return [int(r) for r in rows[: cfg.examples]]
 
 
@@ -217,6 +223,13 @@ def similar_careers(
         if a in used or b in used:
             continue
         used.update((a, b))
-        out.append(SimilarPair(str(ids[a]), str(ids[b]), float(sim[a, b]), tuple(int(j) for j in jobs[a]),
-                               tuple(int(j) for j in jobs[b])))
+        out.append(
+            SimilarPair(
+                str(ids[a]),
+                str(ids[b]),
+                float(sim[a, b]),
+                tuple(int(j) for j in jobs[a]),
+                tuple(int(j) for j in jobs[b]),
+            )
+        )
     return out, resolved

@@ -40,7 +40,12 @@ class Table:
         return str(v)
 
     def to_markdown(self) -> str:
-        lines = [f"**{self.title}**", "", "| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines = [
+            f"**{self.title}**",
+            "",
+            "| " + " | ".join(self.columns) + " |",
+            "|" + "---|" * len(self.columns),
+        ]
         lines += ["| " + " | ".join(self._fmt(v) for v in row) + " |" for row in self.rows]
         return "\n".join(lines)
 
@@ -75,14 +80,19 @@ def _pyplot() -> Any:
 
 
 def line_figure(
-    path: Path, series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float] | None]],
-    xlabel: str, ylabel: str, title: str,
+    path: Path,
+    series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float] | None]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
 ) -> Path:
     """One line per series ``label -> (x, y, error bars or None)``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for label, (x, y, err) in series.items():
-        ax.errorbar(list(x), list(y), yerr=None if err is None else list(err), marker="o", capsize=3, label=label)
+        ax.errorbar(
+            list(x), list(y), yerr=None if err is None else list(err), marker="o", capsize=3, label=label
+        )
     ticks = sorted({float(v) for x, _, _ in series.values() for v in x})
     if 0 < len(ticks) <= 12:
         ax.set_xticks(ticks)

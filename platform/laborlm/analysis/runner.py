@@ -75,7 +75,13 @@ def load_data(cfg: AnalyzeConfig) -> AnalysisData:
     read = read_panel(panel_dir)
     split = SplitConfig(seed=d.split_seed)
     train, valid, test = (select_split(read.table, s, split) for s in ("train", "valid", "test"))
-    logger.info("%s: %d train / %d valid / %d test person-years", panel_dir, train.num_rows, valid.num_rows, test.num_rows)
+    logger.info(
+        "%s: %d train / %d valid / %d test person-years",
+        panel_dir,
+        train.num_rows,
+        valid.num_rows,
+        test.num_rows,
+    )
     return AnalysisData(Path(panel_dir), read.taxonomy, train, valid, test)
 
 
@@ -90,7 +96,11 @@ def generate_panel_for(cfg: AnalyzeConfig) -> Path:
     from laborlm.synthetic import SynthConfig, generate_panel, load_preset
 
     d = cfg.data
-    overrides = [f"seed={d.seed}"] + ([f"people={d.people}"] if d.people is not None else []) + list(d.synth_overrides)
+    overrides = (
+        [f"seed={d.seed}"]
+        + ([f"people={d.people}"] if d.people is not None else [])
+        + list(d.synth_overrides)
+    )
     synth = build(SynthConfig, apply_overrides(SynthConfig, to_dict(load_preset(d.preset)), overrides))
     folder = cfg.out_dir / "data" / f"{d.preset}-{config_hash(synth, 8)}"
     if not (folder / "synth.yaml").exists():
@@ -98,7 +108,9 @@ def generate_panel_for(cfg: AnalyzeConfig) -> Path:
     return folder
 
 
-def build_models(cfg: AnalyzeConfig, data: AnalysisData, train: pa.Table, valid: pa.Table) -> dict[str, NextOccupationModel]:
+def build_models(
+    cfg: AnalyzeConfig, data: AnalysisData, train: pa.Table, valid: pa.Table
+) -> dict[str, NextOccupationModel]:
     """Every configured model, fitted on ``train`` (early stopping on ``valid``) unless loaded from a folder.
 
     Raises:
@@ -121,12 +133,21 @@ def build_models(cfg: AnalyzeConfig, data: AnalysisData, train: pa.Table, valid:
         fit = None
         if entry.fit is not None:
             f = cfg.fit
-            fit = replace(entry.fit, max_epochs=f.max_epochs, lr=f.lr, warmup_steps=f.warmup_steps,
-                          max_tokens=f.max_tokens, patience=f.patience, num_workers=None)
+            fit = replace(
+                entry.fit,
+                max_epochs=f.max_epochs,
+                lr=f.lr,
+                warmup_steps=f.warmup_steps,
+                max_tokens=f.max_tokens,
+                patience=f.patience,
+                num_workers=None,
+            )
         model = create_model(name, data.taxonomy, fit=fit, seed=cfg.fit.seed)
         model.fit(train, valid)
         models[name] = model
-        logger.info("%s fitted on %d person-years in %.1f s", name, train.num_rows, time.perf_counter() - started)
+        logger.info(
+            "%s fitted on %d person-years in %.1f s", name, train.num_rows, time.perf_counter() - started
+        )
     return models
 
 
@@ -162,12 +183,21 @@ def _forecast(cfg: AnalyzeConfig, data: AnalysisData, folder: Path) -> AnalysisO
     freeze = f.cutoff_year if f.freeze_year else None
     out = AnalysisOutput()
     horizons = list(f.horizons)
-    table = Table("forecast", f"Forecasting perplexity (lower is better; ± Monte-Carlo standard error) on "
-                  f"{task.n_people} test persons, cutoff {f.cutoff_year}, {f.samples} trajectories each",
-                  ["model", "overall", *[f"{h}-year" for h in horizons]])
+    table = Table(
+        "forecast",
+        f"Forecasting perplexity (lower is better; ± Monte-Carlo standard error) on "
+        f"{task.n_people} test persons, cutoff {f.cutoff_year}, {f.samples} trajectories each",
+        ["model", "overall", *[f"{h}-year" for h in horizons]],
+    )
     series: dict[str, tuple[list[float], list[float], list[float] | None]] = {}
     for name, model in models.items():
-        rows = [summarize(task, sample_forecast(model, task, f.samples, seed=f.seed, freeze_year=freeze, max_rows=f.max_rows), name)]
+        rows = [
+            summarize(
+                task,
+                sample_forecast(model, task, f.samples, seed=f.seed, freeze_year=freeze, max_rows=f.max_rows),
+                name,
+            )
+        ]
         if name in f.exact_models:
             exact = exact_forecast(model, task, f.exact_steps, freeze_year=freeze, max_rows=f.max_rows)
             rows.append(summarize(task, exact, f"{name} (exact, up to {f.exact_steps} steps)"))
@@ -181,19 +211,41 @@ def _forecast(cfg: AnalyzeConfig, data: AnalysisData, folder: Path) -> AnalysisO
                 if not math.isnan(row.by_horizon[h][0]):
                     out.metrics[f"forecast/{_key(name)}/perplexity_{h}y{suffix}"] = row.by_horizon[h][0]
             kept = [float(h) for h in horizons if not math.isnan(row.by_horizon[h][0])]
-            series[row.label] = (kept, [row.by_horizon[int(h)][0] for h in kept],
-                                 None if exact_row else [row.by_horizon[int(h)][1] for h in kept])
+            series[row.label] = (
+                kept,
+                [row.by_horizon[int(h)][0] for h in kept],
+                None if exact_row else [row.by_horizon[int(h)][1] for h in kept],
+            )
     out.tables.append(table)
-    direct = Table("direct_vs_composed", "Direct k-step Markov chain vs the one-step chain composed k times "
-                   "(LABOR-LLM's question; exact, same targets)",
-                   ["steps ahead", "targets", "composed perplexity", "direct perplexity", "gap (direct - composed)",
-                    "mean total variation"], decimals=3)
+    direct = Table(
+        "direct_vs_composed",
+        "Direct k-step Markov chain vs the one-step chain composed k times "
+        "(LABOR-LLM's question; exact, same targets)",
+        [
+            "steps ahead",
+            "targets",
+            "composed perplexity",
+            "direct perplexity",
+            "gap (direct - composed)",
+            "mean total variation",
+        ],
+        decimals=3,
+    )
     for c in direct_vs_composed(train, task, f.direct_steps):
-        direct.add(c.steps, c.targets, c.composed_perplexity, c.direct_perplexity, c.gap, c.mean_total_variation)
+        direct.add(
+            c.steps, c.targets, c.composed_perplexity, c.direct_perplexity, c.gap, c.mean_total_variation
+        )
         out.metrics[f"forecast/direct_vs_composed/gap_{c.steps}step"] = c.gap
     out.tables.append(direct)
-    out.figures.append(line_figure(folder / "forecast.png", series, "years after the cutoff", "perplexity",
-                                   f"Forecasting perplexity (cutoff {f.cutoff_year})"))
+    out.figures.append(
+        line_figure(
+            folder / "forecast.png",
+            series,
+            "years after the cutoff",
+            "perplexity",
+            f"Forecasting perplexity (cutoff {f.cutoff_year})",
+        )
+    )
     out.notes.append(
         f"Forecast targets: persons of the test split observed by {f.cutoff_year} and in "
         f"{', '.join(str(f.cutoff_year + h) for h in horizons)}; models fitted on train-split years <= "
@@ -214,19 +266,27 @@ def _wages(cfg: AnalyzeConfig, data: AnalysisData, folder: Path) -> AnalysisOutp
     results = wage_study(models, data.test, data.taxonomy, cfg.wages)
     decades = [f"{lo}-{hi}" for lo, hi in DECADES if any(f"{lo}-{hi}" in r.by_decade for r in results)]
     out = AnalysisOutput()
-    table = Table("wages", f"Held-out R^2 of log-wage regressions ({cfg.wages.folds} person-level folds, ± "
-                  f"standard error over folds; {results[0].rows} test person-years with a wage)",
-                  ["specification", "overall", *decades, "representation dims"], decimals=3)
+    table = Table(
+        "wages",
+        f"Held-out R^2 of log-wage regressions ({cfg.wages.folds} person-level folds, ± "
+        f"standard error over folds; {results[0].rows} test person-years with a wage)",
+        ["specification", "overall", *decades, "representation dims"],
+        decimals=3,
+    )
     keys = ["covariates"] + (["bag_of_past_jobs"] if cfg.wages.bag_row else []) + [_key(m) for m in models]
     for key, r in zip(keys, results):
         table.add(r.label, (r.r2, r.r2_se), *[r.by_decade.get(d, float("nan")) for d in decades], r.dims)
         out.metrics[f"wages/{key}/r2"] = r.r2
     out.tables.append(table)
-    out.figures.append(bar_figure(
-        folder / "wages.png", ["overall", *decades],
-        {r.label: [r.r2, *[r.by_decade.get(d, float("nan")) for d in decades]] for r in results},
-        "held-out R^2", "Wage regressions with and without a representation of the job history",
-    ))
+    out.figures.append(
+        bar_figure(
+            folder / "wages.png",
+            ["overall", *decades],
+            {r.label: [r.r2, *[r.by_decade.get(d, float("nan")) for d in decades]] for r in results},
+            "held-out R^2",
+            "Wage regressions with and without a representation of the job history",
+        )
+    )
     out.notes.append(
         "Representations come from models fitted on the train split and are read on test persons only; "
         f"{cfg.wages.components or 'all'} principal components per training fold."
@@ -244,36 +304,58 @@ def _subgroups(cfg: AnalyzeConfig, data: AnalysisData, folder: Path) -> Analysis
     s = cfg.subgroups
     rates, ppl, curves = subgroup_study(models, data.test, data.taxonomy, s)
     out = AnalysisOutput()
-    rate_table = Table("subgroup_rates", "Predicted (mean model probability) vs observed rates by subgroup, test "
-                       "split (± binomial standard error of the observed rate)",
-                       ["model", "column", "group", "event", "person-years", "predicted", "observed", "gap"], decimals=3)
+    rate_table = Table(
+        "subgroup_rates",
+        "Predicted (mean model probability) vs observed rates by subgroup, test "
+        "split (± binomial standard error of the observed rate)",
+        ["model", "column", "group", "event", "person-years", "predicted", "observed", "gap"],
+        decimals=3,
+    )
     for name, rows in rates.items():
         for r in rows:
-            rate_table.add(name, r.column, r.group, r.event, r.rows, r.predicted, (r.observed, r.observed_se), r.gap)
+            rate_table.add(
+                name, r.column, r.group, r.event, r.rows, r.predicted, (r.observed, r.observed_se), r.gap
+            )
         for event in EVENTS:
             gaps = [abs(r.gap) for r in rows if r.event == event and r.column != "all"]
             if gaps:
                 out.metrics[f"subgroups/{_key(name)}/{event}_max_abs_gap"] = max(gaps)
-    ppl_table = Table("subgroup_perplexity", "Test perplexity by subgroup (every person-year)",
-                      ["column", "group", "person-years", *models])
+    ppl_table = Table(
+        "subgroup_perplexity",
+        "Test perplexity by subgroup (every person-year)",
+        ["column", "group", "person-years", *models],
+    )
     first = next(iter(ppl.values()))
     for i, (column, group, n, _) in enumerate(first):
         ppl_table.add(column, group, n, *[ppl[m][i][3] for m in models])
     for name, groups in ppl.items():
         out.metrics[f"subgroups/{_key(name)}/perplexity"] = groups[0][3]
-    calib = Table("calibration", "Reliability bins: mean predicted probability vs observed frequency",
-                  ["model", "event", "bin", "mean predicted", "observed", "person-years"], decimals=3)
+    calib = Table(
+        "calibration",
+        "Reliability bins: mean predicted probability vs observed frequency",
+        ["model", "event", "bin", "mean predicted", "observed", "person-years"],
+        decimals=3,
+    )
     for name, per_event in curves.items():
         for event, bins in per_event.items():
             for b in bins:
-                calib.add(name, event, f"{b['bin_low']:.1f}-{b['bin_high']:.1f}", b["mean_predicted"], b["observed"], b["count"])
+                calib.add(
+                    name,
+                    event,
+                    f"{b['bin_low']:.1f}-{b['bin_high']:.1f}",
+                    b["mean_predicted"],
+                    b["observed"],
+                    b["count"],
+                )
             total = sum(b["count"] for b in bins)
             if total:
                 out.metrics[f"subgroups/{_key(name)}/{event}_calibration_error"] = (
                     sum(b["count"] * abs(b["mean_predicted"] - b["observed"]) for b in bins) / total
                 )
     out.tables += [ppl_table, rate_table, calib]
-    out.figures.append(plot_calibration(curves, folder / "calibration.png", "Reliability of predicted events (test split)"))
+    out.figures.append(
+        plot_calibration(curves, folder / "calibration.png", "Reliability of predicted events (test split)")
+    )
     return out
 
 
@@ -287,12 +369,28 @@ def _rationale(cfg: AnalyzeConfig, data: AnalysisData, folder: Path) -> Analysis
     r = cfg.rationale
     tax = data.taxonomy
     out = AnalysisOutput(private=True)
-    examples = Table("rationales", "Greedy rationales of predicted moves (test split): the jobs sufficient for the "
-                     "model's prediction", ["model", "person", "year", "history", "predicted (p)", "observed",
-                                            "rationale (greedy order)", "p(predicted) as jobs are added"], decimals=3)
-    pairs = Table("similar_careers", f"Most similar careers (first {r.similar_years} observations, no state in "
-                  "common) by cosine similarity of the model's representation",
-                  ["model", "representation", "similarity", "career A", "career B"], decimals=3)
+    examples = Table(
+        "rationales",
+        "Greedy rationales of predicted moves (test split): the jobs sufficient for the model's prediction",
+        [
+            "model",
+            "person",
+            "year",
+            "history",
+            "predicted (p)",
+            "observed",
+            "rationale (greedy order)",
+            "p(predicted) as jobs are added",
+        ],
+        decimals=3,
+    )
+    pairs = Table(
+        "similar_careers",
+        f"Most similar careers (first {r.similar_years} observations, no state in "
+        "common) by cosine similarity of the model's representation",
+        ["model", "representation", "similarity", "career A", "career B"],
+        decimals=3,
+    )
     series: dict[str, tuple[list[float], list[float], list[float] | None]] = {}
     for name, model in models.items():
         sizes, reproduced = [], []
@@ -301,26 +399,51 @@ def _rationale(cfg: AnalyzeConfig, data: AnalysisData, folder: Path) -> Analysis
             history = "; ".join(f"{y} {_title(tax, j)}" for y, j in zip(ra.history_years, ra.history))
             chosen = "; ".join(f"{ra.history_years[c]} {_title(tax, ra.history[c])}" for c in ra.chosen)
             trace = " → ".join(f"{p:.3f}" for p in ra.probs)
-            examples.add(name, ra.person_id, int(data.test.column(YEAR)[row].as_py()), history,
-                         f"{_title(tax, ra.predicted)} ({ra.full_prob:.3f})", _title(tax, ra.observed),
-                         chosen or "(covariates alone)", trace)
+            examples.add(
+                name,
+                ra.person_id,
+                int(data.test.column(YEAR)[row].as_py()),
+                history,
+                f"{_title(tax, ra.predicted)} ({ra.full_prob:.3f})",
+                _title(tax, ra.observed),
+                chosen or "(covariates alone)",
+                trace,
+            )
             sizes.append(len(ra.chosen))
             reproduced.append(ra.reproduced)
             series[f"{name} {ra.person_id}"] = (list(range(len(ra.probs))), list(ra.probs), None)
         if sizes:
             out.metrics[f"rationale/{_key(name)}/mean_size"] = float(np.mean(sizes))
             out.metrics[f"rationale/{_key(name)}/reproduced_share"] = float(np.mean(reproduced))
-        found, kind = similar_careers(model, data.test, r.similar_years, r.similar_pairs,
-                                      max_people=r.similar_max_people, kind=r.representation)
+        found, kind = similar_careers(
+            model,
+            data.test,
+            r.similar_years,
+            r.similar_pairs,
+            max_people=r.similar_max_people,
+            kind=r.representation,
+        )
         for p in found:
-            pairs.add(name, kind, p.similarity, "; ".join(_title(tax, j) for j in p.jobs_a),
-                      "; ".join(_title(tax, j) for j in p.jobs_b))
+            pairs.add(
+                name,
+                kind,
+                p.similarity,
+                "; ".join(_title(tax, j) for j in p.jobs_a),
+                "; ".join(_title(tax, j) for j in p.jobs_b),
+            )
         if found:
             out.metrics[f"rationale/{_key(name)}/top_pair_cosine"] = found[0].similarity
     out.tables += [examples, pairs]
     if series:
-        out.figures.append(line_figure(folder / "rationale.png", series, "jobs in the rationale",
-                                       "p(predicted job)", "Greedy rationalisation: probability of the prediction"))
+        out.figures.append(
+            line_figure(
+                folder / "rationale.png",
+                series,
+                "jobs in the rationale",
+                "p(predicted job)",
+                "Greedy rationalisation: probability of the prediction",
+            )
+        )
     out.notes.append(
         "Moves are rationalised as CAREER does: the prediction is the most likely job other than the previous "
         "one, and jobs are added greedily until it is the top prediction again. These tables show individual "
@@ -337,8 +460,12 @@ def _tracker(cfg: AnalyzeConfig, kind: str) -> Tracker:
         return NullTracker()
     from laborlm.tracking.mlflow_tracker import MlflowTracker
 
-    return MlflowTracker(cfg.tracking, run_name=f"analyze-{kind}-{config_hash(cfg, 6)}", run_dir=cfg.out_dir,
-                         tags={"laborlm.analysis": kind})
+    return MlflowTracker(
+        cfg.tracking,
+        run_name=f"analyze-{kind}-{config_hash(cfg, 6)}",
+        run_dir=cfg.out_dir,
+        tags={"laborlm.analysis": kind},
+    )
 
 
 def run_analysis(kind: str, cfg: AnalyzeConfig) -> Path:
@@ -374,17 +501,27 @@ def run_analysis(kind: str, cfg: AnalyzeConfig) -> Path:
         raise
     tracker.finish()
     run_id = getattr(tracker, "run_id", None)
-    logger.info("analyze %s: written to %s in %.0f s%s", kind, folder, time.perf_counter() - started,
-                f"; MLflow run {run_id}" if run_id else "")
+    logger.info(
+        "analyze %s: written to %s in %.0f s%s",
+        kind,
+        folder,
+        time.perf_counter() - started,
+        f"; MLflow run {run_id}" if run_id else "",
+    )
     return folder
 
 
-def _write(kind: str, cfg: AnalyzeConfig, data: AnalysisData, out: AnalysisOutput, folder: Path, elapsed: float) -> None:
+def _write(
+    kind: str, cfg: AnalyzeConfig, data: AnalysisData, out: AnalysisOutput, folder: Path, elapsed: float
+) -> None:
     for table in out.tables:
         table.write_csv(folder)
-    (folder / "metrics.json").write_text(jsonsafe.dumps(out.metrics, indent=2, sort_keys=True), encoding="utf-8")
+    (folder / "metrics.json").write_text(
+        jsonsafe.dumps(out.metrics, indent=2, sort_keys=True), encoding="utf-8"
+    )
     lines = [
-        f"# laborlm analyze {kind}", "",
+        f"# laborlm analyze {kind}",
+        "",
         (
             f"Panel `{data.panel_dir}` ({data.test.num_rows:,} test person-years); models: {', '.join(cfg.models)}; "
             f"config {config_hash(cfg, 6)} (`laborlm analyze {kind} --config {folder / 'config.yaml'}` reruns it); "
@@ -398,4 +535,3 @@ def _write(kind: str, cfg: AnalyzeConfig, data: AnalysisData, out: AnalysisOutpu
         lines += [f"![{fig.stem}]({fig.name})", ""]
     lines += [f"_{note}_\n" for note in out.notes]
     (folder / "report.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-

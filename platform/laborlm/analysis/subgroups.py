@@ -58,7 +58,9 @@ class SubgroupConfig:
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.columns if c not in SUBGROUP_COLUMNS]
-        problems = [f"columns: {c!r} is not a subgroup column ({', '.join(SUBGROUP_COLUMNS)})" for c in unknown]
+        problems = [
+            f"columns: {c!r} is not a subgroup column ({', '.join(SUBGROUP_COLUMNS)})" for c in unknown
+        ]
         if self.bins < 2:
             problems.append(f"bins: expected >= 2, got {self.bins}")
         if self.min_rows < 1:
@@ -87,10 +89,18 @@ def events(log_probs: np.ndarray, panel: pa.Table, taxonomy: Taxonomy) -> Events
     every = np.ones(n, dtype=bool)
     u, o = taxonomy.index(UNEMPLOYED), taxonomy.index(OUT_OF_LABOR_FORCE)
     return Events(
-        predicted={"stay": p_stay, "move": 1.0 - p_stay, "unemployed": np.exp(log_probs[:, u]),
-                   "out_of_labor_force": np.exp(log_probs[:, o])},
-        observed={"stay": stayed, "move": has_prev & ~stayed, "unemployed": arr.occ == u,
-                  "out_of_labor_force": arr.occ == o},
+        predicted={
+            "stay": p_stay,
+            "move": 1.0 - p_stay,
+            "unemployed": np.exp(log_probs[:, u]),
+            "out_of_labor_force": np.exp(log_probs[:, o]),
+        },
+        observed={
+            "stay": stayed,
+            "move": has_prev & ~stayed,
+            "unemployed": arr.occ == u,
+            "out_of_labor_force": arr.occ == o,
+        },
         counted={"stay": has_prev, "move": has_prev, "unemployed": every, "out_of_labor_force": every},
     )
 
@@ -134,8 +144,17 @@ def subgroup_rates(ev: Events, panel: pa.Table, columns: tuple[str, ...], min_ro
             if n < min_rows:
                 continue
             rate = float(ev.observed[event][sel].mean())
-            out.append(RateRow(column, group, event, n, float(ev.predicted[event][sel].mean()), rate,
-                               float(np.sqrt(rate * (1.0 - rate) / n))))
+            out.append(
+                RateRow(
+                    column,
+                    group,
+                    event,
+                    n,
+                    float(ev.predicted[event][sel].mean()),
+                    rate,
+                    float(np.sqrt(rate * (1.0 - rate) / n)),
+                )
+            )
     return out
 
 
@@ -157,12 +176,16 @@ def subgroup_perplexity(
 def calibration(ev: Events, bins: int = 10) -> dict[str, list[dict[str, float]]]:
     """Reliability table of every event: per probability bin, mean prediction, observed frequency, count."""
     return {
-        e: calibration_bins(ev.predicted[e][ev.counted[e]], ev.observed[e][ev.counted[e]].astype(np.float64), bins)
+        e: calibration_bins(
+            ev.predicted[e][ev.counted[e]], ev.observed[e][ev.counted[e]].astype(np.float64), bins
+        )
         for e in EVENTS
     }
 
 
-def plot_calibration(curves: dict[str, dict[str, list[dict[str, float]]]], path: Path, title: str = "") -> Path:
+def plot_calibration(
+    curves: dict[str, dict[str, list[dict[str, float]]]], path: Path, title: str = ""
+) -> Path:
     """Reliability diagram (PNG): one panel per event, one line per model, the diagonal for reference.
 
     ``curves``: model -> event -> bins (``calibration``). Point areas grow with the bin's row count.
@@ -202,7 +225,11 @@ def plot_calibration(curves: dict[str, dict[str, list[dict[str, float]]]], path:
 
 def subgroup_study(
     models: dict[str, NextOccupationModel], panel: pa.Table, taxonomy: Taxonomy, cfg: SubgroupConfig
-) -> tuple[dict[str, list[RateRow]], dict[str, list[tuple[str, str, int, float]]], dict[str, dict[str, list[dict[str, float]]]]]:
+) -> tuple[
+    dict[str, list[RateRow]],
+    dict[str, list[tuple[str, str, int, float]]],
+    dict[str, dict[str, list[dict[str, float]]]],
+]:
     """Rates, perplexities and calibration bins of every model on ``panel``: ``(rates, ppl, curves)`` by model."""
     rates, ppl, curves = {}, {}, {}
     for name, model in models.items():

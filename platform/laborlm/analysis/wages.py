@@ -85,14 +85,22 @@ class SyntheticWageConfig:
 
 @dataclass(frozen=True)
 class WageStudyConfig:
-    representation: RepresentationKind = "auto"  # hidden state when the model has one, else predicted distribution
-    components: int | None = 32  # principal components of the representation kept per training fold; None: all
+    representation: RepresentationKind = (
+        "auto"  # hidden state when the model has one, else predicted distribution
+    )
+    components: int | None = (
+        32  # principal components of the representation kept per training fold; None: all
+    )
     ridge: float = 0.0  # L2 penalty on the representation's coefficients (0: OLS, as CAREER)
-    standardize: bool = False  # scale each representation column to unit variance first (rare states then dominate)
+    standardize: bool = (
+        False  # scale each representation column to unit variance first (rare states then dominate)
+    )
     folds: int = 5  # person-level cross-validation folds
     seed: int = 0  # fold assignment
     bag_row: bool = True  # also report the model-free bag of past jobs as a representation
-    attach: Literal["auto", "always", "never"] = "auto"  # synthetic wages: when none are recorded / always / never
+    attach: Literal["auto", "always", "never"] = (
+        "auto"  # synthetic wages: when none are recorded / always / never
+    )
     synthetic: SyntheticWageConfig = field(default_factory=SyntheticWageConfig)
 
     def __post_init__(self) -> None:
@@ -142,7 +150,10 @@ def attach_synthetic_wages(panel: pa.Table, taxonomy: Taxonomy, cfg: SyntheticWa
     level[level == len(EDUCATION_LEVELS)] = 2.0
     first_year = arr.year[arr.starts][arr.person]
     exper = _potential_experience(panel, arr.year, first_year)
-    female = np.asarray(pc.fill_null(pc.equal(panel.column(GENDER), "female"), False).to_numpy(zero_copy_only=False), dtype=np.float64)
+    female = np.asarray(
+        pc.fill_null(pc.equal(panel.column(GENDER), "female"), False).to_numpy(zero_copy_only=False),
+        dtype=np.float64,
+    )
     # History terms: running sums within the person over earlier rows (row t sees rows < t).
     working = ~special[arr.occ]
     past_effect = _earlier_sum(np.where(working, effect[arr.occ], 0.0), arr)
@@ -151,9 +162,16 @@ def attach_synthetic_wages(panel: pa.Table, taxonomy: Taxonomy, cfg: SyntheticWa
     history = np.divide(past_effect, past_working, out=np.zeros(len(arr)), where=past_working > 0)
     person_effect = rng.normal(0.0, cfg.person_sd, arr.n_people)[arr.person]
     wage = (
-        cfg.intercept + effect[arr.occ] + cfg.education_return * level + cfg.experience * exper
-        + cfg.experience_sq * exper**2 + cfg.female_gap * female + cfg.history_effect * history
-        + cfg.unemployment_scar * past_unemployed + person_effect + rng.normal(0.0, cfg.noise_sd, len(arr))
+        cfg.intercept
+        + effect[arr.occ]
+        + cfg.education_return * level
+        + cfg.experience * exper
+        + cfg.experience_sq * exper**2
+        + cfg.female_gap * female
+        + cfg.history_effect * history
+        + cfg.unemployment_scar * past_unemployed
+        + person_effect
+        + rng.normal(0.0, cfg.noise_sd, len(arr))
     )
     column = pa.array(wage, pa.float64(), mask=special[arr.occ])
     return panel.set_column(panel.column_names.index(WAGE), WAGE, column)
@@ -176,8 +194,12 @@ def covariate_matrix(panel: pa.Table, taxonomy: Taxonomy) -> np.ndarray:
     blocks = [np.ones((len(arr), 1)), exper[:, None], (exper**2)[:, None]]
     region = [region_of(v) for v in panel.column(REGION).to_pylist()]
     for values in (
-        _education_level(panel), panel.column(GENDER).to_pylist(), panel.column(RACE).to_pylist(), region,
-        arr.year, groups,
+        _education_level(panel),
+        panel.column(GENDER).to_pylist(),
+        panel.column(RACE).to_pylist(),
+        region,
+        arr.year,
+        groups,
     ):
         blocks.append(_dummies(np.asarray(["" if v is None else str(v) for v in values], dtype=object)))
     return np.concatenate(blocks, axis=1)
@@ -207,8 +229,14 @@ class WageR2:
 
 
 def _fit_predict(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, h_train: np.ndarray | None,
-    h_test: np.ndarray | None, components: int | None, ridge: float, standardize: bool = False,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    h_train: np.ndarray | None,
+    h_test: np.ndarray | None,
+    components: int | None,
+    ridge: float,
+    standardize: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Least squares on ``[x, reduced h]`` with an L2 penalty on the ``h`` block only; predictions on the test rows."""
     if h_train is not None and h_test is not None and h_train.shape[1]:
@@ -230,11 +258,13 @@ def _fit_predict(
         a_train, a_test, dims = x_train, x_test, 0
     if ridge > 0 and dims:
         penalty = np.zeros((dims, a_train.shape[1]))
-        penalty[:, x_train.shape[1]:] = math.sqrt(ridge) * np.eye(dims)
+        penalty[:, x_train.shape[1] :] = math.sqrt(ridge) * np.eye(dims)
         a_fit, y_fit = np.concatenate([a_train, penalty]), np.concatenate([y_train, np.zeros(dims)])
     else:
         a_fit, y_fit = a_train, y_train
-    beta, *_ = np.linalg.lstsq(a_fit, y_fit, rcond=None)  # minimum-norm: dummies absent from a fold are harmless
+    beta, *_ = np.linalg.lstsq(
+        a_fit, y_fit, rcond=None
+    )  # minimum-norm: dummies absent from a fold are harmless
     return a_test @ beta, dims
 
 
@@ -248,7 +278,9 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
 def person_folds(person_ids: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """``[n]`` fold of each row: persons shuffled with ``seed`` and dealt round-robin into ``folds``."""
     unique, inverse = np.unique(np.asarray(person_ids, dtype=object).astype(str), return_inverse=True)
-    order = np.random.default_rng(np.random.SeedSequence([seed, 0x666F6C64])).permutation(len(unique))  # "fold"
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0x666F6C64])).permutation(
+        len(unique)
+    )  # "fold"
     fold_of = np.empty(len(unique), dtype=np.int64)
     fold_of[order] = np.arange(len(unique)) % folds
     return fold_of[inverse]
@@ -262,7 +294,9 @@ def wage_r2(
     Raises:
         InputDataError: the panel has fewer than ``folds`` persons with a wage.
     """
-    wage = np.asarray(pc.fill_null(panel.column(WAGE), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    wage = np.asarray(
+        pc.fill_null(panel.column(WAGE), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
     rows = np.flatnonzero(np.isfinite(wage))
     x = covariate_matrix(panel, taxonomy)[rows]
     y = wage[rows]
@@ -271,14 +305,22 @@ def wage_r2(
     ids = np.asarray(panel.column(PERSON_ID).to_pylist(), dtype=object)[rows]
     fold = person_folds(ids, cfg.folds, cfg.seed)
     if len(np.unique(fold)) < cfg.folds:
-        raise InputDataError("<wage panel>", None, WAGE, f"fewer than {cfg.folds} persons with a recorded wage")
+        raise InputDataError(
+            "<wage panel>", None, WAGE, f"fewer than {cfg.folds} persons with a recorded wage"
+        )
     scores: list[float] = []
     decade: dict[str, list[float]] = {}
     dims = 0
     for f in range(cfg.folds):
         tr, te = fold != f, fold == f
         pred, dims = _fit_predict(
-            x[tr], y[tr], x[te], None if h is None else h[tr], None if h is None else h[te], cfg.components, cfg.ridge,
+            x[tr],
+            y[tr],
+            x[te],
+            None if h is None else h[tr],
+            None if h is None else h[te],
+            cfg.components,
+            cfg.ridge,
             cfg.standardize,
         )
         scores.append(_r2(y[te], pred))
@@ -306,13 +348,19 @@ def wage_study(
         InputDataError: the panel records no wage and ``attach`` is ``never``.
     """
     if cfg.attach == "always" or (cfg.attach == "auto" and not has_wages(panel)):
-        logger.info("wages: attaching synthetic wages (%s)", "always" if cfg.attach == "always" else "none recorded")
+        logger.info(
+            "wages: attaching synthetic wages (%s)", "always" if cfg.attach == "always" else "none recorded"
+        )
         panel = attach_synthetic_wages(panel, taxonomy, cfg.synthetic)
     elif not has_wages(panel):
-        raise InputDataError("<wage panel>", None, WAGE, "no wage is recorded (set wages.attach=auto to simulate some)")
+        raise InputDataError(
+            "<wage panel>", None, WAGE, "no wage is recorded (set wages.attach=auto to simulate some)"
+        )
     out = [wage_r2(panel, taxonomy, None, cfg, "Covariates (Blau-Kahn style)")]
     if cfg.bag_row:
-        out.append(wage_r2(panel, taxonomy, bag_of_past_jobs(panel, taxonomy), cfg, "Covariates + bag of past jobs"))
+        out.append(
+            wage_r2(panel, taxonomy, bag_of_past_jobs(panel, taxonomy), cfg, "Covariates + bag of past jobs")
+        )
     for name, model in models.items():
         rep, kind = representation(model, panel, cfg.representation)
         out.append(wage_r2(panel, taxonomy, rep, cfg, f"Covariates + {name} ({kind})"))

@@ -57,9 +57,7 @@ class MarkovModel:
         self.trans = self._mix(t_counts, self.freq, self.weight)
         has2 = arr.prev2 >= 0
         rows = arr.prev2[has2] * K + arr.prev[has2]
-        self.pair_counts = sp.csr_matrix(
-            (np.ones(int(has2.sum())), (rows, arr.occ[has2])), shape=(K * K, K)
-        )
+        self.pair_counts = sp.csr_matrix((np.ones(int(has2.sum())), (rows, arr.occ[has2])), shape=(K * K, K))
         self.pair_counts.sum_duplicates()
 
     @staticmethod
@@ -93,8 +91,14 @@ class MarkovModel:
         np.savez_compressed(path / "markov.npz", freq=self.freq, first=self.first, trans=self.trans)
         sp.save_npz(path / "pair_counts.npz", self.pair_counts)
         self.taxonomy.to_csv(path / "taxonomy.csv")
-        meta = {"format": _FORMAT, "order": self.order, "weight": self.weight, "alpha": self.alpha,
-                "taxonomy": self.taxonomy.name, "taxonomy_fingerprint": self.taxonomy.fingerprint()}
+        meta = {
+            "format": _FORMAT,
+            "order": self.order,
+            "weight": self.weight,
+            "alpha": self.alpha,
+            "taxonomy": self.taxonomy.name,
+            "taxonomy_fingerprint": self.taxonomy.fingerprint(),
+        }
         (path / "model.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -103,7 +107,9 @@ class MarkovModel:
         meta = json.loads((path / "model.json").read_text())
         taxonomy = taxonomy or Taxonomy.from_csv(path / "taxonomy.csv")
         if taxonomy.fingerprint() != meta["taxonomy_fingerprint"]:
-            raise CheckpointError(f"{path}: saved with taxonomy {meta['taxonomy_fingerprint']}, loaded with {taxonomy.fingerprint()}")
+            raise CheckpointError(
+                f"{path}: saved with taxonomy {meta['taxonomy_fingerprint']}, loaded with {taxonomy.fingerprint()}"
+            )
         model = cls(taxonomy, order=meta["order"], weight=meta["weight"], alpha=meta["alpha"])
         with np.load(path / "markov.npz") as z:
             model.freq, model.first, model.trans = z["freq"], z["first"], z["trans"]

@@ -55,8 +55,12 @@ class UnigramModel:
         path.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path / _WEIGHTS, probs=self.probs)
         self.taxonomy.to_csv(path / _TAXONOMY)
-        meta = {"format": FORMAT, "alpha": self.alpha, "taxonomy": self.taxonomy.name,
-                "taxonomy_fingerprint": self.taxonomy.fingerprint()}
+        meta = {
+            "format": FORMAT,
+            "alpha": self.alpha,
+            "taxonomy": self.taxonomy.name,
+            "taxonomy_fingerprint": self.taxonomy.fingerprint(),
+        }
         (path / META_FILE).write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -77,7 +81,9 @@ class UnigramModel:
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: not a complete saved unigram model: {exc}") from exc
         if taxonomy.fingerprint() != meta.get("taxonomy_fingerprint"):
-            raise CheckpointError(f"{path}: taxonomy.csv no longer matches fingerprint {meta.get('taxonomy_fingerprint')}")
+            raise CheckpointError(
+                f"{path}: taxonomy.csv no longer matches fingerprint {meta.get('taxonomy_fingerprint')}"
+            )
         if probs.shape != (len(taxonomy),):
             raise CheckpointError(f"{path}: {probs.shape[0]} probabilities for {len(taxonomy)} occupations")
         model = cls(taxonomy, alpha=float(meta["alpha"]))

@@ -134,8 +134,15 @@ def _free_port(host: str) -> int:
     return free_port(host)
 
 
-def _wait_http(url: str, timeout: float, what: str, log: Path, pid: int,
-               owner: ClusterState | None = None, ports: tuple[int, ...] = ()) -> None:
+def _wait_http(
+    url: str,
+    timeout: float,
+    what: str,
+    log: Path,
+    pid: int,
+    owner: ClusterState | None = None,
+    ports: tuple[int, ...] = (),
+) -> None:
     """Wait until ``url`` answers 200 and, with ``owner``, every one of ``ports`` is held by its processes.
 
     The second condition is what makes readiness mean *ours*: a server of another cluster on the same port
@@ -191,31 +198,67 @@ def up(cfg: ClusterConfig) -> ClusterState:
     folder.mkdir(parents=True, exist_ok=True)
     old = read_state(folder)
     if old is not None and any(_alive(pid) for pid in old.groups.values()):
-        raise LaborLMError(f"a cluster from {folder} is running ({old.dashboard_url}); `laborlm cluster down` first")
+        raise LaborLMError(
+            f"a cluster from {folder} is running ({old.dashboard_url}); `laborlm cluster down` first"
+        )
     if not is_loopback(cfg.host):
-        logger.warning("binding Ray and MLflow to %s: anyone who reaches these ports can run code on this cluster "
-                       "and read every run; prefer 127.0.0.1 with an SSH tunnel", cfg.host)
+        logger.warning(
+            "binding Ray and MLflow to %s: anyone who reaches these ports can run code on this cluster "
+            "and read every run; prefer 127.0.0.1 with an SSH tunnel",
+            cfg.host,
+        )
     ports = {"Ray GCS": cfg.ray_port, "dashboard": cfg.dashboard_port, "Ray Client": cfg.client_port}
     if cfg.mlflow:
         ports["MLflow"] = cfg.mlflow_port
     check_ports_free(cfg.host, ports)  # before anything starts: a clash is reported, not half-started
     temp = _temp_dir(folder)
     env = _cluster_env(cfg.host)
-    state = ClusterState(str(folder), cfg.host, str(temp), f"{cfg.host}:{cfg.ray_port}",
-                         f"http://{cfg.host}:{cfg.dashboard_port}", None)
+    state = ClusterState(
+        str(folder),
+        cfg.host,
+        str(temp),
+        f"{cfg.host}:{cfg.ray_port}",
+        f"http://{cfg.host}:{cfg.dashboard_port}",
+        None,
+    )
     ray = _ray_bin()
     try:
-        head = [ray, "start", "--head", "--block", "--node-ip-address", cfg.host, "--port", str(cfg.ray_port),
-                "--dashboard-host", cfg.host, "--dashboard-port", str(cfg.dashboard_port), "--include-dashboard",
-                "true", "--ray-client-server-port", str(cfg.client_port), "--temp-dir", str(temp),
-                "--dashboard-agent-listen-port", str(_free_port(cfg.host)), "--disable-usage-stats"]
+        head = [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            cfg.host,
+            "--port",
+            str(cfg.ray_port),
+            "--dashboard-host",
+            cfg.host,
+            "--dashboard-port",
+            str(cfg.dashboard_port),
+            "--include-dashboard",
+            "true",
+            "--ray-client-server-port",
+            str(cfg.client_port),
+            "--temp-dir",
+            str(temp),
+            "--dashboard-agent-listen-port",
+            str(_free_port(cfg.host)),
+            "--disable-usage-stats",
+        ]
         if cfg.head_cpus is not None:
             head += ["--num-cpus", str(cfg.head_cpus)]
         state.groups["head"] = _spawn(head, folder / "ray-head.log", env)
         _save(state)
-        _wait_http(f"{state.dashboard_url}/api/version", 180, "the Ray head", folder / "ray-head.log",
-                   state.groups["head"], owner=state,
-                   ports=(cfg.ray_port, cfg.dashboard_port, cfg.client_port))
+        _wait_http(
+            f"{state.dashboard_url}/api/version",
+            180,
+            "the Ray head",
+            folder / "ray-head.log",
+            state.groups["head"],
+            owner=state,
+            ports=(cfg.ray_port, cfg.dashboard_port, cfg.client_port),
+        )
         for i in range(1, cfg.workers + 1):
             add_node(state, cpus=cfg.worker_cpus, name=f"node-{i}", env=env)
         if cfg.mlflow:
@@ -224,21 +267,37 @@ def up(cfg: ClusterConfig) -> ClusterState:
         down(folder)
         raise
     _save(state)
-    logger.info("cluster up: Ray %s (dashboard and jobs %s)%s", state.ray_address, state.dashboard_url,
-                f", MLflow {state.mlflow_uri}" if state.mlflow_uri else "")
+    logger.info(
+        "cluster up: Ray %s (dashboard and jobs %s)%s",
+        state.ray_address,
+        state.dashboard_url,
+        f", MLflow {state.mlflow_uri}" if state.mlflow_uri else "",
+    )
     return state
 
 
-def add_node(state: ClusterState, *, cpus: int, name: str, env: dict[str, str] | None = None,
-             timeout: float = 120.0) -> int:
+def add_node(
+    state: ClusterState, *, cpus: int, name: str, env: dict[str, str] | None = None, timeout: float = 120.0
+) -> int:
     """One more Ray node on this machine joined to the head (what an autoscaler does on a real cluster)."""
     env = _cluster_env(state.host, env)
     folder = Path(state.folder)
     # On loopback, Ray's own `ray start` would refuse to join (or leave loopback): see laborlm.cluster.loopback.
     ray = [sys.executable, "-m", "laborlm.cluster.loopback"] if is_loopback(state.host) else [_ray_bin()]
-    cmd = [*ray, "start", "--address", state.ray_address, "--block", "--node-ip-address", state.host,
-           "--num-cpus", str(cpus), "--dashboard-agent-listen-port", str(_free_port(state.host)),
-           "--disable-usage-stats"]
+    cmd = [
+        *ray,
+        "start",
+        "--address",
+        state.ray_address,
+        "--block",
+        "--node-ip-address",
+        state.host,
+        "--num-cpus",
+        str(cpus),
+        "--dashboard-agent-listen-port",
+        str(_free_port(state.host)),
+        "--disable-usage-stats",
+    ]
     before = _node_count(state)
     pgid = _spawn(cmd, folder / f"ray-{name}.log", env)
     state.groups[name] = pgid
@@ -246,7 +305,9 @@ def add_node(state: ClusterState, *, cpus: int, name: str, env: dict[str, str] |
     deadline = time.monotonic() + timeout
     while _node_count(state) <= before:
         if not _alive(pgid) or time.monotonic() > deadline:
-            raise LaborLMError(f"Ray node {name} did not join {state.ray_address}; see {folder / f'ray-{name}.log'}")
+            raise LaborLMError(
+                f"Ray node {name} did not join {state.ray_address}; see {folder / f'ray-{name}.log'}"
+            )
         time.sleep(0.5)
     return pgid
 
@@ -368,9 +429,14 @@ def status(folder: Path) -> dict[str, Any]:
     state = read_state(Path(folder).resolve())
     if state is None:
         return {"running": False, "folder": str(Path(folder).resolve())}
-    out: dict[str, Any] = {"running": True, "folder": state.folder, "ray_address": state.ray_address,
-                           "dashboard_url": state.dashboard_url, "mlflow_uri": state.mlflow_uri,
-                           "processes": {n: _alive(p) for n, p in state.groups.items()}}
+    out: dict[str, Any] = {
+        "running": True,
+        "folder": state.folder,
+        "ray_address": state.ray_address,
+        "dashboard_url": state.dashboard_url,
+        "mlflow_uri": state.mlflow_uri,
+        "processes": {n: _alive(p) for n, p in state.groups.items()},
+    }
     # Ask a URL only while a process of this folder holds its port: otherwise whatever else listens there
     # (another cluster) would answer, and its health would be reported as ours.
     own = _own_ports(state) if any(out["processes"].values()) else set()

@@ -146,8 +146,10 @@ def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
             owner = port_owner(port)
             taken.append(f"{what} port {port}" + (f" (held by {owner})" if owner else ""))
     if taken:
-        raise LaborLMError(f"already in use on {host}: {', '.join(taken)}; another cluster or server is running "
-                           "there: stop it, or choose other ports")
+        raise LaborLMError(
+            f"already in use on {host}: {', '.join(taken)}; another cluster or server is running "
+            "there: stop it, or choose other ports"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

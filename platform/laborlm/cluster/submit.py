@@ -25,8 +25,17 @@ from laborlm.errors import ConfigError, LaborLMError
 
 logger = logging.getLogger(__name__)
 
-EXCLUDES = [".git", ".venv", "venv", "runs", "**/__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache",
-            ".mypy_cache"]
+EXCLUDES = [
+    ".git",
+    ".venv",
+    "venv",
+    "runs",
+    "**/__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+]
 FORWARDED_BY_DEFAULT = ("MLFLOW_TRACKING_URI",)  # not a secret: where runs go
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -52,7 +61,9 @@ def check_job(config: Path, overrides: Sequence[str]) -> str:
     return job.kind
 
 
-def runtime_env(working_dir: Path, *, pip: Path | None = None, env_names: Sequence[str] = ()) -> dict[str, Any]:
+def runtime_env(
+    working_dir: Path, *, pip: Path | None = None, env_names: Sequence[str] = ()
+) -> dict[str, Any]:
     """The job's runtime environment; env var values are read here and sent to the cluster, never logged."""
     env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES)}
     names = list(dict.fromkeys([*FORWARDED_BY_DEFAULT, *env_names]))
@@ -70,9 +81,18 @@ def runtime_env(working_dir: Path, *, pip: Path | None = None, env_names: Sequen
     return env
 
 
-def submit(config: Path, overrides: Sequence[str], *, address: str, working_dir: Path | None = None,
-           pip: Path | None = None, env_names: Sequence[str] = (), wait: bool = True, follow: TextIO | None = None,
-           timeout: float | None = None) -> Submission:
+def submit(
+    config: Path,
+    overrides: Sequence[str],
+    *,
+    address: str,
+    working_dir: Path | None = None,
+    pip: Path | None = None,
+    env_names: Sequence[str] = (),
+    wait: bool = True,
+    follow: TextIO | None = None,
+    timeout: float | None = None,
+) -> Submission:
     """Submit ``laborlm run CONFIG OVERRIDES`` as a Ray job; optionally wait for it and stream its logs.
 
     Raises:
@@ -84,27 +104,40 @@ def submit(config: Path, overrides: Sequence[str], *, address: str, working_dir:
     working_dir = Path(working_dir or Path.cwd()).resolve()
     config = Path(config)
     kind = check_job(config, overrides)
-    relative = config.resolve().relative_to(working_dir) if config.resolve().is_relative_to(working_dir) else None
+    relative = (
+        config.resolve().relative_to(working_dir) if config.resolve().is_relative_to(working_dir) else None
+    )
     if relative is None:
-        raise ConfigError(f"{config}: the job file must lie inside the working directory {working_dir} "
-                          "(it is uploaded with it)")
+        raise ConfigError(
+            f"{config}: the job file must lie inside the working directory {working_dir} "
+            "(it is uploaded with it)"
+        )
     entrypoint = shlex.join(["laborlm", "run", str(relative), *overrides])
     env = runtime_env(working_dir, pip=pip, env_names=env_names)
     try:
         client = JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise LaborLMError(f"cannot reach the Ray job API at {address}: {exc}") from None
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=env,
-                               metadata={"laborlm.kind": kind, "laborlm.config": str(relative)})
-    logger.info("submitted %s as %s (%s; env vars forwarded: %s)", entrypoint, job_id, address,
-                ", ".join(sorted(env.get("env_vars", {}))) or "none")
+    job_id = client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env=env,
+        metadata={"laborlm.kind": kind, "laborlm.config": str(relative)},
+    )
+    logger.info(
+        "submitted %s as %s (%s; env vars forwarded: %s)",
+        entrypoint,
+        job_id,
+        address,
+        ", ".join(sorted(env.get("env_vars", {}))) or "none",
+    )
     if not wait:
         return Submission(job_id, entrypoint, None)
     return Submission(job_id, entrypoint, wait_for(client, job_id, follow=follow, timeout=timeout))
 
 
-def wait_for(client: Any, job_id: str, *, follow: TextIO | None = None, timeout: float | None = None,
-             poll: float = 1.0) -> str:
+def wait_for(
+    client: Any, job_id: str, *, follow: TextIO | None = None, timeout: float | None = None, poll: float = 1.0
+) -> str:
     """Poll the job until it ends, writing new log output to ``follow``; returns the terminal status."""
     shown = 0
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -77,10 +77,14 @@ class CorpusConfig:
     inputs: tuple[Path, ...] = ()  # canonical panel folders (laborlm data import / synth) or Parquet files
     out_dir: Path = Path("runs/corpus")
     template: str = "labor-llm"  # built-in (labor-llm, codes, bare) or a template YAML file
-    taxonomy: str | None = None  # None: the inputs' taxonomy.csv (all must agree), else occ1990dd; or occ1990dd / a CSV
+    taxonomy: str | None = (
+        None  # None: the inputs' taxonomy.csv (all must agree), else occ1990dd; or occ1990dd / a CSV
+    )
     split: SplitConfig = field(default_factory=SplitConfig)  # for persons whose panel split is null
     rows_per_shard: int = 100_000  # documents (people) per output Parquet file
-    max_reject_fraction: float | None = None  # fail when an input loses a larger share of its rows; None: never
+    max_reject_fraction: float | None = (
+        None  # fail when an input loses a larger share of its rows; None: never
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -131,7 +135,9 @@ def build_corpus(config: CorpusConfig, *, num_workers: int | None = None) -> Cor
     files = [_data_files(Path(p)) for p in config.inputs]
     taxonomy = _resolve_taxonomy(config.taxonomy, [Path(p) for p in config.inputs])
     out_dir = Path(config.out_dir)
-    stamps = tuple((str(Path(p).resolve()), tuple(FileStamp.of(f) for f in fs)) for p, fs in zip(config.inputs, files))
+    stamps = tuple(
+        (str(Path(p).resolve()), tuple(FileStamp.of(f) for f in fs)) for p, fs in zip(config.inputs, files)
+    )
     chash = config_hash(config)
 
     previous = read_manifest(out_dir)
@@ -142,8 +148,12 @@ def build_corpus(config: CorpusConfig, *, num_workers: int | None = None) -> Cor
         inputs=stamps,
         folder=out_dir,
     ):
-        logger.info("corpus %s is up to date (config %s, %d input file(s)); nothing to do",
-                    out_dir, chash, sum(len(f) for f in files))
+        logger.info(
+            "corpus %s is up to date (config %s, %d input file(s)); nothing to do",
+            out_dir,
+            chash,
+            sum(len(f) for f in files),
+        )
         return previous
 
     for fs in files:
@@ -166,8 +176,13 @@ def build_corpus(config: CorpusConfig, *, num_workers: int | None = None) -> Cor
     )
     clustered = [_clustered(fs) for fs in files]
     for path, ok in zip(config.inputs, clustered):
-        logger.info("%s: %s", path, "shards hold disjoint persons; one task per shard" if ok
-                    else "persons not provably clustered by shard; regrouping rows by person (shuffle)")
+        logger.info(
+            "%s: %s",
+            path,
+            "shards hold disjoint persons; one task per shard"
+            if ok
+            else "persons not provably clustered by shard; regrouping rows by person (shuffle)",
+        )
     try:
         return _build(config, job, clustered, num_workers, chash, template, taxonomy, stamps, start)
     except BaseException as exc:
@@ -188,9 +203,17 @@ def _remove_partial(out_dir: Path) -> None:
                 logger.warning("%s: could not remove %s (%s)", out_dir, p.name, exc.strerror)
 
 
-def _build(config: CorpusConfig, job: _Job, clustered: list[bool], num_workers: int | None, chash: str,
-           template: Template, taxonomy: Taxonomy, stamps: tuple[tuple[str, tuple[FileStamp, ...]], ...],
-           start: float) -> CorpusManifest:
+def _build(
+    config: CorpusConfig,
+    job: _Job,
+    clustered: list[bool],
+    num_workers: int | None,
+    chash: str,
+    template: Template,
+    taxonomy: Taxonomy,
+    stamps: tuple[tuple[str, tuple[FileStamp, ...]], ...],
+    start: float,
+) -> CorpusManifest:
     """The Ray tasks, the accounting and the manifest (written last: its presence marks a finished build)."""
     out_dir = Path(config.out_dir)
     summaries = _run(job, clustered, num_workers)
@@ -209,8 +232,12 @@ def _build(config: CorpusConfig, job: _Job, clustered: list[bool], num_workers: 
     manifest = CorpusManifest(
         config_hash=chash,
         config=to_dict(config),
-        template={"name": template.name, "version": template.version, "fingerprint": template.fingerprint(),
-                  "occupation": template.occupation},
+        template={
+            "name": template.name,
+            "version": template.version,
+            "fingerprint": template.fingerprint(),
+            "occupation": template.occupation,
+        },
         taxonomy={"name": taxonomy.name, "fingerprint": taxonomy.fingerprint(), "size": len(taxonomy)},
         inputs=inputs,
         rows_in=sum(i.rows_in for i in inputs),
@@ -224,8 +251,13 @@ def _build(config: CorpusConfig, job: _Job, clustered: list[bool], num_workers: 
     manifest.write(out_dir)
     logger.info(
         "corpus %s: %d documents, %d person-years rendered, %d rejected, %d shard(s), template %s v%d",
-        out_dir, manifest.documents, manifest.rows_kept, manifest.rows_rejected, len(manifest.files),
-        template.name, template.version,
+        out_dir,
+        manifest.documents,
+        manifest.rows_kept,
+        manifest.rows_rejected,
+        len(manifest.files),
+        template.name,
+        template.version,
     )
     return manifest
 
@@ -246,7 +278,9 @@ def corpus_files(corpus_dir: str | Path) -> list[Path]:
 FRACTION_SEED = 0x5EED_DA7A  # keys the data-fraction subsets apart from any split seed
 
 
-def iter_texts(files: Iterable[Path], split: str, batch_size: int, fraction: float = 1.0) -> Iterator[list[str]]:
+def iter_texts(
+    files: Iterable[Path], split: str, batch_size: int, fraction: float = 1.0
+) -> Iterator[list[str]]:
     """The texts of one split of corpus shards, streamed in Parquet batches of at most ``batch_size`` rows.
 
     ``fraction`` < 1 keeps the people whose hash (keyed apart from the split's) falls below it: a
@@ -258,7 +292,9 @@ def iter_texts(files: Iterable[Path], split: str, batch_size: int, fraction: flo
         for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=batch_size):
             keep = pc.equal(batch.column(schema.SPLIT), split)
             if fraction < 1.0:
-                share = pa.array([unit_hash(str(p), FRACTION_SEED) for p in batch.column(schema.PERSON_ID).to_pylist()])
+                share = pa.array(
+                    [unit_hash(str(p), FRACTION_SEED) for p in batch.column(schema.PERSON_ID).to_pylist()]
+                )
                 keep = pc.and_(keep, pc.less(share, fraction))
             texts = batch.filter(keep).column("text").to_pylist()
             if texts:
@@ -272,16 +308,27 @@ def _data_files(path: Path) -> list[Path]:
     """A panel folder's Parquet shards in name order, or the file itself."""
     if path.is_file():
         if path.suffix.lower() not in PARQUET_SUFFIXES:
-            raise InputDataError(str(path), None, None,
-                                 "a corpus is built from Parquet panels; convert other formats with `laborlm data import`")
+            raise InputDataError(
+                str(path),
+                None,
+                None,
+                "a corpus is built from Parquet panels; convert other formats with `laborlm data import`",
+            )
         return [path]
     if not path.is_dir():
         raise InputDataError(str(path), None, None, "no such file or folder")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES
-                   and not p.name.startswith((".", "_")))
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES and not p.name.startswith((".", "_"))
+    )
     if not files:
-        raise InputDataError(str(path), None, None,
-                             "folder holds no Parquet shards; convert other formats with `laborlm data import`")
+        raise InputDataError(
+            str(path),
+            None,
+            None,
+            "folder holds no Parquet shards; convert other formats with `laborlm data import`",
+        )
     return files
 
 
@@ -297,7 +344,9 @@ def _resolve_taxonomy(spec: str | None, inputs: list[Path]) -> Taxonomy:
             found.setdefault(taxonomy.fingerprint(), (taxonomy, path))
     if len(found) > 1:
         listed = ", ".join(f"{p} ({t.name}, {fp})" for fp, (t, p) in found.items())
-        raise ConfigError(f"taxonomy: the inputs carry different taxonomies ({listed}); set taxonomy to one of them")
+        raise ConfigError(
+            f"taxonomy: the inputs carry different taxonomies ({listed}); set taxonomy to one of them"
+        )
     if found:
         return next(iter(found.values()))[0]
     logger.info("taxonomy: occ1990dd (no input folder carries a %s)", TAXONOMY_FILE)
@@ -365,9 +414,11 @@ def _owned(path: Path) -> bool:
     name = path.name
     if path.is_dir():
         return name == _PARTS_DIR
-    return name in (MANIFEST_FILE, REJECTS_FILE, TAXONOMY_FILE, TEMPLATE_FILE, f".{MANIFEST_FILE}.tmp") or (
-        name.startswith("corpus-") and name.endswith(".parquet")
-    ) or (name.startswith(".corpus-") and ".parquet.tmp-" in name)
+    return (
+        name in (MANIFEST_FILE, REJECTS_FILE, TAXONOMY_FILE, TEMPLATE_FILE, f".{MANIFEST_FILE}.tmp")
+        or (name.startswith("corpus-") and name.endswith(".parquet"))
+        or (name.startswith(".corpus-") and ".parquet.tmp-" in name)
+    )
 
 
 # --- execution (Ray) -----------------------------------------------------------------------------------------
@@ -379,20 +430,35 @@ def _run(job: _Job, clustered: list[bool], num_workers: int | None) -> list[dict
 
     summaries: list[dict[str, Any]] = []
     pool = ray.data.TaskPoolStrategy(size=num_workers)  # size None: as many tasks as the cluster fits
-    direct = [{"input": i, "file": j} for i, ok in enumerate(clustered) if ok for j in range(len(job.files[i]))]
+    direct = [
+        {"input": i, "file": j} for i, ok in enumerate(clustered) if ok for j in range(len(job.files[i]))
+    ]
     if direct:
         ds = task_dataset(direct).map_batches(
-            functools.partial(_build_shards, job=job), batch_size=1, batch_format="numpy", compute=pool, num_cpus=1,
+            functools.partial(_build_shards, job=job),
+            batch_size=1,
+            batch_format="numpy",
+            compute=pool,
+            num_cpus=1,
         )
         summaries += [json.loads(row["summary"]) for row in ds.take_all()]
-    regroup = [{"input": i, "file": j} for i, ok in enumerate(clustered) if not ok for j in range(len(job.files[i]))]
+    regroup = [
+        {"input": i, "file": j} for i, ok in enumerate(clustered) if not ok for j in range(len(job.files[i]))
+    ]
     if regroup:
         ds = (
             task_dataset(regroup)
-            .map_batches(functools.partial(_read_rows, job=job), batch_size=1, batch_format="numpy",
-                         compute=pool, num_cpus=1)
+            .map_batches(
+                functools.partial(_read_rows, job=job),
+                batch_size=1,
+                batch_format="numpy",
+                compute=pool,
+                num_cpus=1,
+            )
             .groupby(["_input", "_bucket"])
-            .map_groups(functools.partial(_build_group, job=job), batch_format="pyarrow", compute=pool, num_cpus=1)
+            .map_groups(
+                functools.partial(_build_group, job=job), batch_format="pyarrow", compute=pool, num_cpus=1
+            )
         )
         summaries += [json.loads(row["summary"]) for row in ds.take_all()]
     return summaries
@@ -425,7 +491,9 @@ def _build_shards(batch: dict[str, np.ndarray], job: _Job) -> dict[str, np.ndarr
         try:
             raw = pq.read_table(path)
         except (pa.ArrowException, OSError) as exc:
-            out.append(_failed(unit, InputDataError(path, None, None, f"not a readable Parquet file ({exc})")))
+            out.append(
+                _failed(unit, InputDataError(path, None, None, f"not a readable Parquet file ({exc})"))
+            )
             continue
         rows = np.arange(1, raw.num_rows + 1, dtype=np.int64)
         out.append(_build_unit(raw, unit, i, job, path=path, row_numbers=rows, locate=None))
@@ -440,33 +508,52 @@ def _read_rows(batch: dict[str, np.ndarray], job: _Job) -> pa.Table:
         raw = canonical_columns(pq.read_table(path), path)
         n = raw.num_rows
         # Text columns throughout, so shards whose Parquet types differ still concatenate; validation parses text.
-        columns = {c: (raw.column(c).cast(pa.string()) if c in raw.column_names else pa.nulls(n, pa.string()))
-                   for c in schema.COLUMNS}
-        pid = pc.utf8_trim_whitespace(pc.fill_null(columns[schema.PERSON_ID], "")).combine_chunks()  # as validated
+        columns = {
+            c: (raw.column(c).cast(pa.string()) if c in raw.column_names else pa.nulls(n, pa.string()))
+            for c in schema.COLUMNS
+        }
+        pid = pc.utf8_trim_whitespace(
+            pc.fill_null(columns[schema.PERSON_ID], "")
+        ).combine_chunks()  # as validated
         encoded = pc.dictionary_encode(pid)
         n_buckets = len(job.files[i])
-        buckets = np.array([int(unit_hash(p, 0) * n_buckets) for p in encoded.dictionary.to_pylist()], dtype=np.int32)
-        tables.append(pa.table({
-            **columns,
-            "_input": pa.array(np.full(n, i, dtype=np.int32)),
-            "_file": pa.array(np.full(n, j, dtype=np.int32)),
-            "_row": pa.array(np.arange(1, n + 1, dtype=np.int64)),
-            "_bucket": pa.array(buckets[encoded.indices.to_numpy(zero_copy_only=False)]),
-        }))
+        buckets = np.array(
+            [int(unit_hash(p, 0) * n_buckets) for p in encoded.dictionary.to_pylist()], dtype=np.int32
+        )
+        tables.append(
+            pa.table(
+                {
+                    **columns,
+                    "_input": pa.array(np.full(n, i, dtype=np.int32)),
+                    "_file": pa.array(np.full(n, j, dtype=np.int32)),
+                    "_row": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+                    "_bucket": pa.array(buckets[encoded.indices.to_numpy(zero_copy_only=False)]),
+                }
+            )
+        )
     return pa.concat_tables(tables)
 
 
 def _build_group(group: pa.Table, job: _Job) -> pa.Table:
     """Second task of the shuffle path: one (input, bucket) group of whole persons -> its corpus shards."""
-    group = group.sort_by([("_file", "ascending"), ("_row", "ascending")])  # arrival order varies; this does not
+    group = group.sort_by(
+        [("_file", "ascending"), ("_row", "ascending")]
+    )  # arrival order varies; this does not
     i = int(group.column("_input")[0].as_py())
     unit = f"{i:03d}-b{int(group.column('_bucket')[0].as_py()):05d}"
     file_of = group.column("_file").to_numpy()
     rows = group.column("_row").to_numpy()
     names = job.files[i]
     raw = group.drop_columns(list(_HELPER_COLUMNS))
-    summary = _build_unit(raw, unit, i, job, path=job.inputs[i], row_numbers=rows,
-                          locate=lambda k, _field: (names[file_of[k]], int(rows[k])))
+    summary = _build_unit(
+        raw,
+        unit,
+        i,
+        job,
+        path=job.inputs[i],
+        row_numbers=rows,
+        locate=lambda k, _field: (names[file_of[k]], int(rows[k])),
+    )
     return pa.table({"summary": [summary]})
 
 
@@ -484,8 +571,15 @@ def _build_unit(
     out_dir = Path(job.out_dir)
     try:
         with RejectWriter(out_dir / _PARTS_DIR / f"{unit}.jsonl") as rejects:
-            table, counts = validate_table(raw, path=path, row_numbers=row_numbers, taxonomy=job.taxonomy,
-                                           rejects=rejects, source=job.sources[input_index], locate=locate)
+            table, counts = validate_table(
+                raw,
+                path=path,
+                row_numbers=row_numbers,
+                taxonomy=job.taxonomy,
+                rejects=rejects,
+                source=job.sources[input_index],
+                locate=locate,
+            )
     except InputDataError as exc:
         return _failed(unit, exc)
     rendered = render_table(assign_splits(table, job.split), job.taxonomy, job.template)
@@ -504,16 +598,28 @@ def _build_unit(
         by = rendered.group_by([schema.SOURCE, schema.SPLIT]).aggregate([(schema.PERSON_ID, "count")])
         for row in by.to_pylist():
             people.setdefault(row[schema.SOURCE], {})[row[schema.SPLIT]] = row[f"{schema.PERSON_ID}_count"]
-    return json.dumps({
-        "unit": unit, "input": input_index, **counts.to_dict(), "files": files, "people": people,
-        "chars": int(pc.sum(rendered.column("n_chars")).as_py() or 0),
-    })
+    return json.dumps(
+        {
+            "unit": unit,
+            "input": input_index,
+            **counts.to_dict(),
+            "files": files,
+            "people": people,
+            "chars": int(pc.sum(rendered.column("n_chars")).as_py() or 0),
+        }
+    )
 
 
 def _failed(unit: str, exc: InputDataError) -> str:
     """A unit's summary when a whole-input problem stops it; the driver raises the first in unit order."""
-    error = {"path": exc.path, "row": exc.row, "field": exc.field, "reason": exc.reason,
-             "value": exc.to_record()["value"], "more": exc.more}
+    error = {
+        "path": exc.path,
+        "row": exc.row,
+        "field": exc.field,
+        "reason": exc.reason,
+        "value": exc.to_record()["value"],
+        "more": exc.more,
+    }
     return json.dumps({"unit": unit, "error": error, "files": []})
 
 
@@ -541,17 +647,25 @@ def _input_summaries(
     out = []
     for i, (path, files) in enumerate(stamps):
         mine = [s for s in summaries if s["input"] == i]
-        out.append(InputSummary(
-            path=path,
-            files=files,
-            grouping="shards" if clustered[i] else "shuffle",
-            rows_in=sum(s["rows_in"] for s in mine),
-            rows_kept=sum(s["rows_kept"] for s in mine),
-            rows_rejected=sum(s["rows_rejected"] for s in mine),
-            people=sum(n for s in mine for splits in s["people"].values() for n in splits.values()),
-        ))
-        logger.info("%s: rows in %d = kept %d + rejected %d; %d people", config.inputs[i], out[-1].rows_in,
-                    out[-1].rows_kept, out[-1].rows_rejected, out[-1].people)
+        out.append(
+            InputSummary(
+                path=path,
+                files=files,
+                grouping="shards" if clustered[i] else "shuffle",
+                rows_in=sum(s["rows_in"] for s in mine),
+                rows_kept=sum(s["rows_kept"] for s in mine),
+                rows_rejected=sum(s["rows_rejected"] for s in mine),
+                people=sum(n for s in mine for splits in s["people"].values() for n in splits.values()),
+            )
+        )
+        logger.info(
+            "%s: rows in %d = kept %d + rejected %d; %d people",
+            config.inputs[i],
+            out[-1].rows_in,
+            out[-1].rows_kept,
+            out[-1].rows_rejected,
+            out[-1].people,
+        )
     return tuple(out)
 
 
@@ -566,8 +680,9 @@ def _people(summaries: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {src: dict(sorted(splits.items())) for src, splits in sorted(people.items())}
 
 
-def _check_rejects(config: CorpusConfig, inputs: tuple[InputSummary, ...], out_dir: Path,
-                   summaries: list[dict[str, Any]]) -> None:
+def _check_rejects(
+    config: CorpusConfig, inputs: tuple[InputSummary, ...], out_dir: Path, summaries: list[dict[str, Any]]
+) -> None:
     """Fail fast when an input lost more rows than allowed; keep only the rejects file for inspection."""
     limit = config.max_reject_fraction
     if limit is None:
@@ -577,7 +692,9 @@ def _check_rejects(config: CorpusConfig, inputs: tuple[InputSummary, ...], out_d
         if share > limit:
             _discard_shards(out_dir, summaries)
             raise InputDataError(
-                str(given), None, None,
+                str(given),
+                None,
+                None,
                 f"{summary.rows_rejected:,} of {summary.rows_in:,} rows ({share:.1%}) rejected, more than "
                 f"max_reject_fraction={limit}; see {out_dir / REJECTS_FILE}",
             )

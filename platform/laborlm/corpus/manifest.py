@@ -87,12 +87,20 @@ class CorpusManifest:
 
     def line(self, folder: str | Path) -> str:
         """A one-line summary for the command line."""
-        people = "; ".join(f"{src} " + " / ".join(f"{split} {n:,}" for split, n in splits.items())
-                           for src, splits in self.people.items())
-        rejected = f" ({self.rows_rejected:,} rejected -> {Path(folder) / self.rejects_file})" if self.rows_rejected else ""
-        return (f"{folder}: {self.documents:,} documents ({people}); {self.rows_kept:,} of {self.rows_in:,} person-years "
-                f"rendered{rejected}; {len(self.files)} shard(s); template {self.template['name']} "
-                f"v{self.template['version']}")
+        people = "; ".join(
+            f"{src} " + " / ".join(f"{split} {n:,}" for split, n in splits.items())
+            for src, splits in self.people.items()
+        )
+        rejected = (
+            f" ({self.rows_rejected:,} rejected -> {Path(folder) / self.rejects_file})"
+            if self.rows_rejected
+            else ""
+        )
+        return (
+            f"{folder}: {self.documents:,} documents ({people}); {self.rows_kept:,} of {self.rows_in:,} person-years "
+            f"rendered{rejected}; {len(self.files)} shard(s); template {self.template['name']} "
+            f"v{self.template['version']}"
+        )
 
     def input_stamps(self) -> tuple[tuple[str, tuple[FileStamp, ...]], ...]:
         return tuple((i.path, i.files) for i in self.inputs)
@@ -128,7 +136,8 @@ class CorpusManifest:
     def from_json(cls, text: str) -> CorpusManifest:
         data = json.loads(text)
         inputs = tuple(
-            InputSummary(**{**i, "files": tuple(FileStamp(**f) for f in i["files"])}) for i in data.pop("inputs")
+            InputSummary(**{**i, "files": tuple(FileStamp(**f) for f in i["files"])})
+            for i in data.pop("inputs")
         )
         files = tuple(OutputShard(**f) for f in data.pop("files"))
         return cls(inputs=inputs, files=files, **data)

@@ -77,7 +77,9 @@ def packed_dataset(corpus_dir: str | Path, config: PackConfig, *, split: str = "
     )
 
 
-def pack_texts(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, block_size: int) -> dict[str, np.ndarray]:
+def pack_texts(
+    texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, block_size: int
+) -> dict[str, np.ndarray]:
     """Tokenize documents and pack them, each followed by EOS, into blocks (``[n_blocks, block_size]``)."""
     empty = np.zeros((0, block_size), dtype=np.int64)
     if not texts:
@@ -95,11 +97,18 @@ def pack_texts(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, block_s
     mask = (np.arange(n_blocks * block_size) < n_real).astype(np.int64)
     labels = np.where(mask == 1, input_ids, IGNORE_INDEX)
     shape = (n_blocks, block_size)
-    return {"input_ids": input_ids.reshape(shape), "attention_mask": mask.reshape(shape), "labels": labels.reshape(shape)}
+    return {
+        "input_ids": input_ids.reshape(shape),
+        "attention_mask": mask.reshape(shape),
+        "labels": labels.reshape(shape),
+    }
 
 
-def _pack_files(batch: dict[str, np.ndarray], config: PackConfig, split: str) -> Iterator[dict[str, np.ndarray]]:
+def _pack_files(
+    batch: dict[str, np.ndarray], config: PackConfig, split: str
+) -> Iterator[dict[str, np.ndarray]]:
     tokenizer = cached_tokenizer(config.tokenizer)
-    for texts in iter_texts([Path(p) for p in batch["path"]], split, config.documents_per_batch,
-                            config.fraction):
+    for texts in iter_texts(
+        [Path(p) for p in batch["path"]], split, config.documents_per_batch, config.fraction
+    ):
         yield pack_texts(texts, tokenizer, config.block_size)

@@ -38,7 +38,9 @@ CORPUS_SCHEMA = pa.schema(
         pa.field("n_years", pa.int32(), nullable=False),
         pa.field("n_chars", pa.int32(), nullable=False),
         pa.field("text", pa.string(), nullable=False),
-        pa.field("spans", pa.list_(SPAN_TYPE), nullable=False),  # [n_years] (start, end) of each occupation label
+        pa.field(
+            "spans", pa.list_(SPAN_TYPE), nullable=False
+        ),  # [n_years] (start, end) of each occupation label
         pa.field("targets", pa.list_(pa.string()), nullable=False),  # [n_years] occupation codes (taxonomy's)
         pa.field("years", pa.list_(pa.int32()), nullable=False),  # [n_years]
     ]
@@ -136,7 +138,9 @@ def render_table(panel: pa.Table, taxonomy: Taxonomy, template: Template) -> pa.
 # --- internals -----------------------------------------------------------------------------------------------
 
 
-def _render_pass(panel: pa.Table, bounds: np.ndarray, labels: Callable[[pa.Array], pa.Array], template: Template) -> pa.Table:
+def _render_pass(
+    panel: pa.Table, bounds: np.ndarray, labels: Callable[[pa.Array], pa.Array], template: Template
+) -> pa.Table:
     """Render the persons of ``panel``; ``bounds`` ``[P + 1]`` are their row offsets."""
     starts, counts = bounds[:-1], np.diff(bounds)
     first = pa.array(starts)
@@ -149,7 +153,9 @@ def _render_pass(panel: pa.Table, bounds: np.ndarray, labels: Callable[[pa.Array
     occupation = panel.column(schema.OCCUPATION).combine_chunks()
     label = labels(occupation)
     entry_prefix = template.entry[: -len(OCCUPATION_SEPARATOR + "{" + OCCUPATION_FIELD + "}")]
-    prefix = _join([_entry_piece(lit, name, panel, template) for lit, name in _parts(entry_prefix)], panel.num_rows)
+    prefix = _join(
+        [_entry_piece(lit, name, panel, template) for lit, name in _parts(entry_prefix)], panel.num_rows
+    )
     lines = pc.binary_join_element_wise(prefix, OCCUPATION_SEPARATOR, label, LINE_END, "")
     body = pc.binary_join(pa.ListArray.from_arrays(offsets, lines), "")
     text = pc.binary_join_element_wise(header, body, template.end, "")
@@ -163,9 +169,15 @@ def _render_pass(panel: pa.Table, bounds: np.ndarray, labels: Callable[[pa.Array
     line_start -= np.repeat(line_start[starts], counts)  # ... within its person's body
     start = np.repeat(header_len, counts) + line_start + prefix_len
     end = start + label_len
-    spans = pa.StructArray.from_arrays([pa.array(start, pa.int32()), pa.array(end, pa.int32())], fields=list(SPAN_TYPE))
+    spans = pa.StructArray.from_arrays(
+        [pa.array(start, pa.int32()), pa.array(end, pa.int32())], fields=list(SPAN_TYPE)
+    )
 
-    split = panel.column(schema.SPLIT).take(first) if schema.SPLIT in panel.column_names else pa.nulls(len(starts), pa.string())
+    split = (
+        panel.column(schema.SPLIT).take(first)
+        if schema.SPLIT in panel.column_names
+        else pa.nulls(len(starts), pa.string())
+    )
     return pa.Table.from_arrays(
         [
             panel.column(schema.PERSON_ID).take(first),
@@ -240,7 +252,9 @@ def _label_lookup(taxonomy: Taxonomy, template: Template) -> Callable[[pa.Array]
         index = taxonomy.indices(distinct)
         if (index < 0).any() or encoded.indices.null_count:
             bad = [c for c, i in zip(distinct, index) if i < 0] or [None]
-            raise SchemaError(f"occupation {bad[0]!r} is not a code of taxonomy '{taxonomy.name}'; validate the panel first")
+            raise SchemaError(
+                f"occupation {bad[0]!r} is not a code of taxonomy '{taxonomy.name}'; validate the panel first"
+            )
         return pa.array([labels[i] for i in index], pa.string()).take(encoded.indices)
 
     return lookup

@@ -57,7 +57,14 @@ from laborlm.occupations.taxonomy import SPECIAL_STATES, Taxonomy
 HEADER_FIELDS: tuple[str, ...] = ("source", "gender", "race", "region", "birth_year")
 ENTRY_FIELDS: tuple[str, ...] = ("year", "education", "occupation")
 OCCUPATION_FIELD = "occupation"
-FORMATTED_FIELDS: tuple[str, ...] = ("source", "gender", "race", "region", "birth_year", "education")  # may have fields.*
+FORMATTED_FIELDS: tuple[str, ...] = (
+    "source",
+    "gender",
+    "race",
+    "region",
+    "birth_year",
+    "education",
+)  # may have fields.*
 OCCUPATION_SEPARATOR = " "  # between the prompt of year t and its occupation label (labor_llm_spec.md §5.2)
 LINE_END = "\n"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -106,8 +113,10 @@ class Template:
             problems.extend(_check_line(f"header[{i}]", line, HEADER_FIELDS))
         problems.extend(_check_line("entry", self.entry, ENTRY_FIELDS))
         tail = OCCUPATION_SEPARATOR + "{" + OCCUPATION_FIELD + "}"
-        if not self.entry.endswith(tail) or _placeholders(self.entry).count(OCCUPATION_FIELD) != 1 or (
-            self.entry[: -len(tail)].endswith(" ")
+        if (
+            not self.entry.endswith(tail)
+            or _placeholders(self.entry).count(OCCUPATION_FIELD) != 1
+            or (self.entry[: -len(tail)].endswith(" "))
         ):
             problems.append(
                 f"entry: must end with a single space and {{{OCCUPATION_FIELD}}} (and use it once), got {self.entry!r};"
@@ -117,14 +126,18 @@ class Template:
             problems.append("end: must be a non-empty single line")
         for key, spec in self.fields.items():
             if key not in FORMATTED_FIELDS:
-                problems.append(f"fields.{key}: not a covariate a template can format (known: {', '.join(FORMATTED_FIELDS)})")
+                problems.append(
+                    f"fields.{key}: not a covariate a template can format (known: {', '.join(FORMATTED_FIELDS)})"
+                )
             elif spec.format.count("{value}") != 1 or LINE_END in spec.format + spec.missing:
                 problems.append(f"fields.{key}.format: must contain {{value}} exactly once and no newline")
         if self.occupation == "code":
             specials = {code for code, _ in SPECIAL_STATES}
             if set(self.special_codes) != specials:
                 problems.append(f"special_codes: needs exactly {', '.join(sorted(specials))}")
-            elif len(set(self.special_codes.values())) != len(specials) or not all(self.special_codes.values()):
+            elif len(set(self.special_codes.values())) != len(specials) or not all(
+                self.special_codes.values()
+            ):
                 problems.append("special_codes: codes must be non-empty and distinct")
         if problems:
             raise ConfigError(problems, source=f"template {self.name!r}")
@@ -184,7 +197,11 @@ def load_template(name_or_path: str | Path) -> Template:
     text = str(name_or_path)
     if text in available_templates():
         source = f"template {text!r}"
-        raw = resources.files("laborlm.corpus").joinpath(_TEMPLATE_DIR, f"{text}.yaml").read_text(encoding="utf-8")
+        raw = (
+            resources.files("laborlm.corpus")
+            .joinpath(_TEMPLATE_DIR, f"{text}.yaml")
+            .read_text(encoding="utf-8")
+        )
         data = yaml.safe_load(raw)
     elif text.endswith((".yaml", ".yml")) or Path(text).is_file():
         source = text

@@ -87,7 +87,9 @@ class TokenSpans:
 
 
 def train_tokenizer(
-    corpus_dirs: str | Path | Sequence[str | Path], out_dir: str | Path, config: TokenizerConfig = TokenizerConfig()
+    corpus_dirs: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    config: TokenizerConfig = TokenizerConfig(),
 ) -> Path:
     """Train a byte-level BPE tokenizer on the ``config.split`` texts of one or more corpora; save it to ``out_dir``.
 
@@ -134,23 +136,32 @@ def train_tokenizer(
     )
     tokenizer.train_from_iterator(texts(), trainer=trainer)
     if documents == 0:
-        raise LaborLMError(f"{', '.join(map(str, dirs))}: no {config.split} documents to train a tokenizer on")
+        raise LaborLMError(
+            f"{', '.join(map(str, dirs))}: no {config.split} documents to train a tokenizer on"
+        )
     bos_id = tokenizer.token_to_id(BOS)
     # trim_offsets=False: a token's offsets cover exactly its characters, leading space included.
-    tokenizer.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]),
-    ])
+    tokenizer.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+            ),
+        ]
+    )
     bpe_size = tokenizer.get_vocab_size()
     label_tokens: dict[str, list[int]] = {}
     if config.label_tokens:
-        strings = sorted({OCCUPATION_SEPARATOR + label + LINE_END for d in dirs for label in corpus_labels(d)})
+        strings = sorted(
+            {OCCUPATION_SEPARATOR + label + LINE_END for d in dirs for label in corpus_labels(d)}
+        )
         # Sub-token ids under the plain BPE, recorded before the labels become tokens of their own.
         pieces = tokenizer.encode_batch(strings, add_special_tokens=False)
         label_tokens = {s: list(e.ids) for s, e in zip(strings, pieces, strict=True)}
         # normalized=False: matched on the raw text; the strings are prefix-free, so matching is unambiguous.
-        tokenizer.add_tokens([AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False)
-                              for s in strings])
+        tokenizer.add_tokens(
+            [AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False) for s in strings]
+        )
     if config.stay_token:
         tokenizer.add_special_tokens([AddedToken(STAY, special=True, normalized=False)])
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
@@ -167,18 +178,28 @@ def train_tokenizer(
         "bpe_vocab_size": bpe_size,
         "config": to_dict(config),
         # label string -> its sub-token ids under the plain BPE (embedding initialisation of pretrained models)
-        "label_tokens": {s: {"id": tokenizer.token_to_id(s), "pieces": ids} for s, ids in label_tokens.items()},
+        "label_tokens": {
+            s: {"id": tokenizer.token_to_id(s), "pieces": ids} for s, ids in label_tokens.items()
+        },
         "stay_token": tokenizer.token_to_id(STAY) if config.stay_token else None,
     }
     (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    logger.info("tokenizer: %d tokens (%d BPE + %d label tokens) trained on %d %s documents of %s -> %s",
-                tokenizer.get_vocab_size(), bpe_size, len(label_tokens), documents, config.split,
-                ", ".join(map(str, dirs)), out_dir)
+    logger.info(
+        "tokenizer: %d tokens (%d BPE + %d label tokens) trained on %d %s documents of %s -> %s",
+        tokenizer.get_vocab_size(),
+        bpe_size,
+        len(label_tokens),
+        documents,
+        config.split,
+        ", ".join(map(str, dirs)),
+        out_dir,
+    )
     return out_dir
 
 
-def extend_tokenizer(base: str | Path, corpus_dirs: Sequence[str | Path], out_dir: str | Path, *,
-                     stay_token: bool = False) -> Path:
+def extend_tokenizer(
+    base: str | Path, corpus_dirs: Sequence[str | Path], out_dir: str | Path, *, stay_token: bool = False
+) -> Path:
     """A pretrained model's own tokenizer plus one added token per label of the corpora (module docstring),
     and with ``stay_token`` the special stay token (``llm.stay_move``).
 
@@ -188,20 +209,28 @@ def extend_tokenizer(base: str | Path, corpus_dirs: Sequence[str | Path], out_di
     from tokenizers import AddedToken
 
     tokenizer = load_tokenizer(base)
-    strings = sorted({OCCUPATION_SEPARATOR + label + LINE_END for d in corpus_dirs for label in corpus_labels(d)})
+    strings = sorted(
+        {OCCUPATION_SEPARATOR + label + LINE_END for d in corpus_dirs for label in corpus_labels(d)}
+    )
     pieces = tokenizer(strings, add_special_tokens=False)["input_ids"]
-    tokenizer.add_tokens([AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False)
-                          for s in strings])
+    tokenizer.add_tokens(
+        [AddedToken(s, normalized=False, single_word=False, lstrip=False, rstrip=False) for s in strings]
+    )
     if stay_token:
         tokenizer.add_tokens([AddedToken(STAY, special=True, normalized=False)], special_tokens=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out_dir))
-    info = {"base": str(base), "corpus": [str(Path(d).resolve()) for d in corpus_dirs],
-            "vocab_size": len(tokenizer),
-            "label_tokens": {s: {"id": tokenizer.convert_tokens_to_ids(s), "pieces": list(ids)}
-                             for s, ids in zip(strings, pieces, strict=True)},
-            "stay_token": tokenizer.convert_tokens_to_ids(STAY) if stay_token else None}
+    info = {
+        "base": str(base),
+        "corpus": [str(Path(d).resolve()) for d in corpus_dirs],
+        "vocab_size": len(tokenizer),
+        "label_tokens": {
+            s: {"id": tokenizer.convert_tokens_to_ids(s), "pieces": list(ids)}
+            for s, ids in zip(strings, pieces, strict=True)
+        },
+        "stay_token": tokenizer.convert_tokens_to_ids(STAY) if stay_token else None,
+    }
     (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     logger.info("tokenizer: %s plus %d label tokens -> %s", base, len(strings), out_dir)
     return out_dir
@@ -254,7 +283,11 @@ def cached_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 
 def token_spans(
-    text: str, char_spans: Sequence[tuple[int, int]], tokenizer: PreTrainedTokenizerBase, *, terminator: bool = True
+    text: str,
+    char_spans: Sequence[tuple[int, int]],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    terminator: bool = True,
 ) -> TokenSpans:
     """Tokenize ``text`` once and find the tokens of each label's scored string (module docstring).
 
@@ -280,7 +313,7 @@ def token_spans(
         if crossing:
             k = crossing[0]
             raise LaborLMError(
-                f"token {k} ({text[offsets[k][0]:offsets[k][1]]!r}) crosses the boundary of the scored string "
+                f"token {k} ({text[offsets[k][0] : offsets[k][1]]!r}) crosses the boundary of the scored string "
                 f"{text[lo:hi]!r}; this tokenizer cannot score occupation labels separately from their context"
             )
         out.append((inside[0], inside[-1] + 1))

@@ -23,7 +23,9 @@ class ComparisonTable:
     """Collects one number per (model, dataset, seed) and renders the table. Rows keep insertion order."""
 
     metric: str = "test perplexity"
-    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # model -> dataset -> per-seed values
+    values: dict[str, dict[str, list[float]]] = field(
+        default_factory=dict
+    )  # model -> dataset -> per-seed values
     labels: int | None = None  # K, the number of labels: a perplexity above it is worse than uniform
     floor_row: str | None = None  # the unigram row: every model must beat it
     oracle_row: str | None = None  # the exact DGP's row: no model can beat it (beyond noise)
@@ -65,13 +67,19 @@ class ComparisonTable:
                 if not math.isfinite(value):
                     problems.append(f"{model} on {ds}: perplexity {value} is not a number")
                 elif self.labels is not None and value > self.labels:
-                    problems.append(f"{model} on {ds}: perplexity {value:.4g} exceeds the {self.labels} labels "
-                                    "(worse than a uniform guess)")
+                    problems.append(
+                        f"{model} on {ds}: perplexity {value:.4g} exceeds the {self.labels} labels "
+                        "(worse than a uniform guess)"
+                    )
                 elif floor is not None and value > floor:
-                    problems.append(f"{model} on {ds}: perplexity {value:.4g} exceeds the unigram's {floor:.4g} "
-                                    "(worse than ignoring the career)")
+                    problems.append(
+                        f"{model} on {ds}: perplexity {value:.4g} exceeds the unigram's {floor:.4g} "
+                        "(worse than ignoring the career)"
+                    )
                 if oracle is not None and math.isfinite(value) and value < oracle * (1 - tolerance):
-                    problems.append(f"{model} on {ds}: perplexity {value:.4g} is below the oracle's {oracle:.4g}")
+                    problems.append(
+                        f"{model} on {ds}: perplexity {value:.4g} is below the oracle's {oracle:.4g}"
+                    )
         for message in problems:
             logger.warning("implausible figure: %s", message)
         return problems
@@ -84,13 +92,25 @@ class ComparisonTable:
             cells = []
             for ds in cols:
                 v = s[model].get(ds)
-                cells.append("" if v is None or math.isnan(v["mean"]) else f"{v['mean']:.{decimals}f} ± {v['std']:.{decimals}f}")
+                cells.append(
+                    ""
+                    if v is None or math.isnan(v["mean"])
+                    else f"{v['mean']:.{decimals}f} ± {v['std']:.{decimals}f}"
+                )
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         flags = self.sanity()
         if flags:
-            lines += ["", "**Implausible figures** (a model worse than uniform or the unigram, or below the oracle):"]
+            lines += [
+                "",
+                "**Implausible figures** (a model worse than uniform or the unigram, or below the oracle):",
+            ]
             lines += [f"- {message}" for message in flags]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "summary": self.summary(), "values": self.values, "flags": self.sanity()}
+        return {
+            "metric": self.metric,
+            "summary": self.summary(),
+            "values": self.values,
+            "flags": self.sanity(),
+        }

@@ -49,7 +49,13 @@ def evaluate_model(model: NextOccupationModel, panel: pa.Table, taxonomy: Taxono
     arrays = panel_arrays(panel, taxonomy)
     log_probs = model.log_probs(panel)
     if log_probs.shape != (len(arrays), len(taxonomy)):
-        raise ValueError(f"{model.name}: log_probs shape {log_probs.shape}, expected {(len(arrays), len(taxonomy))}")
-    metrics = evaluate_log_probs(log_probs, arrays, subgroups=subgroups_of(panel), oracle_logp=oracle_logp_of(panel))
-    logger.info("%s: perplexity %.3f on %d person-years", model.name, metrics.perplexity, metrics.person_years)
+        raise ValueError(
+            f"{model.name}: log_probs shape {log_probs.shape}, expected {(len(arrays), len(taxonomy))}"
+        )
+    metrics = evaluate_log_probs(
+        log_probs, arrays, subgroups=subgroups_of(panel), oracle_logp=oracle_logp_of(panel)
+    )
+    logger.info(
+        "%s: perplexity %.3f on %d person-years", model.name, metrics.perplexity, metrics.person_years
+    )
     return metrics

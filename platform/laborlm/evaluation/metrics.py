@@ -73,14 +73,25 @@ def calibration_bins(prob: np.ndarray, outcome: np.ndarray, n_bins: int = 10) ->
     for b in range(n_bins):
         sel = idx == b
         if sel.any():
-            out.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "mean_predicted": float(prob[sel].mean()),
-                        "observed": float(outcome[sel].mean()), "count": int(sel.sum())})
+            out.append(
+                {
+                    "bin_low": float(edges[b]),
+                    "bin_high": float(edges[b + 1]),
+                    "mean_predicted": float(prob[sel].mean()),
+                    "observed": float(outcome[sel].mean()),
+                    "count": int(sel.sum()),
+                }
+            )
     return out
 
 
 def expected_calibration_error(bins: list[dict[str, float]]) -> float:
     total = sum(b["count"] for b in bins)
-    return float(sum(b["count"] * abs(b["mean_predicted"] - b["observed"]) for b in bins) / total) if total else float("nan")
+    return (
+        float(sum(b["count"] * abs(b["mean_predicted"] - b["observed"]) for b in bins) / total)
+        if total
+        else float("nan")
+    )
 
 
 @dataclass(frozen=True)
@@ -89,10 +100,14 @@ class Metrics:
 
     perplexity: float
     person_years: int
-    by_transition: dict[str, float]  # CAREER Table 4: first / consecutive_repeat / nonconsecutive_repeat / new_job
+    by_transition: dict[
+        str, float
+    ]  # CAREER Table 4: first / consecutive_repeat / nonconsecutive_repeat / new_job
     stay_auc: float  # CAREER Table 5: P(stay) as a score for the stay-vs-move event, rows with a previous job
     stay_calibration_error: float  # expected calibration error of P(stay)
-    by_history_length: dict[str, float]  # CAREER Figure 4: by number of earlier observed years (0, 1, ..., "10+")
+    by_history_length: dict[
+        str, float
+    ]  # CAREER Figure 4: by number of earlier observed years (0, 1, ..., "10+")
     by_subgroup: dict[str, dict[str, float]] = field(default_factory=dict)  # covariate -> value -> perplexity
     oracle_perplexity: float | None = None  # the floor on the same rows, when the panel carries oracle_logp
     stay_calibration: list[dict[str, float]] = field(default_factory=list)
@@ -109,8 +124,11 @@ class Metrics:
 
     def flat(self, prefix: str = "test") -> dict[str, float]:
         """Scalar metrics as ``split/name`` keys (MLflow)."""
-        out = {f"{prefix}/perplexity": self.perplexity, f"{prefix}/stay_auc": self.stay_auc,
-               f"{prefix}/stay_calibration_error": self.stay_calibration_error}
+        out = {
+            f"{prefix}/perplexity": self.perplexity,
+            f"{prefix}/stay_auc": self.stay_auc,
+            f"{prefix}/stay_calibration_error": self.stay_calibration_error,
+        }
         out.update({f"{prefix}/perplexity_{k}": v for k, v in self.by_transition.items()})
         if self.oracle_perplexity is not None:
             out[f"{prefix}/oracle_perplexity"] = self.oracle_perplexity
@@ -141,7 +159,9 @@ def evaluate_log_probs(
     stayed = (arrays.transition == CONSECUTIVE_REPEAT).astype(np.float64)
     bins = calibration_bins(stay[has_prev], stayed[has_prev])
     hist = np.minimum(arrays.position, history_cap)
-    by_history = {(f"{h}+" if h == history_cap else str(h)): perplexity(lp, hist == h) for h in np.unique(hist)}
+    by_history = {
+        (f"{h}+" if h == history_cap else str(h)): perplexity(lp, hist == h) for h in np.unique(hist)
+    }
     by_subgroup: dict[str, dict[str, float]] = {}
     for name, values in (subgroups or {}).items():
         vals = np.asarray([("missing" if v is None else str(v)) for v in values], dtype=object)

@@ -126,8 +126,9 @@ class RayDataOccupationModel:
     model's. Ray must be initialised by the caller.
     """
 
-    def __init__(self, model: LlmOccupationModel, *, num_workers: int = 2, batch_size: int = 32,
-                 use_gpu: bool = False) -> None:
+    def __init__(
+        self, model: LlmOccupationModel, *, num_workers: int = 2, batch_size: int = 32, use_gpu: bool = False
+    ) -> None:
         if num_workers < 1:
             raise LaborLMError(f"num_workers must be >= 1, got {num_workers}")
         self.model = model
@@ -143,8 +144,9 @@ class RayDataOccupationModel:
 
     def score(self, panel: pa.Table) -> LlmScores:
         """Raw label log-probabilities of every row (panel order) with the observed targets."""
-        raw = score_panel(panel, self.model, num_workers=self.num_workers, batch_size=self.batch_size,
-                          use_gpu=self.use_gpu)
+        raw = score_panel(
+            panel, self.model, num_workers=self.num_workers, batch_size=self.batch_size, use_gpu=self.use_gpu
+        )
         return LlmScores(raw, panel_arrays(panel, self.taxonomy).occ)
 
     def raw_log_probs(self, panel: pa.Table) -> np.ndarray:
@@ -159,8 +161,9 @@ class RayDataOccupationModel:
         self.model.save(path)
 
 
-def on_ray_data(model: LlmOccupationModel, *, num_workers: int | None,
-                batch_size: int = 32) -> LlmOccupationModel | RayDataOccupationModel:
+def on_ray_data(
+    model: LlmOccupationModel, *, num_workers: int | None, batch_size: int = 32
+) -> LlmOccupationModel | RayDataOccupationModel:
     """``model`` scored over ``num_workers`` Ray Data actors; ``num_workers=None`` returns it unchanged
     (in-process scoring), so a workflow's optional ``workers`` setting passes straight through."""
     if num_workers is None:

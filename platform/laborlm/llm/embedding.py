@@ -208,7 +208,9 @@ class EmbeddingOccupationModel:
         x, prev, _ = self.features(panel)
         self.head.eval()
         with torch.no_grad():
-            out: np.ndarray = self.head(torch.as_tensor(x), torch.as_tensor(prev), dtype=torch.float64).numpy()
+            out: np.ndarray = self.head(
+                torch.as_tensor(x), torch.as_tensor(prev), dtype=torch.float64
+            ).numpy()
         return out
 
     def save(self, path: Path) -> None:

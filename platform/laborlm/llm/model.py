@@ -156,7 +156,11 @@ class LlmOccupationModel:
         lm.load_state_dict(state["lm_state"])
         lm.eval()
         self.__init__(  # type: ignore[misc]
-            lm, state["tokenizer"], state["template"], state["taxonomy"], name=state["name"],
+            lm,
+            state["tokenizer"],
+            state["template"],
+            state["taxonomy"],
+            name=state["name"],
             config=state["config"],
         )
 

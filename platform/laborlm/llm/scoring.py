@@ -248,8 +248,10 @@ class LlmScorer:
         self.groups: tuple[CandidateTrie, ...] = build_groups(self.label_ids, config.max_tree_nodes)
         self.stay_id = stay_token_id(tokenizer)  # a stay/move model (llm.stay_move): its stay token
         if self.stay_id is not None and any(len(ids) != 1 for ids in self.label_ids):
-            raise LaborLMError("the tokenizer has the stay token of two-stage training, but some labels are not "
-                               "single tokens: the model was trained on another taxonomy or template")
+            raise LaborLMError(
+                "the tokenizer has the stay token of two-stage training, but some labels are not "
+                "single tokens: the model was trained on another taxonomy or template"
+            )
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
         logger.debug(
@@ -355,7 +357,9 @@ class LlmScorer:
             stay = prefix_logits[:, self.stay_id].double() - _logsumexp64(prefix_logits)
         return self._two_stage(out.numpy(), stay.cpu().numpy(), careers)
 
-    def _two_stage(self, raw: np.ndarray, raw_stay: np.ndarray, careers: Sequence[EncodedCareer]) -> np.ndarray:
+    def _two_stage(
+        self, raw: np.ndarray, raw_stay: np.ndarray, careers: Sequence[EncodedCareer]
+    ) -> np.ndarray:
         """A stay/move model's label log-probabilities: last year's label gets the stay token's (llm.stay_move)."""
         return two_stage_log_probs(raw, raw_stay, previous_targets([c.targets for c in careers]))
 

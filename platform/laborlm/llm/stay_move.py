@@ -75,17 +75,27 @@ class StayMoveLoss:
     (gradient accumulation) and ``ignore_index``.
     """
 
-    def __init__(self, label_token_ids: Sequence[int], stay_id: int, boundary_ids: Sequence[int],
-                 vocab_size: int) -> None:
+    def __init__(
+        self, label_token_ids: Sequence[int], stay_id: int, boundary_ids: Sequence[int], vocab_size: int
+    ) -> None:
         self.label_token_ids = torch.tensor(list(label_token_ids), dtype=torch.long)  # [K]
         self.label_of = torch.full((vocab_size,), -1, dtype=torch.long)
         self.label_of[self.label_token_ids] = torch.arange(len(self.label_token_ids))
         self.stay_id = int(stay_id)
         self.boundaries = torch.tensor(sorted(set(boundary_ids)), dtype=torch.long)
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, vocab_size: int | None = None,
-                 num_items_in_batch: Any = None, ignore_index: int = IGNORE_INDEX, **_: Any) -> torch.Tensor:
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))[:, :-1]  # [B, T-1, V]: labels[:, 1:]
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        vocab_size: int | None = None,
+        num_items_in_batch: Any = None,
+        ignore_index: int = IGNORE_INDEX,
+        **_: Any,
+    ) -> torch.Tensor:
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))[
+            :, :-1
+        ]  # [B, T-1, V]: labels[:, 1:]
         prev = previous_labels(labels, self.label_of, self.boundaries)[:, :-1]  # last label up to t
         target = labels[:, 1:]
         target_label = torch.where(target >= 0, self.label_of.to(target.device)[target.clamp(min=0)], -1)
@@ -95,8 +105,12 @@ class StayMoveLoss:
         mask = torch.zeros_like(logits, dtype=torch.bool)
         mask.scatter_(-1, prev_token.unsqueeze(-1), scored.unsqueeze(-1))
         logits = logits.masked_fill(mask, float("-inf"))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                               ignore_index=ignore_index, reduction="sum")
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            target.reshape(-1),
+            ignore_index=ignore_index,
+            reduction="sum",
+        )
         if num_items_in_batch is None:
             return loss / (target != ignore_index).sum().clamp(min=1)
         if torch.is_tensor(num_items_in_batch):
@@ -105,7 +119,9 @@ class StayMoveLoss:
         return out
 
 
-def install(model: Any, tokenizer: PreTrainedTokenizerBase, label_strings: Sequence[str] | None = None) -> bool:
+def install(
+    model: Any, tokenizer: PreTrainedTokenizerBase, label_strings: Sequence[str] | None = None
+) -> bool:
     """Give ``model`` the stay/move loss if ``tokenizer`` has the stay token; returns whether it did.
 
     The label tokens are the tokenizer's added tokens of the form ``" {label}\\n"`` (``label_strings``
@@ -127,8 +143,11 @@ def label_token_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """The added tokens that are scored label strings (a space, a label, the line end)."""
     from laborlm.corpus.template import LINE_END, OCCUPATION_SEPARATOR
 
-    return sorted(s for s in tokenizer.get_added_vocab()
-                  if s.startswith(OCCUPATION_SEPARATOR) and s.endswith(LINE_END) and len(s) > 2)
+    return sorted(
+        s
+        for s in tokenizer.get_added_vocab()
+        if s.startswith(OCCUPATION_SEPARATOR) and s.endswith(LINE_END) and len(s) > 2
+    )
 
 
 def two_stage_log_probs(raw: np.ndarray, raw_stay: np.ndarray, prev: np.ndarray) -> np.ndarray:
@@ -159,7 +178,8 @@ def two_stage_log_probs(raw: np.ndarray, raw_stay: np.ndarray, prev: np.ndarray)
 
 def previous_targets(targets: Sequence[np.ndarray]) -> np.ndarray:
     """Per career's ``[T]`` label indices, each year's previous label (-1 for the first year), concatenated."""
-    parts = [np.concatenate([[-1], np.asarray(t, np.int64)[:-1]]) if len(t) else np.zeros(0, np.int64)
-             for t in targets]
+    parts = [
+        np.concatenate([[-1], np.asarray(t, np.int64)[:-1]]) if len(t) else np.zeros(0, np.int64)
+        for t in targets
+    ]
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-

@@ -195,7 +195,9 @@ def fit_network(
     run_name = fit.run_name or default_run_name("fit", config.name, config.seed, config)
     with _storage_root(fit.storage_path) as storage:
         if fit.num_workers is None:
-            session = InProcessSession(CheckpointFolder(storage / run_name, fit.checkpoints_to_keep), fit.use_gpu)
+            session = InProcessSession(
+                CheckpointFolder(storage / run_name, fit.checkpoints_to_keep), fit.use_gpu
+            )
             run_loop(session, config, taxonomy, data)
             metrics, checkpoint = session.last_metrics, session.last_checkpoint
         else:
@@ -268,7 +270,9 @@ class _LoopState:
         )
 
 
-def run_loop(session: WorkerSession, config: NeuralModelConfig, taxonomy: Taxonomy, data: TrainingData) -> None:
+def run_loop(
+    session: WorkerSession, config: NeuralModelConfig, taxonomy: Taxonomy, data: TrainingData
+) -> None:
     """Train until ``max_epochs``, ``max_steps`` or patience runs out, reporting at every evaluation.
 
     The loop function of ``training.session.train_loop_per_worker`` (Ray Train) and of in-process fits.
@@ -380,8 +384,9 @@ def _evaluate_and_report(
         ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
     )
     # Rank 0 writes the checkpoint; every rank reports (a collective).
-    write = functools.partial(_write_checkpoint, net=net, optimizer=optimizer, state=state, best=best,
-                              identity=identity)
+    write = functools.partial(
+        _write_checkpoint, net=net, optimizer=optimizer, state=state, best=best, identity=identity
+    )
     session.report(metrics, write if session.rank == 0 else None)
     return best
 

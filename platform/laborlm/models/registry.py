@@ -106,7 +106,9 @@ class FitOverrides:
     """
 
     max_tokens: int = 500  # padded person-years per batch
-    lr: float | None = 2e-3  # peak learning rate of models trained from scratch; None: each model's registry lr
+    lr: float | None = (
+        2e-3  # peak learning rate of models trained from scratch; None: each model's registry lr
+    )
     lr_by_model: dict[str, float] = field(default_factory=lambda: {"regression": 5e-2})  # per architecture
     # (registry name without -one_stage/-two_stage): a multinomial logit on one-hot features needs far larger
     # steps than a deep network to reach its optimum in a few hundred updates.
@@ -123,7 +125,11 @@ def is_counted(name: str) -> bool:
 
 
 def fit_config(
-    name: str, overrides: FitOverrides, *, lr: float | None = None, epochs: int | None = None,
+    name: str,
+    overrides: FitOverrides,
+    *,
+    lr: float | None = None,
+    epochs: int | None = None,
     max_tokens: int | None = None,
 ) -> FitConfig | None:
     """The training settings of registry model ``name`` with ``overrides`` applied; None for counted models.
@@ -157,7 +163,9 @@ def taxonomy_difference(ours: Taxonomy, theirs: Taxonomy, ours_name: str, theirs
     def shown(codes: list[str]) -> str:
         return ", ".join(codes[:10]) + (f" ... ({len(codes)} in all)" if len(codes) > 10 else "")
 
-    parts = [f"{ours_name} has taxonomy '{ours.name}' ({len(ours)} codes), {theirs_name} '{theirs.name}' ({len(theirs)})"]
+    parts = [
+        f"{ours_name} has taxonomy '{ours.name}' ({len(ours)} codes), {theirs_name} '{theirs.name}' ({len(theirs)})"
+    ]
     if only_ours:
         parts.append(f"only in {ours_name}: {shown(only_ours)}")
     if only_theirs:
@@ -190,7 +198,9 @@ def saved_model_kind(path: Path) -> str:
     """
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such model folder" if not path.exists() else f"{path}: a file, not a model folder")
+        raise CheckpointError(
+            f"{path}: no such model folder" if not path.exists() else f"{path}: a file, not a model folder"
+        )
     if (path / _LLM_META).is_file():
         return "llm"
     if (path / _TRAINED_META).is_file():
@@ -209,7 +219,9 @@ def saved_model_kind(path: Path) -> str:
                 f"{path}: a Hugging Face model without {_LLM_META} (llm/) or {_TRAINED_META} (laborlm train), so its "
                 "template and taxonomy are unknown; wrap it with LlmOccupationModel.from_pretrained(...).save(DIR)"
             )
-        raise CheckpointError(f"{path / _NEURAL_META}: format {meta.get('format')!r}, expected {_NEURAL_FORMAT!r}")
+        raise CheckpointError(
+            f"{path / _NEURAL_META}: format {meta.get('format')!r}, expected {_NEURAL_FORMAT!r}"
+        )
     if (path / _ORACLE_META).is_file():
         return "oracle"
     raise CheckpointError(f"{path}: no saved model here{_what_is_there(path)}")
@@ -227,13 +239,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _what_is_there(path: Path) -> str:
     """What a folder holds, and the saved models just below it, for a message that helps find the right one."""
-    expected = f" (expected one of {_LLM_META}, {_TRAINED_META}, {_COUNTED_META}, {_NEURAL_META} or {_ORACLE_META})"
+    expected = (
+        f" (expected one of {_LLM_META}, {_TRAINED_META}, {_COUNTED_META}, {_NEURAL_META} or {_ORACLE_META})"
+    )
     below = []
     for sub in sorted(p for p in path.iterdir() if p.is_dir()):
         for candidate in (sub, sub / "model"):
-            if any((candidate / m).is_file() for m in (_LLM_META, _TRAINED_META, _COUNTED_META, _ORACLE_META)) or (
-                (candidate / _NEURAL_META).is_file() and (candidate / "model.safetensors").is_file()
-            ):
+            if any(
+                (candidate / m).is_file() for m in (_LLM_META, _TRAINED_META, _COUNTED_META, _ORACLE_META)
+            ) or ((candidate / _NEURAL_META).is_file() and (candidate / "model.safetensors").is_file()):
                 below.append(str(candidate))
                 break
     found = sorted(p.name for p in path.iterdir())

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 NO_PREVIOUS = -1  # ``prev`` value for a first observed year
 
 
-def two_stage_log_probs(stay_logit: torch.Tensor, move_logits: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+def two_stage_log_probs(
+    stay_logit: torch.Tensor, move_logits: torch.Tensor, prev: torch.Tensor
+) -> torch.Tensor:
     """Log-probabilities over the taxonomy.
 
     Args:
@@ -33,14 +35,20 @@ def two_stage_log_probs(stay_logit: torch.Tensor, move_logits: torch.Tensor, pre
     has_prev = prev >= 0
     safe_prev = prev.clamp(min=0).unsqueeze(-1)  # [..., 1] any valid index where there is no previous job
     # Step 1: exclude the previous occupation from the move distribution (only where there is one).
-    exclude = torch.zeros_like(move_logits, dtype=torch.bool).scatter(-1, safe_prev, True) & has_prev.unsqueeze(-1)
+    exclude = torch.zeros_like(move_logits, dtype=torch.bool).scatter(
+        -1, safe_prev, True
+    ) & has_prev.unsqueeze(-1)
     masked = move_logits.masked_fill(exclude, float("-inf"))
     # Step 2: normalise the moves among the other occupations: log softmax over k != prev.
     log_move = masked - torch.logsumexp(masked, dim=-1, keepdim=True)
     # Step 3: weight the move distribution by P(move) = 1 - sigmoid(s), i.e. log sigmoid(-s).
     out = log_move + F.logsigmoid(-stay_logit).unsqueeze(-1)
     # Step 4: put P(stay) = sigmoid(s) on the previous occupation.
-    out = out.scatter(-1, safe_prev, torch.where(has_prev, F.logsigmoid(stay_logit), out.gather(-1, safe_prev).squeeze(-1)).unsqueeze(-1))
+    out = out.scatter(
+        -1,
+        safe_prev,
+        torch.where(has_prev, F.logsigmoid(stay_logit), out.gather(-1, safe_prev).squeeze(-1)).unsqueeze(-1),
+    )
     # Step 5: a first year has no stay/move split: a plain softmax over every occupation.
     first = torch.log_softmax(move_logits, dim=-1)
     return torch.where(has_prev.unsqueeze(-1), out, first)

@@ -59,11 +59,25 @@ def build_rows(shared_data: Path) -> list[dict[str, str]]:
         broad, detail = group_of(code)
         share = weights.get(code, 0.0) / total
         rows.append(
-            {"code": str(code), "title": titles[code], "group": broad, "subgroup": detail, "employment_weight": f"{share:.8f}"}
+            {
+                "code": str(code),
+                "title": titles[code],
+                "group": broad,
+                "subgroup": detail,
+                "employment_weight": f"{share:.8f}",
+            }
         )
     broad, detail = group_of(int(MILITARY[0]))
     # Military has no civilian labour-supply weight; it stays in the vocabulary for data that code it.
-    rows.append({"code": MILITARY[0], "title": MILITARY[1], "group": broad, "subgroup": detail, "employment_weight": "0.00000000"})
+    rows.append(
+        {
+            "code": MILITARY[0],
+            "title": MILITARY[1],
+            "group": broad,
+            "subgroup": detail,
+            "employment_weight": "0.00000000",
+        }
+    )
     return rows
 
 

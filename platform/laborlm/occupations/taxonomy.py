@@ -54,7 +54,11 @@ SPECIAL_ALIASES: dict[str, str] = {
     "enrolled_in_school": IN_SCHOOL,
 }
 # CAREER's own spelling, used when writing its split files.
-CAREER_TOKENS: dict[str, str] = {UNEMPLOYED: "unemployed", OUT_OF_LABOR_FORCE: "not_in_labor_force", IN_SCHOOL: "education"}
+CAREER_TOKENS: dict[str, str] = {
+    UNEMPLOYED: "unemployed",
+    OUT_OF_LABOR_FORCE: "not_in_labor_force",
+    IN_SCHOOL: "education",
+}
 MANUAL_GROUP = "operators_fabricators_laborers"  # CAREER Table 7's "manual laborers" (codes 703-889)
 _INT_CODE = re.compile(r"^\d+(\.0+)?$")
 _SEPARATORS = re.compile(r"[\s\-_/]+")
@@ -109,7 +113,9 @@ class Taxonomy:
         aliases: extra spellings mapped to codes (for example a crosswalk's code for unemployment).
     """
 
-    def __init__(self, occupations: Sequence[Occupation], name: str, aliases: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, occupations: Sequence[Occupation], name: str, aliases: dict[str, str] | None = None
+    ) -> None:
         regular = [o for o in occupations if not o.special]
         specials = [Occupation(c, t, SPECIAL_GROUP, SPECIAL_GROUP, 0.0, True) for c, t in SPECIAL_STATES]
         self.occupations: tuple[Occupation, ...] = tuple(regular) + tuple(specials)
@@ -123,7 +129,9 @@ class Taxonomy:
         self.numeric = all(_INT_CODE.match(o.code) for o in regular) and bool(regular)
         self.titles: tuple[str, ...] = tuple(o.title for o in self.occupations)
         self.groups: tuple[str, ...] = tuple(sorted({o.group for o in self.occupations}))
-        self.group_index = np.array([self.groups.index(o.group) for o in self.occupations], dtype=np.int64)  # [K]
+        self.group_index = np.array(
+            [self.groups.index(o.group) for o in self.occupations], dtype=np.int64
+        )  # [K]
         self.special_mask = np.array([o.special for o in self.occupations], dtype=bool)  # [K]
 
     # -- construction -------------------------------------------------------------------------------------
@@ -151,7 +159,12 @@ class Taxonomy:
                 fields = [h.strip() for h in (reader.fieldnames or [])]
                 for required in ("code", "title"):
                     if required not in fields:
-                        raise InputDataError(str(path), 1, required, f"missing column; a taxonomy file needs code,title[,group], found {fields}")
+                        raise InputDataError(
+                            str(path),
+                            1,
+                            required,
+                            f"missing column; a taxonomy file needs code,title[,group], found {fields}",
+                        )
                 occs: list[Occupation] = []
                 seen: dict[str, int] = {}
                 for line_no, raw in enumerate(reader, start=2):
@@ -160,7 +173,9 @@ class Taxonomy:
                     if not code:
                         raise InputDataError(str(path), line_no, "code", "empty occupation code")
                     if code in seen:
-                        raise InputDataError(str(path), line_no, "code", f"duplicate code (first on line {seen[code]})", code)
+                        raise InputDataError(
+                            str(path), line_no, "code", f"duplicate code (first on line {seen[code]})", code
+                        )
                     if not title:
                         raise InputDataError(str(path), line_no, "title", "empty title", code)
                     seen[code] = line_no
@@ -172,7 +187,9 @@ class Taxonomy:
         except UnicodeDecodeError as exc:
             raise InputDataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
         except OSError as exc:
-            raise InputDataError(str(path), None, None, f"cannot read taxonomy file: {exc.strerror}") from None
+            raise InputDataError(
+                str(path), None, None, f"cannot read taxonomy file: {exc.strerror}"
+            ) from None
         if not occs:
             raise InputDataError(str(path), None, "code", "taxonomy file lists no occupations")
         loaded = cls(occs, name=path.stem, aliases=aliases)
@@ -181,7 +198,9 @@ class Taxonomy:
         return default if loaded.fingerprint() == default.fingerprint() else loaded
 
     @classmethod
-    def infer(cls, codes: Iterable[str], name: str = "inferred", states: Mapping[str, str] | None = None) -> Taxonomy:
+    def infer(
+        cls, codes: Iterable[str], name: str = "inferred", states: Mapping[str, str] | None = None
+    ) -> Taxonomy:
         """A taxonomy of the distinct codes seen in data; each code stands in for its own title.
 
         Special-state spellings (``unemployed``, ``Not in labor force``, labels of ``states``) become the
@@ -322,7 +341,8 @@ def _default_taxonomy() -> Taxonomy:
     text = resources.files("laborlm.occupations").joinpath("occ1990dd.csv").read_text(encoding="utf-8")
     rows = list(csv.DictReader(text.splitlines()))
     occs = [
-        Occupation(r["code"], r["title"], r["group"], r["subgroup"], float(r["employment_weight"])) for r in rows
+        Occupation(r["code"], r["title"], r["group"], r["subgroup"], float(r["employment_weight"]))
+        for r in rows
     ]
     # The crosswalks in shared/data code unemployment as 991 (see SOURCES.md).
     return Taxonomy(occs, name="occ1990dd", aliases={"991": UNEMPLOYED})

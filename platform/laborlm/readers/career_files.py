@@ -112,7 +112,9 @@ def read_career_files(
             f"{folder}: --columns and --ignore-columns apply to CSV and Parquet panels; in a CAREER folder "
             "each file's extension names its column"
         )
-    both = [s for s in schema.SPLITS if (folder / f"{s}.id").exists() and (folder / f"{s}.{LEGACY_ID}").exists()]
+    both = [
+        s for s in schema.SPLITS if (folder / f"{s}.id").exists() and (folder / f"{s}.{LEGACY_ID}").exists()
+    ]
     if both:
         raise InputDataError(
             str(folder / f"{both[0]}.{LEGACY_ID}"),
@@ -123,7 +125,9 @@ def read_career_files(
     splits = [s for s in schema.SPLITS if (folder / f"{s}.job").is_file()]
     for split in schema.SPLITS:
         # A split's other files without its .job would silently drop that split's persons.
-        orphans = [_file(folder, split, k).name for k in KINDS if k != "job" and _file(folder, split, k).is_file()]
+        orphans = [
+            _file(folder, split, k).name for k in KINDS if k != "job" and _file(folder, split, k).is_file()
+        ]
         if split not in splits and orphans:
             raise InputDataError(
                 str(_file(folder, split, "job")),

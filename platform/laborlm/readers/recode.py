@@ -59,9 +59,15 @@ class ImportMaps:
         problems: list[str] = []
         for column in self.columns:
             if column not in schema.COLUMNS:
-                problems.append(f"--columns: {column!r} is not a panel column; allowed: {', '.join(schema.COLUMNS)}")
+                problems.append(
+                    f"--columns: {column!r} is not a panel column; allowed: {', '.join(schema.COLUMNS)}"
+                )
         mapped = list(self.columns.values())
-        problems += [f"--columns: file column {c!r} is mapped twice" for c in sorted(set(mapped)) if mapped.count(c) > 1]
+        problems += [
+            f"--columns: file column {c!r} is mapped twice"
+            for c in sorted(set(mapped))
+            if mapped.count(c) > 1
+        ]
         for column, pairs in self.values.items():
             if column not in MAPPABLE:
                 problems.append(f"--map {column}: only {', '.join(MAPPABLE)} take value maps")
@@ -179,7 +185,9 @@ def apply_column_map(table: pa.Table, maps: ImportMaps, path: str) -> tuple[pa.T
         if name.strip().lower() in folded:
             return folded.index(name.strip().lower())
         shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
-        raise InputDataError(path, None, None, f"{flag}: the file has no column {name!r}; its columns: {shown}")
+        raise InputDataError(
+            path, None, None, f"{flag}: the file has no column {name!r}; its columns: {shown}"
+        )
 
     renamed = list(names)
     for canonical, file_column in maps.columns.items():
@@ -222,7 +230,11 @@ def _map_values(
     column: pa.ChunkedArray, pairs: dict[str, str], how: dict[str, str], path: str, name: str, log: RecodeLog
 ) -> pa.Array:
     """Map each distinct value once (a 10M-row column has a few hundred distinct values)."""
-    exact = {label.strip().lower(): (target, how[label]) for label, target in pairs.items() if not _RANGE.match(label)}
+    exact = {
+        label.strip().lower(): (target, how[label])
+        for label, target in pairs.items()
+        if not _RANGE.match(label)
+    }
     ranges = [
         (int(m.group(1)), int(m.group(2)), target, how[label])
         for label, target in pairs.items()
@@ -231,7 +243,8 @@ def _map_values(
     encoded = pc.dictionary_encode(text_column(column, path, name))
     distinct: list[str | None] = encoded.dictionary.to_pylist()
     rows = np.bincount(
-        pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False), minlength=len(distinct) + 1
+        pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False),
+        minlength=len(distinct) + 1,
     )
     out: list[str | None] = []
     for k, value in enumerate(distinct):
@@ -267,7 +280,8 @@ def _widen_years(column: pa.ChunkedArray, start: int, path: str, name: str, log:
     encoded = pc.dictionary_encode(text_column(column, path, name))
     distinct: list[str | None] = encoded.dictionary.to_pylist()
     rows = np.bincount(
-        pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False), minlength=len(distinct) + 1
+        pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False),
+        minlength=len(distinct) + 1,
     )
     out: list[str | None] = []
     full_years: list[int] = []

@@ -370,7 +370,11 @@ def _check_rows(
                 checks.append(_Check(name, missing, "missing year"))
             checks.append(_Check(name, malformed | not_int, "not an integer year"))
             checks.append(
-                _Check(name, two_digit, f"{name} outside {low}..{high}; two-digit years? `laborlm data import --two-digit-years 1900`")
+                _Check(
+                    name,
+                    two_digit,
+                    f"{name} outside {low}..{high}; two-digit years? `laborlm data import --two-digit-years 1900`",
+                )
             )
             checks.append(_Check(name, out_of_range & ~two_digit, f"{name} outside {low}..{high}"))
             columns[name] = pa.array(np.where(ok, values, 0).astype(np.int32), pa.int32(), mask=~ok)

@@ -102,14 +102,21 @@ CAREER_JSON_SCHEMA: dict[str, Any] = {
                 "required": ["year", "occupation"],
                 "additionalProperties": False,
                 "properties": {
-                    "year": {"type": "integer", "minimum": schema.YEAR_RANGE[0], "maximum": schema.YEAR_RANGE[1]},
+                    "year": {
+                        "type": "integer",
+                        "minimum": schema.YEAR_RANGE[0],
+                        "maximum": schema.YEAR_RANGE[1],
+                    },
                     "occupation": {"type": ["string", "integer"]},
                     "education": {"type": ["string", "null"]},
                 },
             },
         },
         "next_year": {"type": ["integer", "null"], "description": "default: last history year + 1"},
-        "education": {"type": ["string", "null"], "description": "education in next_year; default: last known"},
+        "education": {
+            "type": ["string", "null"],
+            "description": "education in next_year; default: last known",
+        },
     },
 }
 
@@ -133,8 +140,9 @@ class CareerInputError(LaborLMError):
     ``careers.jsonl:3: field 'history[0].occupation': '9999' is not in ...``, as ``InputDataError``'s do.
     """
 
-    def __init__(self, problems: Sequence[Problem], path: str | None = None,
-                 lines: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, problems: Sequence[Problem], path: str | None = None, lines: Sequence[int] | None = None
+    ) -> None:
         super().__init__(list(problems), path, None if lines is None else list(lines))
         self.problems = list(problems)
         self.path = path
@@ -218,7 +226,9 @@ class _Parser:
         self.problems.append(Problem(i, field, reason, value))
 
     def year(self, i: int, field: str, value: Any) -> int | None:
-        if isinstance(value, (float, np.floating)) and not math.isfinite(value):  # NaN, Infinity: not "missing"
+        if isinstance(value, (float, np.floating)) and not math.isfinite(
+            value
+        ):  # NaN, Infinity: not "missing"
             self.fail(i, field, "is not a finite number (an integer year is required)", value)
             return None
         year = _as_int(value)
@@ -253,8 +263,13 @@ class _Parser:
             return None
         code = self.taxonomy.normalize(str(value))
         if code is None:
-            self.fail(i, field, f"is not in the occupation taxonomy '{self.taxonomy.name}' "
-                      f"({len(self.taxonomy)} codes, special states included)", value)
+            self.fail(
+                i,
+                field,
+                f"is not in the occupation taxonomy '{self.taxonomy.name}' "
+                f"({len(self.taxonomy)} codes, special states included)",
+                value,
+            )
         return code
 
     def career(self, i: int, raw: Any) -> CareerRequest | None:
@@ -281,7 +296,11 @@ class _Parser:
         else:
             covariates = {k: _plain(v) for k, v in covariates.items()}
             for key in sorted(set(covariates) - _COVARIATE_KEYS):
-                self.fail(i, f"covariates.{key}", f"is not a covariate (known: {', '.join(sorted(_COVARIATE_KEYS))})")
+                self.fail(
+                    i,
+                    f"covariates.{key}",
+                    f"is not a covariate (known: {', '.join(sorted(_COVARIATE_KEYS))})",
+                )
             gender = self.category(i, "covariates.gender", covariates.get("gender"), schema.GENDER)
             race = self.category(i, "covariates.race", covariates.get("race"), schema.RACE)
             region = self.category(i, "covariates.region", covariates.get("region"), schema.REGION)
@@ -296,7 +315,11 @@ class _Parser:
             self.fail(i, "history", "is required (a list of {year, occupation, education?})")
             history = []
         elif not isinstance(history, list):
-            self.fail(i, "history", f"must be a list of {{year, occupation, education?}}, got {type(history).__name__}")
+            self.fail(
+                i,
+                "history",
+                f"must be a list of {{year, occupation, education?}}, got {type(history).__name__}",
+            )
             history = []
         for t, entry in enumerate(history):
             where = f"history[{t}]"
@@ -334,15 +357,26 @@ class _Parser:
         elif len(self.problems) == before:
             self.fail(i, "history", "is empty: give at least one year, or next_year to predict a first job")
         known = [e for e in education if e is not None]
-        next_education = (self.category(i, "education", raw["education"], schema.EDUCATION)
-                          if "education" in raw else (known[-1] if known else None))
+        next_education = (
+            self.category(i, "education", raw["education"], schema.EDUCATION)
+            if "education" in raw
+            else (known[-1] if known else None)
+        )
 
         if len(self.problems) > before or next_year is None:
             return None
         return CareerRequest(
-            person_id=str(person_id), source=source, years=tuple(years), occupations=tuple(occupations),
-            education=tuple(education), gender=gender, race=race, region=region, birth_year=birth_year,
-            next_year=next_year, next_education=next_education,
+            person_id=str(person_id),
+            source=source,
+            years=tuple(years),
+            occupations=tuple(occupations),
+            education=tuple(education),
+            gender=gender,
+            race=race,
+            region=region,
+            birth_year=birth_year,
+            next_year=next_year,
+            next_education=next_education,
         )
 
 
@@ -367,8 +401,20 @@ def careers_to_panel(careers: Sequence[CareerRequest], taxonomy: Taxonomy) -> tu
     Persons get internal ids ``00000000``, ``00000001``, ... so the panel's (person_id, year) order is the
     request order and duplicate or missing user ids cannot merge two careers.
     """
-    cols: dict[str, list[Any]] = {c: [] for c in ("person_id", "year", "occupation", "education", "region",
-                                                  "gender", "race", "birth_year", "source")}
+    cols: dict[str, list[Any]] = {
+        c: []
+        for c in (
+            "person_id",
+            "year",
+            "occupation",
+            "education",
+            "region",
+            "gender",
+            "race",
+            "birth_year",
+            "source",
+        )
+    }
     targets = np.empty(len(careers), dtype=np.int64)
     placeholder = taxonomy.codes[0]
     for i, c in enumerate(careers):
@@ -401,10 +447,16 @@ def top_k(log_probs: np.ndarray, taxonomy: Taxonomy, k: int) -> list[list[dict[s
     order = np.argsort(-log_probs, axis=1, kind="stable")[:, :k]
     out: list[list[dict[str, Any]]] = []
     for row, idx in zip(log_probs, order, strict=True):
-        out.append([
-            {"code": taxonomy.codes[j], "title": taxonomy.occupations[j].title, "probability": float(np.exp(row[j]))}
-            for j in idx
-        ])
+        out.append(
+            [
+                {
+                    "code": taxonomy.codes[j],
+                    "title": taxonomy.occupations[j].title,
+                    "probability": float(np.exp(row[j])),
+                }
+                for j in idx
+            ]
+        )
     return out
 
 
@@ -412,7 +464,9 @@ def check_top_k(value: Any, taxonomy: Taxonomy) -> int:
     """``top_k`` from a request, validated: 1..K."""
     k = _as_int(value)
     if k is None or not 1 <= k <= len(taxonomy):
-        raise CareerInputError([Problem(0, "params.top_k", f"must be an integer from 1 to {len(taxonomy)}", value)])
+        raise CareerInputError(
+            [Problem(0, "params.top_k", f"must be an integer from 1 to {len(taxonomy)}", value)]
+        )
     return k
 
 
@@ -432,8 +486,10 @@ def predict_careers(model: Any, careers: Iterable[Any], k: int = DEFAULT_TOP_K) 
     bad = np.flatnonzero(np.isnan(log_probs).any(axis=1))
     if len(bad):
         # A defect of the model, never an answer: NaN is not a probability (nor valid JSON).
-        raise LaborLMError(f"{model.name} gave NaN probabilities for career(s) {', '.join(map(str, bad[:10]))}; "
-                           "nothing was predicted")
+        raise LaborLMError(
+            f"{model.name} gave NaN probabilities for career(s) {', '.join(map(str, bad[:10]))}; "
+            "nothing was predicted"
+        )
     return [
         {"person_id": c.person_id, "next_year": c.next_year, "top_k": best}
         for c, best in zip(parsed, top_k(log_probs, taxonomy, k), strict=True)

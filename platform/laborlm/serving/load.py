@@ -53,7 +53,9 @@ class LoadReport:
     requests: int
     valid: int
     invalid: int
-    status_counts: dict[int, int]  # HTTP status -> requests; 0: no answer (connection refused, reset, timeout)
+    status_counts: dict[
+        int, int
+    ]  # HTTP status -> requests; 0: no answer (connection refused, reset, timeout)
     wrong: list[str] = field(default_factory=list)  # the first answers that broke the contract
     wrong_count: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
@@ -86,16 +88,25 @@ class LoadReport:
 
     def line(self) -> str:
         statuses = ", ".join(f"{s}: {n}" for s, n in sorted(self.status_counts.items()))
-        return (f"{self.requests} requests ({self.valid} valid, {self.invalid} invalid) in {self.wall_s:.1f} s: "
-                f"{self.requests_per_s:.1f} req/s, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms; "
-                f"status {{{statuses}}}; contract broken {self.wrong_count}")
+        return (
+            f"{self.requests} requests ({self.valid} valid, {self.invalid} invalid) in {self.wall_s:.1f} s: "
+            f"{self.requests_per_s:.1f} req/s, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms; "
+            f"status {{{statuses}}}; contract broken {self.wrong_count}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "valid": self.valid, "invalid": self.invalid,
-                "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
-                "wrong_count": self.wrong_count, "wrong": self.wrong[:10], "wall_s": round(self.wall_s, 3),
-                "requests_per_s": round(self.requests_per_s, 2), "p50_ms": round(self.p50_ms, 2),
-                "p99_ms": round(self.p99_ms, 2)}
+        return {
+            "requests": self.requests,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
+            "wrong_count": self.wrong_count,
+            "wrong": self.wrong[:10],
+            "wall_s": round(self.wall_s, 3),
+            "requests_per_s": round(self.requests_per_s, 2),
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+        }
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -108,8 +119,9 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def _post(url: str, body: Mapping[str, Any], timeout_s: float) -> tuple[int, str]:
     """(status, text); an HTTP error is an answer too, no answer at all is status 0."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return int(response.status), response.read().decode()
@@ -142,8 +154,12 @@ def _check(status: int, text: str, expect: InvalidCareer | None, n_careers: int)
     return None
 
 
-def run_load(url: str, valid: Sequence[Mapping[str, Any]], invalid: Sequence[InvalidCareer],
-             config: LoadConfig = LoadConfig()) -> LoadReport:
+def run_load(
+    url: str,
+    valid: Sequence[Mapping[str, Any]],
+    invalid: Sequence[InvalidCareer],
+    config: LoadConfig = LoadConfig(),
+) -> LoadReport:
     """Send ``config.requests`` requests to ``url``/invocations, ``config.concurrency`` at a time.
 
     Args:
@@ -178,8 +194,13 @@ def run_load(url: str, valid: Sequence[Mapping[str, Any]], invalid: Sequence[Inv
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
         results = list(pool.map(one, plan))
     wall = time.perf_counter() - start
-    report = LoadReport(requests=len(plan), valid=sum(e is None for _, e, _ in plan),
-                        invalid=sum(e is not None for _, e, _ in plan), status_counts={}, wall_s=wall)
+    report = LoadReport(
+        requests=len(plan),
+        valid=sum(e is None for _, e, _ in plan),
+        invalid=sum(e is not None for _, e, _ in plan),
+        status_counts={},
+        wall_s=wall,
+    )
     for status, ms, wrong in results:
         report.status_counts[status] = report.status_counts.get(status, 0) + 1
         report.latencies_ms.append(ms)
@@ -194,8 +215,9 @@ def run_load(url: str, valid: Sequence[Mapping[str, Any]], invalid: Sequence[Inv
 def careers_from_panel(panel: Any, n: int, *, max_years: int = 6) -> list[dict[str, Any]]:
     """Up to ``n`` request careers cut from a canonical panel (a ``pyarrow.Table``): each person's first
     ``max_years`` rows as the history, their covariates as given. Realistic requests for a load test."""
-    rows = panel.select(["person_id", "year", "occupation", "education", "gender", "race", "region",
-                         "birth_year"]).to_pylist()
+    rows = panel.select(
+        ["person_id", "year", "occupation", "education", "gender", "race", "region", "birth_year"]
+    ).to_pylist()
     people: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         people.setdefault(str(row["person_id"]), []).append(row)
@@ -203,7 +225,9 @@ def careers_from_panel(panel: Any, n: int, *, max_years: int = 6) -> list[dict[s
     for pid, history in list(people.items())[:n]:
         history = sorted(history, key=lambda r: r["year"])[:max_years]
         first = history[0]
-        covariates = {k: first[k] for k in ("gender", "race", "region", "birth_year") if first.get(k) is not None}
+        covariates = {
+            k: first[k] for k in ("gender", "race", "region", "birth_year") if first.get(k) is not None
+        }
         entries = []
         for r in history:
             entry: dict[str, Any] = {"year": int(r["year"]), "occupation": str(r["occupation"])}
@@ -220,16 +244,30 @@ def invalid_careers(valid: Mapping[str, Any]) -> list[InvalidCareer]:
     first = valid["history"][0]
     year = int(first["year"])
     return [
-        InvalidCareer((valid, {"history": [{"year": year, "occupation": "9999"}]}),
-                      "career 1: field 'history[0].occupation': '9999' is not in the occupation taxonomy"),
+        InvalidCareer(
+            (valid, {"history": [{"year": year, "occupation": "9999"}]}),
+            "career 1: field 'history[0].occupation': '9999' is not in the occupation taxonomy",
+        ),
         InvalidCareer((valid, {"covariates": {}}), "career 1: field 'history': is required"),
-        InvalidCareer((valid, {"history": [{"year": year + 2, "occupation": first["occupation"]},
-                                           {"year": year, "occupation": first["occupation"]}]}),
-                      "career 1: field 'history[1].year'"),
-        InvalidCareer((valid, {"history": [{"year": "soon", "occupation": first["occupation"]}]}),
-                      "career 1: field 'history[0].year': 'soon' must be an integer year"),
-        InvalidCareer((valid, {"history": [{"year": year, "occupation": first["occupation"],
-                                            "education": "phd-ish"}]}),
-                      "career 1: field 'history[0].education': 'phd-ish' is not a known education"),
+        InvalidCareer(
+            (
+                valid,
+                {
+                    "history": [
+                        {"year": year + 2, "occupation": first["occupation"]},
+                        {"year": year, "occupation": first["occupation"]},
+                    ]
+                },
+            ),
+            "career 1: field 'history[1].year'",
+        ),
+        InvalidCareer(
+            (valid, {"history": [{"year": "soon", "occupation": first["occupation"]}]}),
+            "career 1: field 'history[0].year': 'soon' must be an integer year",
+        ),
+        InvalidCareer(
+            (valid, {"history": [{"year": year, "occupation": first["occupation"], "education": "phd-ish"}]}),
+            "career 1: field 'history[0].education': 'phd-ish' is not a known education",
+        ),
         InvalidCareer((valid,), "field 'params.top_k'", params={"top_k": 0}),
     ]

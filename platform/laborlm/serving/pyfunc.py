@@ -52,23 +52,36 @@ def model_signature() -> ModelSignature:
     """Columns of a career record, the answer's shape, and ``top_k`` (without a params schema MLflow
     silently drops request params)."""
     anything = AnyType()  # type: ignore[no-untyped-call]
-    inputs = Schema([
-        ColSpec(DataType.string, "person_id", required=False),
-        ColSpec(DataType.string, "source", required=False),
-        ColSpec(anything, "covariates", required=False),  # {gender?, race?, region?, birth_year?}
-        ColSpec(anything, "history"),  # [{year, occupation, education?}, ...]
-        ColSpec(anything, "next_year", required=False),  # int; default last history year + 1
-        ColSpec(DataType.string, "education", required=False),  # education in next_year; default last known
-    ])
-    outputs = Schema([
-        ColSpec(DataType.string, "person_id"),
-        ColSpec(DataType.long, "next_year"),
-        ColSpec(Array(Object([
-            Property("code", DataType.string),
-            Property("title", DataType.string),
-            Property("probability", DataType.double),
-        ])), "top_k"),
-    ])
+    inputs = Schema(
+        [
+            ColSpec(DataType.string, "person_id", required=False),
+            ColSpec(DataType.string, "source", required=False),
+            ColSpec(anything, "covariates", required=False),  # {gender?, race?, region?, birth_year?}
+            ColSpec(anything, "history"),  # [{year, occupation, education?}, ...]
+            ColSpec(anything, "next_year", required=False),  # int; default last history year + 1
+            ColSpec(
+                DataType.string, "education", required=False
+            ),  # education in next_year; default last known
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec(DataType.string, "person_id"),
+            ColSpec(DataType.long, "next_year"),
+            ColSpec(
+                Array(
+                    Object(
+                        [
+                            Property("code", DataType.string),
+                            Property("title", DataType.string),
+                            Property("probability", DataType.double),
+                        ]
+                    )
+                ),
+                "top_k",
+            ),
+        ]
+    )
     params = ParamSchema([ParamSpec("top_k", DataType.long, DEFAULT_TOP_K)])
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 

@@ -122,7 +122,9 @@ def register_model(
         client = MlflowClient()
         if run_id is None:
             exp_id = _experiment_id(client, tracking_uri, experiment)
-            run_id = client.create_run(exp_id, run_name=f"register-{name}", tags={"laborlm.kind": kind}).info.run_id
+            run_id = client.create_run(
+                exp_id, run_name=f"register-{name}", tags={"laborlm.kind": kind}
+            ).info.run_id
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -130,16 +132,25 @@ def register_model(
                 artifacts={ARTIFACT_KEY: str(path)},
                 pip_requirements=pip_requirements(),
                 signature=model_signature(),
-                metadata={"laborlm_kind": kind, "laborlm_version": __version__,
-                          "laborlm_career_schema": CAREER_JSON_SCHEMA},
+                metadata={
+                    "laborlm_kind": kind,
+                    "laborlm_version": __version__,
+                    "laborlm_career_schema": CAREER_JSON_SCHEMA,
+                },
                 registered_model_name=name,
             )
         version = str(info.registered_model_version)
         client.set_model_version_tag(name, version, "laborlm.kind", kind)
         if alias:
             client.set_registered_model_alias(name, alias, version)
-    logger.info("registered %s version %s (%s, run %s)%s", name, version, kind, run_id,
-                f" as @{alias}" if alias else "")
+    logger.info(
+        "registered %s version %s (%s, run %s)%s",
+        name,
+        version,
+        kind,
+        run_id,
+        f" as @{alias}" if alias else "",
+    )
     return version
 
 
@@ -189,8 +200,10 @@ def _existing_store(uri: str, tracking_uri: str | None) -> str:
 
     store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not store:
-        raise LaborLMError(f"{uri}: no MLflow tracking URI: pass --tracking-uri (http://HOST:PORT or "
-                           "sqlite:///PATH/mlflow.db) or set MLFLOW_TRACKING_URI")
+        raise LaborLMError(
+            f"{uri}: no MLflow tracking URI: pass --tracking-uri (http://HOST:PORT or "
+            "sqlite:///PATH/mlflow.db) or set MLFLOW_TRACKING_URI"
+        )
     db = store.removeprefix("sqlite:///").split("?")[0] if store.startswith("sqlite:///") else None
     if db is not None and not Path(db).is_file():
         raise LaborLMError(f"{uri}: no MLflow database at {db} (tracking URI {store})")

@@ -30,8 +30,16 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def served_model(model_uri: str, tracking_uri: str, folder: Path, *, host: str = "127.0.0.1",
-                 port: int | None = None, workers: int = 1, timeout_s: float = 180.0) -> Iterator[str]:
+def served_model(
+    model_uri: str,
+    tracking_uri: str,
+    folder: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    workers: int = 1,
+    timeout_s: float = 180.0,
+) -> Iterator[str]:
     """Serve ``model_uri`` (``models:/NAME@alias``) for the length of a ``with`` block; yields its base URL.
 
     The server's log is ``folder/serve.log``; its working directory is ``folder`` (MLflow may write there).
@@ -42,17 +50,39 @@ def served_model(model_uri: str, tracking_uri: str, folder: Path, *, host: str =
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           # mlflow execs `uvicorn` by name: the interpreter's bin folder must be on PATH even in an
-           # environment that was never activated.
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        # mlflow execs `uvicorn` by name: the interpreter's bin folder must be on PATH even in an
+        # environment that was never activated.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     log_file = folder / "serve.log"
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-           "--host", host, "-p", str(port), "-w", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "-p",
+        str(port),
+        "-w",
+        str(workers),
+    ]
     with log_file.open("ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=folder)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder
+        )
     url = f"http://{host}:{port}"
     try:
         _wait_healthy(proc, url, log_file, timeout_s)
@@ -74,8 +104,10 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_file: Path, timeo
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         if time.monotonic() > deadline:
-            raise LaborLMError(f"mlflow models serve at {url} did not answer /health within {timeout_s:.0f} s; "
-                               f"see {log_file}")
+            raise LaborLMError(
+                f"mlflow models serve at {url} did not answer /health within {timeout_s:.0f} s; "
+                f"see {log_file}"
+            )
         time.sleep(0.5)
 
 

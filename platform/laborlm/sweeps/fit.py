@@ -65,7 +65,9 @@ class PowerLaw:
         return float((self.coefficient / excess) ** (1.0 / self.exponent))
 
 
-def fit_power_law(x: np.ndarray, ppl: np.ndarray, oracle_ppl: float, label: str, variable: str) -> PowerLaw | None:
+def fit_power_law(
+    x: np.ndarray, ppl: np.ndarray, oracle_ppl: float, label: str, variable: str
+) -> PowerLaw | None:
     """Least squares of log(ln ppl - ln oracle) on log x; None with fewer than 2 distinct x above the oracle."""
     irreducible = math.log(oracle_ppl)
     keep = (ppl > oracle_ppl) & (x > 0)
@@ -77,8 +79,15 @@ def fit_power_law(x: np.ndarray, ppl: np.ndarray, oracle_ppl: float, label: str,
     fitted = intercept + slope * lx
     ss_res, ss_tot = float(((ly - fitted) ** 2).sum()), float(((ly - ly.mean()) ** 2).sum())
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    return PowerLaw(label, variable, irreducible, float(math.exp(intercept)), float(-slope), r2,
-                    [(float(a), float(b)) for a, b in zip(x, ppl, strict=True)])
+    return PowerLaw(
+        label,
+        variable,
+        irreducible,
+        float(math.exp(intercept)),
+        float(-slope),
+        r2,
+        [(float(a), float(b)) for a, b in zip(x, ppl, strict=True)],
+    )
 
 
 def _seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,9 +97,18 @@ def _seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups[(r["model"], r["data_fraction"])].append(r)
     out = []
     for (model, fraction), rs in sorted(groups.items(), key=lambda kv: (kv[1][0][N_KEY], kv[0][1])):
-        out.append({"model": model, "data_fraction": fraction, D_KEY: rs[0][D_KEY], N_KEY: rs[0][N_KEY],
-                    PPL: float(np.mean([r[PPL] for r in rs])), "ppl_sd": float(np.std([r[PPL] for r in rs])),
-                    mn.TRAIN_FLOPS: float(np.mean([r[mn.TRAIN_FLOPS] for r in rs])), "seeds": len(rs)})
+        out.append(
+            {
+                "model": model,
+                "data_fraction": fraction,
+                D_KEY: rs[0][D_KEY],
+                N_KEY: rs[0][N_KEY],
+                PPL: float(np.mean([r[PPL] for r in rs])),
+                "ppl_sd": float(np.std([r[PPL] for r in rs])),
+                mn.TRAIN_FLOPS: float(np.mean([r[mn.TRAIN_FLOPS] for r in rs])),
+                "seeds": len(rs),
+            }
+        )
     return out
 
 
@@ -102,37 +120,63 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
     oracle_values = [r[ORACLE] for r in rows if ORACLE in r]
     oracle = float(np.mean(oracle_values)) if oracle_values else 1.0  # 1.0: no oracle, a perfect predictor
     cells = _seed_means(rows)
-    models = sorted({c["model"] for c in cells}, key=lambda m: next(c[N_KEY] for c in cells if c["model"] == m))
+    models = sorted(
+        {c["model"] for c in cells}, key=lambda m: next(c[N_KEY] for c in cells if c["model"] == m)
+    )
     fractions = sorted({c["data_fraction"] for c in cells})
 
     data_laws: dict[str, PowerLaw] = {}
     for m in models:
         cs = [c for c in cells if c["model"] == m]
-        law = fit_power_law(np.array([c[D_KEY] for c in cs], float), np.array([c[PPL] for c in cs]), oracle, m, "data")
+        law = fit_power_law(
+            np.array([c[D_KEY] for c in cs], float), np.array([c[PPL] for c in cs]), oracle, m, "data"
+        )
         if law is not None:
             data_laws[m] = law
     size_laws: dict[float, PowerLaw] = {}
     for f in fractions:
         cs = [c for c in cells if c["data_fraction"] == f]
-        law = fit_power_law(np.array([c[N_KEY] for c in cs], float), np.array([c[PPL] for c in cs]), oracle,
-                            f"{cs[0][D_KEY]} people", "parameters")
+        law = fit_power_law(
+            np.array([c[N_KEY] for c in cs], float),
+            np.array([c[PPL] for c in cs]),
+            oracle,
+            f"{cs[0][D_KEY]} people",
+            "parameters",
+        )
         if law is not None:
             size_laws[f] = law
 
     matches = []  # a smaller model's data volume that matches a larger model's perplexity
     for i, small in enumerate(models):
-        for large in models[i + 1:]:
+        for large in models[i + 1 :]:
             for c in (c for c in cells if c["model"] == large):
-                observed = [s for s in cells if s["model"] == small and s[D_KEY] > c[D_KEY] and s[PPL] <= c[PPL]]
+                observed = [
+                    s for s in cells if s["model"] == small and s[D_KEY] > c[D_KEY] and s[PPL] <= c[PPL]
+                ]
                 needed = data_laws[small].solve(c[PPL]) if small in data_laws else math.nan
-                matches.append({"smaller": small, "larger": large, "larger_people": c[D_KEY], "larger_ppl": c[PPL],
-                                "smaller_people_needed": needed,
-                                "data_ratio": needed / c[D_KEY] if c[D_KEY] and math.isfinite(needed) else math.inf,
-                                "observed": [(s[D_KEY], s[PPL]) for s in observed]})
-    return {"oracle_perplexity": oracle, "oracle_known": bool(oracle_values), "rows": rows, "cells": cells, "models": models, "fractions": fractions,
-            "data_laws": {m: asdict(law) for m, law in data_laws.items()},
-            "size_laws": {str(f): asdict(law) for f, law in size_laws.items()}, "matches": matches,
-            "_laws": (data_laws, size_laws)}
+                matches.append(
+                    {
+                        "smaller": small,
+                        "larger": large,
+                        "larger_people": c[D_KEY],
+                        "larger_ppl": c[PPL],
+                        "smaller_people_needed": needed,
+                        "data_ratio": needed / c[D_KEY] if c[D_KEY] and math.isfinite(needed) else math.inf,
+                        "observed": [(s[D_KEY], s[PPL]) for s in observed],
+                    }
+                )
+    return {
+        "oracle_perplexity": oracle,
+        "oracle_known": bool(oracle_values),
+        "rows": rows,
+        "cells": cells,
+        "models": models,
+        "fractions": fractions,
+        "data_laws": {m: asdict(law) for m, law in data_laws.items()},
+        "size_laws": {str(f): asdict(law) for f, law in size_laws.items()},
+        "matches": matches,
+        "_laws": (data_laws, size_laws),
+    }
 
 
 def _fmt(ppl: float) -> str:
@@ -143,42 +187,73 @@ def _fmt(ppl: float) -> str:
 def to_markdown(result: dict[str, Any], title: str) -> str:
     cells, models, fractions = result["cells"], result["models"], result["fractions"]
     people = {f: next(c[D_KEY] for c in cells if c["data_fraction"] == f) for f in fractions}
-    lines = [f"# Scaling study {title}", "",
-             (f"Test next-occupation perplexity (mean over seeds); the oracle's is "
-              f"**{result['oracle_perplexity']:.3f}** (the irreducible term of every fit)."
-              if result.get("oracle_known", True) else
-              "Test next-occupation perplexity (mean over seeds). The survey has no oracle (a real panel), so the "
-              "fits take a perfect predictor's perplexity, 1, as the irreducible term."), "",
-             "| model (non-embedding params) | " + " | ".join(f"{people[f]:,} people ({f:g})" for f in fractions) + " |",
-             "|---|" + "---:|" * len(fractions)]
+    lines = [
+        f"# Scaling study {title}",
+        "",
+        (
+            f"Test next-occupation perplexity (mean over seeds); the oracle's is "
+            f"**{result['oracle_perplexity']:.3f}** (the irreducible term of every fit)."
+            if result.get("oracle_known", True)
+            else "Test next-occupation perplexity (mean over seeds). The survey has no oracle (a real panel), so the "
+            "fits take a perfect predictor's perplexity, 1, as the irreducible term."
+        ),
+        "",
+        "| model (non-embedding params) | "
+        + " | ".join(f"{people[f]:,} people ({f:g})" for f in fractions)
+        + " |",
+        "|---|" + "---:|" * len(fractions),
+    ]
     for m in models:
         row = [f"{m} ({next(c[N_KEY] for c in cells if c['model'] == m):,})"]
         for f in fractions:
             c = next((c for c in cells if c["model"] == m and c["data_fraction"] == f), None)
-            row.append("-" if c is None else _fmt(c[PPL]) + (f" ± {_fmt(c['ppl_sd'])}" if c["seeds"] > 1 else ""))
+            row.append(
+                "-" if c is None else _fmt(c[PPL]) + (f" ± {_fmt(c['ppl_sd'])}" if c["seeds"] > 1 else "")
+            )
         lines.append("| " + " | ".join(row) + " |")
     data_laws, size_laws = result["_laws"]
-    lines += ["", "Power laws in cross-entropy, `ln ppl = ln ppl_oracle + A x^-alpha` (nats per person-year):", "",
-              "| fixed | in | A | exponent | R² (log-log) |", "|---|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "Power laws in cross-entropy, `ln ppl = ln ppl_oracle + A x^-alpha` (nats per person-year):",
+        "",
+        "| fixed | in | A | exponent | R² (log-log) |",
+        "|---|---|---:|---:|---:|",
+    ]
     for law in [*data_laws.values(), *size_laws.values()]:
-        lines.append(f"| {law.label} | {'data (people)' if law.variable == 'data' else 'parameters'} | "
-                     f"{law.coefficient:.3g} | {law.exponent:.3f} | {law.r2:.3f} |")
+        lines.append(
+            f"| {law.label} | {'data (people)' if law.variable == 'data' else 'parameters'} | "
+            f"{law.coefficient:.3g} | {law.exponent:.3f} | {law.r2:.3f} |"
+        )
     if result["matches"]:
-        lines += ["", "Where a smaller model with more data matches a larger one:", "",
-                  "| smaller | larger at (people, ppl) | people the smaller needs (fit) | ratio | seen in the grid |",
-                  "|---|---|---:|---:|---|"]
+        lines += [
+            "",
+            "Where a smaller model with more data matches a larger one:",
+            "",
+            "| smaller | larger at (people, ppl) | people the smaller needs (fit) | ratio | seen in the grid |",
+            "|---|---|---:|---:|---|",
+        ]
         for mt in result["matches"]:
             need = mt["smaller_people_needed"]
             seen = ", ".join(f"{d:,} people: {_fmt(p)}" for d, p in mt["observed"]) or "no"
-            lines.append(f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {_fmt(mt['larger_ppl'])}) | "
-                         f"{need:,.0f} | {mt['data_ratio']:.2f}x | {seen} |" if math.isfinite(need) else
-                         f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {_fmt(mt['larger_ppl'])}) | "
-                         f"never (fit) | - | {seen} |")
-    lines += ["", "Trials:", "", "| trial | overrides | valid occupation ppl | test ppl | tokens | FLOPs |",
-              "|---|---|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {_fmt(mt['larger_ppl'])}) | "
+                f"{need:,.0f} | {mt['data_ratio']:.2f}x | {seen} |"
+                if math.isfinite(need)
+                else f"| {mt['smaller']} | {mt['larger']} ({mt['larger_people']:,}, {_fmt(mt['larger_ppl'])}) | "
+                f"never (fit) | - | {seen} |"
+            )
+    lines += [
+        "",
+        "Trials:",
+        "",
+        "| trial | overrides | valid occupation ppl | test ppl | tokens | FLOPs |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in sorted(result["rows"], key=lambda r: r[PPL]):
-        lines.append(f"| {r['trial']} | {' '.join(r['overrides'])} | {_fmt(r.get(mn.VALID_OCCUPATION_PERPLEXITY, math.nan))} "
-                     f"| {_fmt(r[PPL])} | {r[mn.TRAIN_TOKENS]:,.0f} | {r[mn.TRAIN_FLOPS]:.2e} |")
+        lines.append(
+            f"| {r['trial']} | {' '.join(r['overrides'])} | {_fmt(r.get(mn.VALID_OCCUPATION_PERPLEXITY, math.nan))} "
+            f"| {_fmt(r[PPL])} | {r[mn.TRAIN_TOKENS]:,.0f} | {r[mn.TRAIN_FLOPS]:.2e} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -205,8 +280,14 @@ def plot(result: dict[str, Any], folder: Path) -> list[Path]:
             law = laws.get(g)
             if law is not None:
                 grid = np.geomspace(min(xs), max(xs) * 3, 50)
-                ax.plot(grid, law.predict(grid), "-", color=line.get_color(), alpha=0.7,
-                        label=f"  fit: exponent {law.exponent:.2f}")
+                ax.plot(
+                    grid,
+                    law.predict(grid),
+                    "-",
+                    color=line.get_color(),
+                    alpha=0.7,
+                    label=f"  fit: exponent {law.exponent:.2f}",
+                )
         ax.axhline(oracle, color="black", linestyle="--", linewidth=1, label=f"oracle {oracle:.2f}")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -232,33 +313,48 @@ def to_html(markdown: str, images: list[Path], title: str) -> str:
         elif lines[0].startswith("|"):
             rows = [ln.strip("|").split("|") for ln in lines if not set(ln) <= set("|-: ")]
             head, *rest = rows
-            body.append("<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>" +
-                        "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rest)
-                        + "</table>")
+            body.append(
+                "<table><tr>"
+                + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
+                + "</tr>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rest
+                )
+                + "</table>"
+            )
         else:
             body.append(f"<p>{html.escape(block).replace('**', '')}</p>")
     for img in images:
         data = base64.b64encode(img.read_bytes()).decode()
-        body.append(f'<figure><img alt="{img.stem}" src="data:image/png;base64,{data}"><figcaption>{img.name}'
-                    "</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+        body.append(
+            f'<figure><img alt="{img.stem}" src="data:image/png;base64,{data}"><figcaption>{img.name}'
+            "</figcaption></figure>"
+        )
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def write_report(folder: Path) -> Path:
     """Fit, tabulate and plot a sweep folder's finished trials; log the outputs to its MLflow parent run."""
     folder = Path(folder).resolve()
     if not (folder / PREPARED_FILE).is_file():
-        raise LaborLMError(f"{folder}: not a sweep folder (no {PREPARED_FILE}; run `laborlm sweep CONFIG` first)")
+        raise LaborLMError(
+            f"{folder}: not a sweep folder (no {PREPARED_FILE}; run `laborlm sweep CONFIG` first)"
+        )
     rows = collect_results(folder)
     result = analyse(rows)
     md = to_markdown(result, folder.name)
     images = plot(result, folder)
     (folder / "scaling.md").write_text(md)
-    (folder / "scaling.json").write_text(json.dumps({k: v for k, v in result.items() if not k.startswith("_")},
-                                                    indent=2, default=str))
+    (folder / "scaling.json").write_text(
+        json.dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=2, default=str)
+    )
     (folder / "scaling.html").write_text(to_html(md, images, f"LaborLM scaling study {folder.name}"))
     prepared = json.loads((folder / PREPARED_FILE).read_text())
     if prepared.get("parent_run_id") and prepared.get("tracking_uri"):
@@ -268,8 +364,13 @@ def write_report(folder: Path) -> Path:
         for name in ("scaling.md", "scaling.json", "scaling.html", *(p.name for p in images), "trials.jsonl"):
             run.log_artifact(folder / name, "report")
         data_laws, size_laws = result["_laws"]
-        run.log_metrics({"sweep/trials_finished": len(rows), ORACLE: result["oracle_perplexity"],
-                         **{f"fit/data_exponent/{m}": law.exponent for m, law in data_laws.items()},
-                         **{f"fit/size_exponent/d{f:g}": law.exponent for f, law in size_laws.items()}})
+        run.log_metrics(
+            {
+                "sweep/trials_finished": len(rows),
+                ORACLE: result["oracle_perplexity"],
+                **{f"fit/data_exponent/{m}": law.exponent for m, law in data_laws.items()},
+                **{f"fit/size_exponent/d{f:g}": law.exponent for f, law in size_laws.items()},
+            }
+        )
     logger.info("scaling report: %s", folder / "scaling.html")
     return folder / "scaling.md"

@@ -52,8 +52,17 @@ from laborlm.workflows.panels import (
     preset_problems,
 )
 
-__all__ = ["ATTEMPTS_FILE", "PREPARED_FILE", "RESULTS_FILE", "TRIAL_RESULT", "SweepConfig", "collect_results",
-           "prepare", "run_sweep", "scaling_trial"]
+__all__ = [
+    "ATTEMPTS_FILE",
+    "PREPARED_FILE",
+    "RESULTS_FILE",
+    "TRIAL_RESULT",
+    "SweepConfig",
+    "collect_results",
+    "prepare",
+    "run_sweep",
+    "scaling_trial",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +79,11 @@ class AshaConfig:
     reduction_factor: int = 2
     lr: tuple[float, float] | None = (1e-4, 3e-2)  # log-uniform range of <phase>.lr; null: not searched
     lr_phase: Literal["pretrain", "finetune"] = "finetune"
-    lora_ranks: tuple[int, ...] = (4, 8, 16)  # choices of lora.rank (sets <lr_phase>.lora=true); (): not searched
+    lora_ranks: tuple[int, ...] = (
+        4,
+        8,
+        16,
+    )  # choices of lora.rank (sets <lr_phase>.lora=true); (): not searched
 
     def __post_init__(self) -> None:
         problems = []
@@ -102,13 +115,19 @@ class SweepConfig:
     pooled_people: int = 1500  # people of each pooled survey
     data_seed: int = 0  # synthetic data (the trials' seeds vary training only)
     data_fractions: tuple[float, ...] = (0.1, 0.3, 1.0)  # grid: shares of the pretraining corpus
-    models: tuple[str, ...] = ("llama-200k", "llama-400k", "llama-1m")  # sizes, or model folders / ids on a cluster
+    models: tuple[str, ...] = (
+        "llama-200k",
+        "llama-400k",
+        "llama-1m",
+    )  # sizes, or model folders / ids on a cluster
     seeds: tuple[int, ...] = (0,)
     pretrain_epochs: float | None = 1.0  # pretraining steps = epochs over the trial's share of the corpus, so
     #                                      data volume is tokens seen (Kaplan/Chinchilla); null: train_overrides'
     template: str = "labor-llm"
     tokenizer_vocab_size: int = 4096
-    train_overrides: tuple[str, ...] = ()  # dotted TrainConfig overrides for every trial (before the trial's own)
+    train_overrides: tuple[
+        str, ...
+    ] = ()  # dotted TrainConfig overrides for every trial (before the trial's own)
     valid_people: int | None = 40  # survey valid persons scored per trial; null: all
     test_people: int | None = 80  # survey test persons scored per trial; null: all
     workers_per_trial: int = 1  # Ray Train workers of each trial
@@ -137,11 +156,19 @@ class SweepConfig:
                 problems.append(f"train_overrides: expected key=value, got {o!r}")
         problems += preset_problems("survey", self.survey, known=SURVEY_PRESETS, path_key="survey_panel")
         for preset in self.pooled_surveys:
-            problems += preset_problems("pooled_surveys", preset, known=SURVEY_PRESETS, path_key="survey_panel")
-        problems += panel_problems("survey_panel", self.survey_panel, preset_hint="for a synthetic survey give "
-                                   "survey=NAME and leave survey_panel unset")
-        problems += panel_problems("resume_panel", self.resume_panel, preset_hint="leave resume_panel unset to "
-                                   f"pretrain on the synthetic {RESUMES} (resume_people=N)")
+            problems += preset_problems(
+                "pooled_surveys", preset, known=SURVEY_PRESETS, path_key="survey_panel"
+            )
+        problems += panel_problems(
+            "survey_panel",
+            self.survey_panel,
+            preset_hint="for a synthetic survey give survey=NAME and leave survey_panel unset",
+        )
+        problems += panel_problems(
+            "resume_panel",
+            self.resume_panel,
+            preset_hint=f"leave resume_panel unset to pretrain on the synthetic {RESUMES} (resume_people=N)",
+        )
         if problems:
             raise ConfigError(problems)
 
@@ -193,7 +220,11 @@ def param_space(cfg: SweepConfig) -> dict[str, Any]:
             "model": tune.grid_search(list(cfg.models)),
             "seed": tune.grid_search(list(cfg.seeds)),
         }
-    space: dict[str, Any] = {"model": cfg.models[0], "seed": cfg.seeds[0], DATA_FRACTION: max(cfg.data_fractions)}
+    space: dict[str, Any] = {
+        "model": cfg.models[0],
+        "seed": cfg.seeds[0],
+        DATA_FRACTION: max(cfg.data_fractions),
+    }
     if cfg.asha.lr is not None:
         space[f"{cfg.asha.lr_phase}.lr"] = tune.loguniform(*cfg.asha.lr)
     if cfg.asha.lora_ranks:
@@ -221,10 +252,14 @@ def train_config_for(cfg: SweepConfig, prepared: Prepared, params: dict[str, Any
     from laborlm.training import TrainConfig
 
     base = [
-        f"out_dir={trial_dir}", f"tokenizer={prepared.tokenizer}",
-        f"pretrain.corpus={prepared.pretrain_corpus}", "pretrain.synthesize=null",
-        f"finetune.corpus={prepared.finetune_corpus}", "finetune.synthesize=null",
-        f"strategy.num_workers={cfg.workers_per_trial}", f"strategy.cpus_per_worker={cfg.cpus_per_worker}",
+        f"out_dir={trial_dir}",
+        f"tokenizer={prepared.tokenizer}",
+        f"pretrain.corpus={prepared.pretrain_corpus}",
+        "pretrain.synthesize=null",
+        f"finetune.corpus={prepared.finetune_corpus}",
+        "finetune.synthesize=null",
+        f"strategy.num_workers={cfg.workers_per_trial}",
+        f"strategy.cpus_per_worker={cfg.cpus_per_worker}",
         f"strategy.use_gpu={'true' if cfg.gpus_per_worker else 'false'}",
         f"tracking.experiment={prepared.experiment}",
     ]
@@ -239,10 +274,15 @@ def train_config_for(cfg: SweepConfig, prepared: Prepared, params: dict[str, Any
         return config
     # Steps for ``pretrain_epochs`` passes over the trial's data (tokens per step over all workers).
     tokens = prepared.volumes[str(config.pretrain.data_fraction)]["tokens"]
-    per_step = config.block_size * config.micro_batch_size * config.grad_accum_steps * config.strategy.num_workers
+    per_step = (
+        config.block_size * config.micro_batch_size * config.grad_accum_steps * config.strategy.num_workers
+    )
     steps = max(1, math.ceil(cfg.pretrain_epochs * tokens / per_step))
-    return build(TrainConfig, apply_overrides(TrainConfig, {}, overrides + [f"pretrain.max_steps={steps}"]),
-                 source=source)
+    return build(
+        TrainConfig,
+        apply_overrides(TrainConfig, {}, overrides + [f"pretrain.max_steps={steps}"]),
+        source=source,
+    )
 
 
 # --- driver --------------------------------------------------------------------------------------------------
@@ -256,21 +296,31 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     folder = cfg.folder
     # The user's panels are read and checked before the sweep folder is made.
     panels = prepare_panels(
-        survey=cfg.survey, survey_panel=cfg.survey_panel, survey_people=cfg.survey_people, resumes=True,
-        resume_panel=cfg.resume_panel, resume_people=cfg.resume_people, seed=cfg.data_seed, out=folder,
+        survey=cfg.survey,
+        survey_panel=cfg.survey_panel,
+        survey_people=cfg.survey_people,
+        resumes=True,
+        resume_panel=cfg.resume_panel,
+        resume_people=cfg.resume_people,
+        seed=cfg.data_seed,
+        out=folder,
         workers=workers,
     )
     folder.mkdir(parents=True, exist_ok=True)
     survey = panels.survey
     assert panels.resumes is not None  # resumes=True
     pretrain_inputs = [panels.resumes]
-    pretrain_inputs += [generate_preset_panel(p, cfg.pooled_people, cfg.data_seed, folder, workers)
-                        for p in cfg.pooled_surveys]
+    pretrain_inputs += [
+        generate_preset_panel(p, cfg.pooled_people, cfg.data_seed, folder, workers)
+        for p in cfg.pooled_surveys
+    ]
 
     def corpus(inputs: list[Path], name: str) -> Path:
         target = folder / "corpus" / name
         if read_manifest(target) is None:
-            build_corpus(CorpusConfig(inputs=tuple(inputs), out_dir=target, template=cfg.template), num_workers=workers)
+            build_corpus(
+                CorpusConfig(inputs=tuple(inputs), out_dir=target, template=cfg.template), num_workers=workers
+            )
         return target
 
     pretrain = corpus(pretrain_inputs, "pretrain")
@@ -289,8 +339,16 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
         parent_id, uri = parent.run_id, parent.tracking_uri
     fractions = cfg.data_fractions if cfg.search == "grid" else (max(cfg.data_fractions),)
     volumes = {str(f): data_volume(pretrain, str(tokenizer), f) for f in fractions}
-    prepared = Prepared(str(survey), str(pretrain), str(finetune), str(tokenizer), parent_id, uri,
-                        cfg.tracking.experiment, volumes)
+    prepared = Prepared(
+        str(survey),
+        str(pretrain),
+        str(finetune),
+        str(tokenizer),
+        parent_id,
+        uri,
+        cfg.tracking.experiment,
+        volumes,
+    )
     (folder / PREPARED_FILE).write_text(json.dumps(prepared.__dict__, indent=2))
     return prepared
 
@@ -313,25 +371,40 @@ def run_sweep(cfg: SweepConfig, *, workers: int = 2) -> Path:
     (folder / "sweep.yaml").write_text(_dump(cfg))
     trainable = tune.with_resources(
         tune.with_parameters(scaling_trial, sweep=cfg, prepared=prepared),
-        {"cpu": 0.1},  # the trial function only waits on its Ray Train run, whose workers hold the real resources
+        {
+            "cpu": 0.1
+        },  # the trial function only waits on its Ray Train run, whose workers hold the real resources
     )
     tune_dir = folder / "tune"
     started = time.monotonic()
     if tune.Tuner.can_restore(str(tune_dir)):
         logger.info("sweep %s: resuming from %s (finished trials are kept)", cfg.name, tune_dir)
-        tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
     else:
         tuner = tune.Tuner(
-            trainable, param_space=param_space(cfg), tune_config=_tune_config(cfg),
-            run_config=tune.RunConfig(name="tune", storage_path=str(folder), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=1),
-                                      callbacks=[ReclaimPlacementGroups(folder)]),
+            trainable,
+            param_space=param_space(cfg),
+            tune_config=_tune_config(cfg),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(folder),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=1),
+                callbacks=[ReclaimPlacementGroups(folder)],
+            ),
         )
     grid = tuner.fit()
     errors = [str(grid[i].error) for i in range(len(grid)) if grid[i].error is not None]
     rows = collect_results(folder)
-    logger.info("sweep %s: %d trials finished, %d errored, %.0f s", cfg.name, len(rows), len(errors),
-                time.monotonic() - started)
+    logger.info(
+        "sweep %s: %d trials finished, %d errored, %.0f s",
+        cfg.name,
+        len(rows),
+        len(errors),
+        time.monotonic() - started,
+    )
     if errors and not rows:
         raise LaborLMError(f"sweep {cfg.name}: every trial failed; first error: {errors[0]}")
     write_report(folder)
@@ -346,16 +419,30 @@ def _tune_config(cfg: SweepConfig) -> Any:
     from ray import tune
 
     if cfg.search == "grid":
-        return tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent_trials,
-                               trial_dirname_creator=_dirname, trial_name_creator=_dirname)
+        return tune.TuneConfig(
+            max_concurrent_trials=cfg.max_concurrent_trials,
+            trial_dirname_creator=_dirname,
+            trial_name_creator=_dirname,
+        )
     from ray.tune.schedulers import ASHAScheduler
 
     # stop_last_trials=False: a trial that reaches max_t finishes (scoring, result.json) instead of being cut.
-    scheduler = ASHAScheduler(time_attr=OBJECTIVE_TIME, max_t=cfg.asha.max_t, grace_period=cfg.asha.grace_period,
-                              reduction_factor=cfg.asha.reduction_factor, stop_last_trials=False)
-    return tune.TuneConfig(metric=OBJECTIVE, mode="min", scheduler=scheduler, num_samples=cfg.asha.num_samples,
-                           max_concurrent_trials=cfg.max_concurrent_trials, trial_dirname_creator=_dirname,
-                           trial_name_creator=_dirname)
+    scheduler = ASHAScheduler(
+        time_attr=OBJECTIVE_TIME,
+        max_t=cfg.asha.max_t,
+        grace_period=cfg.asha.grace_period,
+        reduction_factor=cfg.asha.reduction_factor,
+        stop_last_trials=False,
+    )
+    return tune.TuneConfig(
+        metric=OBJECTIVE,
+        mode="min",
+        scheduler=scheduler,
+        num_samples=cfg.asha.num_samples,
+        max_concurrent_trials=cfg.max_concurrent_trials,
+        trial_dirname_creator=_dirname,
+        trial_name_creator=_dirname,
+    )
 
 
 class ReclaimPlacementGroups(Callback):
@@ -395,7 +482,9 @@ class ReclaimPlacementGroups(Callback):
             group_id = path.read_text().strip()
             if table.get(group_id, {}).get("state") == "CREATED":
                 ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
-                logger.info("trial %s ended: removed its leftover Ray Train placement group %s", key, group_id)
+                logger.info(
+                    "trial %s ended: removed its leftover Ray Train placement group %s", key, group_id
+                )
 
 
 def _dirname(trial: Any) -> str:
@@ -434,28 +523,38 @@ def scaling_trial(params: dict[str, Any], *, sweep: SweepConfig, prepared: Prepa
         f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} start\n")
     config = train_config_for(sweep, prepared, params, trial_dir)
     phases = [name for name, _ in config.phases()]
-    result = run_training(config, parent_run_id=prepared.parent_run_id,
-                          callbacks=lambda phase: [ForwardToTune(phase, last=phase == phases[-1])])
+    result = run_training(
+        config,
+        parent_run_id=prepared.parent_run_id,
+        callbacks=lambda phase: [ForwardToTune(phase, last=phase == phases[-1])],
+    )
     final = result.phases[phases[-1]]
     metrics = score_trial(sweep, prepared, final.init_dir)
     tokens = sum(float(r.metrics.get(mn.TRAIN_TOKENS, 0.0)) for r in result.phases.values())
     counts = parameter_counts(final.init_dir)
     row = {
-        "trial": key, "overrides": trial_overrides(params), "model": str(params.get("model")),
-        "data_fraction": float(params.get(DATA_FRACTION, 1.0)), "seed": int(params.get("seed", 0)),
-        mn.MODEL_PARAMETERS: counts["parameters"], mn.MODEL_NON_EMBEDDING_PARAMETERS: counts["non_embedding"],
+        "trial": key,
+        "overrides": trial_overrides(params),
+        "model": str(params.get("model")),
+        "data_fraction": float(params.get(DATA_FRACTION, 1.0)),
+        "seed": int(params.get("seed", 0)),
+        mn.MODEL_PARAMETERS: counts["parameters"],
+        mn.MODEL_NON_EMBEDDING_PARAMETERS: counts["non_embedding"],
         mn.DATA_PRETRAIN_PEOPLE: prepared.volumes[str(config.pretrain.data_fraction)]["people"],
         mn.DATA_PRETRAIN_TOKENS: prepared.volumes[str(config.pretrain.data_fraction)]["tokens"],
-        mn.TRAIN_TOKENS: tokens, mn.TRAIN_FLOPS: 6.0 * counts["parameters"] * tokens,
+        mn.TRAIN_TOKENS: tokens,
+        mn.TRAIN_FLOPS: 6.0 * counts["parameters"] * tokens,
         **metrics,
-        "run_name": result.run_name, "mlflow_run_id": result.mlflow_run_id,
+        "run_name": result.run_name,
+        "mlflow_run_id": result.mlflow_run_id,
     }
     if result.mlflow_run_id and result.tracking_uri:
         from laborlm.tracking.mlflow_tracker import AttachedRun
 
         run = AttachedRun(result.tracking_uri, result.mlflow_run_id)
-        run.log_params({"sweep.trial": key, "sweep.name": sweep.name,
-                        **{f"sweep.{k}": v for k, v in params.items()}})
+        run.log_params(
+            {"sweep.trial": key, "sweep.name": sweep.name, **{f"sweep.{k}": v for k, v in params.items()}}
+        )
         run.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k != "seed"})
     (trial_dir / TRIAL_RESULT).write_text(json.dumps(row, indent=2))
     tune.report({k: v for k, v in row.items() if isinstance(v, (int, float, str))})
@@ -470,8 +569,9 @@ def score_trial(sweep: SweepConfig, prepared: Prepared, model_dir: Path) -> dict
 
     read = read_panel(Path(prepared.survey_panel))
     split = SplitConfig(seed=sweep.data_seed)
-    model = LlmOccupationModel.from_pretrained(model_dir, prepared.tokenizer, sweep.template, read.taxonomy,
-                                               name="trial")
+    model = LlmOccupationModel.from_pretrained(
+        model_dir, prepared.tokenizer, sweep.template, read.taxonomy, name="trial"
+    )
     out: dict[str, float] = {}
     for name, people in (("valid", sweep.valid_people), ("test", sweep.test_people)):
         panel = select_split(read.table, name, split)

@@ -42,7 +42,10 @@ PRESETS: tuple[str, ...] = ("psid", "nlsy79", "nlsy97", "resumes")
 class PopulationConfig:
     """Who is sampled: static covariates, initial education, and selection on latent worker types."""
 
-    birth_years: tuple[int, int] | None = (1942, 1995)  # inclusive; None = not recorded (resumes: age is proxied)
+    birth_years: tuple[int, int] | None = (
+        1942,
+        1995,
+    )  # inclusive; None = not recorded (resumes: age is proxied)
     proxy_start_age: int = 22  # age assumed at the first observation when birth years are not recorded
     female_share: float = 0.52
     race_shares: tuple[float, ...] = (0.58, 0.30, 0.06, 0.02, 0.01, 0.03)  # in schema.RACES order
@@ -56,14 +59,20 @@ class PopulationConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.birth_years is not None and (len(self.birth_years) != 2 or self.birth_years[0] > self.birth_years[1]):
-            problems.append(f"birth_years: expected [first, last] with first <= last, got {list(self.birth_years)}")
+        if self.birth_years is not None and (
+            len(self.birth_years) != 2 or self.birth_years[0] > self.birth_years[1]
+        ):
+            problems.append(
+                f"birth_years: expected [first, last] with first <= last, got {list(self.birth_years)}"
+            )
         if not 0.0 <= self.female_share <= 1.0:
             problems.append(f"female_share: expected a share in [0, 1], got {self.female_share}")
         problems += _shares("race_shares", self.race_shares, len(RACES))
         problems += _shares("region_shares", self.region_shares, len(REGIONS))
         if len(self.education_logits) != len(EDUCATION_LEVELS):
-            problems.append(f"education_logits: expected {len(EDUCATION_LEVELS)} values (one per level), got {len(self.education_logits)}")
+            problems.append(
+                f"education_logits: expected {len(EDUCATION_LEVELS)} values (one per level), got {len(self.education_logits)}"
+            )
         if not 14 <= self.proxy_start_age <= 40:
             problems.append(f"proxy_start_age: expected an age in 14..40, got {self.proxy_start_age}")
         if problems:
@@ -74,7 +83,9 @@ class PopulationConfig:
 class GridConfig:
     """When people are observed. The process steps on this grid: a biennial wave is one step with gap 2."""
 
-    kind: Literal["survey", "resume"] = "survey"  # survey: waves + entry + attrition; resume: start + length + gaps
+    kind: Literal["survey", "resume"] = (
+        "survey"  # survey: waves + entry + attrition; resume: start + length + gaps
+    )
     first_year: int = 1996  # first wave (survey) / earliest first year (resume)
     last_year: int = 2019  # last wave / latest year
     annual_until: int | None = 1997  # last annual wave; biennial after it; None = annual throughout
@@ -92,10 +103,14 @@ class GridConfig:
         if self.first_year > self.last_year:
             problems.append(f"first_year {self.first_year} is after last_year {self.last_year}")
         if self.annual_until is not None and not self.first_year <= self.annual_until <= self.last_year:
-            problems.append(f"annual_until: expected a year in [{self.first_year}, {self.last_year}] or null, got {self.annual_until}")
+            problems.append(
+                f"annual_until: expected a year in [{self.first_year}, {self.last_year}] or null, got {self.annual_until}"
+            )
         lo, hi = self.entry_years if len(self.entry_years) == 2 else (0, -1)
         if len(self.entry_years) != 2 or lo > hi or hi > self.last_year:
-            problems.append(f"entry_years: expected [first, last] within the panel years, got {list(self.entry_years)}")
+            problems.append(
+                f"entry_years: expected [first, last] within the panel years, got {list(self.entry_years)}"
+            )
         for name in ("skip", "attrition"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
@@ -112,9 +127,13 @@ class GridConfig:
 class RecordingConfig:
     """What the dataset records. The dynamics condition on the *recorded* values, so the oracle stays exact."""
 
-    special_states: bool = True  # False: no unemployed/out-of-labor-force/in-school; moves renormalised over jobs
+    special_states: bool = (
+        True  # False: no unemployed/out-of-labor-force/in-school; moves renormalised over jobs
+    )
     demographics: bool = True  # False: gender and race are null (and absent from the process)
-    education_missing: float = 0.0  # share of people whose education is never recorded ("missing" is its own level)
+    education_missing: float = (
+        0.0  # share of people whose education is never recorded ("missing" is its own level)
+    )
     code_noise: float = 0.06  # chance a recorded job code is swapped for a neighbouring code of its subgroup
 
     def __post_init__(self) -> None:
@@ -184,9 +203,19 @@ class DynamicsConfig:
         if self.num_types < 1:
             problems.append(f"num_types: expected >= 1, got {self.num_types}")
         if not 0 <= self.favourites <= 50 or not 0 <= self.ladder_size <= 50:
-            problems.append(f"favourites and ladder_size: expected 0..50, got {self.favourites} and {self.ladder_size}")
-        for name in ("type_spread", "type_stay_sd", "type_unemployment_sd", "type_olf_sd", "type_prior_demographics",
-                     "stay_cluster_sd", "race_sd", "region_sd"):
+            problems.append(
+                f"favourites and ladder_size: expected 0..50, got {self.favourites} and {self.ladder_size}"
+            )
+        for name in (
+            "type_spread",
+            "type_stay_sd",
+            "type_unemployment_sd",
+            "type_olf_sd",
+            "type_prior_demographics",
+            "stay_cluster_sd",
+            "race_sd",
+            "region_sd",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: a standard deviation must be >= 0, got {getattr(self, name)}")
         if problems:
@@ -228,15 +257,23 @@ class SynthConfig:
     def __post_init__(self) -> None:
         problems = []
         if not SOURCE_PATTERN.match(self.source):
-            problems.append(f"source: expected lower-case letters, digits and underscores, got {self.source!r}")
+            problems.append(
+                f"source: expected lower-case letters, digits and underscores, got {self.source!r}"
+            )
         if self.people < 1:
             problems.append(f"people: expected >= 1, got {self.people}")
         if self.shard_size < 1:
             problems.append(f"shard_size: expected >= 1, got {self.shard_size}")
         pop, grid = self.population, self.grid
         if grid.kind == "survey" and pop.birth_years is None:
-            problems.append("population.birth_years: a survey grid needs birth years (they place the first wave)")
-        if grid.kind == "survey" and pop.birth_years is not None and pop.birth_years[1] + grid.min_age > grid.last_year:
+            problems.append(
+                "population.birth_years: a survey grid needs birth years (they place the first wave)"
+            )
+        if (
+            grid.kind == "survey"
+            and pop.birth_years is not None
+            and pop.birth_years[1] + grid.min_age > grid.last_year
+        ):
             problems.append(
                 f"population.birth_years: people born in {pop.birth_years[1]} reach grid.min_age={grid.min_age} "
                 f"after grid.last_year={grid.last_year}"
@@ -275,13 +312,21 @@ def load_preset(name: str) -> SynthConfig:
             source="nlsy79",
             people=12_270,
             population=dataclasses.replace(
-                base.population, birth_years=(1957, 1964), race_shares=(0.50, 0.25, 0.16, 0.01, 0.01, 0.07),
+                base.population,
+                birth_years=(1957, 1964),
+                race_shares=(0.50, 0.25, 0.16, 0.01, 0.01, 0.07),
                 education_logits=(0.4, 1.4, 0.2, -0.6, 0.3, -0.6, -2.6, -2.6),
                 type_manual_tilt=0.15,
             ),
             grid=dataclasses.replace(
-                base.grid, first_year=1979, last_year=2014, annual_until=1994, entry_years=(1979, 1979),
-                min_age=14, skip=0.08, attrition=0.02,
+                base.grid,
+                first_year=1979,
+                last_year=2014,
+                annual_until=1994,
+                entry_years=(1979, 1979),
+                min_age=14,
+                skip=0.08,
+                attrition=0.02,
             ),
         )
     if name == "nlsy97":
@@ -291,12 +336,21 @@ def load_preset(name: str) -> SynthConfig:
             source="nlsy97",
             people=8_770,
             population=dataclasses.replace(
-                base.population, birth_years=(1980, 1984), race_shares=(0.52, 0.26, 0.21, 0.0, 0.0, 0.01),
-                education_logits=(0.8, 1.3, 0.5, -0.3, 0.6, -0.3, -2.3, -2.3), type_manual_tilt=0.2,
+                base.population,
+                birth_years=(1980, 1984),
+                race_shares=(0.52, 0.26, 0.21, 0.0, 0.0, 0.01),
+                education_logits=(0.8, 1.3, 0.5, -0.3, 0.6, -0.3, -2.3, -2.3),
+                type_manual_tilt=0.2,
             ),
             grid=dataclasses.replace(
-                base.grid, first_year=1997, last_year=2019, annual_until=2011, entry_years=(1997, 1997),
-                min_age=18, skip=0.08, attrition=0.02,
+                base.grid,
+                first_year=1997,
+                last_year=2019,
+                annual_until=2011,
+                entry_years=(1997, 1997),
+                min_age=18,
+                skip=0.08,
+                attrition=0.02,
             ),
         )
     # Resumes: college graduates over-represented, manual labourers under-represented, no time out of work
@@ -306,11 +360,26 @@ def load_preset(name: str) -> SynthConfig:
         source="resumes",
         people=100_000,
         population=dataclasses.replace(
-            base.population, birth_years=None, education_tilt=0.4, type_education_tilt=0.8, type_manual_tilt=0.3,
+            base.population,
+            birth_years=None,
+            education_tilt=0.4,
+            type_education_tilt=0.8,
+            type_manual_tilt=0.3,
         ),
-        grid=GridConfig(kind="resume", first_year=1975, last_year=2019, annual_until=None, entry_years=(1975, 2019),
-                        skip=0.08, start_year_mean=2002.0, start_year_sd=8.0, mean_length=11.5),
-        recording=RecordingConfig(special_states=False, demographics=False, education_missing=0.5, code_noise=0.07),
+        grid=GridConfig(
+            kind="resume",
+            first_year=1975,
+            last_year=2019,
+            annual_until=None,
+            entry_years=(1975, 2019),
+            skip=0.08,
+            start_year_mean=2002.0,
+            start_year_sd=8.0,
+            mean_length=11.5,
+        ),
+        recording=RecordingConfig(
+            special_states=False, demographics=False, education_missing=0.5, code_noise=0.07
+        ),
         wages=dataclasses.replace(base.wages, enabled=False),
     )
 

@@ -76,7 +76,9 @@ class Careers:
     edu: IntArray  # [n, T] education index, EDU_MISSING if not recorded
     wage: FloatArray  # [n, T] log wage, NaN for special states or when wages are off
     oracle_logp: FloatArray  # [n, T]
-    next_log_probs: list[FloatArray] | None = None  # per step: [n_active, K] oracle distribution (``full=True``)
+    next_log_probs: list[FloatArray] | None = (
+        None  # per step: [n_active, K] oracle distribution (``full=True``)
+    )
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,15 @@ def simulate(
             gap = np.zeros(len(act), dtype=np.int64)
             e = edu_now[act]
             prior = type_log_prior(
-                market, pop.gender[act], pop.race[act], pop.region[act], pop.birth_year[act], age, e,
-                cfg.population.type_education_tilt, cfg.population.type_manual_tilt,
+                market,
+                pop.gender[act],
+                pop.race[act],
+                pop.region[act],
+                pop.birth_year[act],
+                age,
+                e,
+                cfg.population.type_education_tilt,
+                cfg.population.type_manual_tilt,
             )
             log_post[act] = prior
             cdf = np.cumsum(np.exp(prior), axis=1)
@@ -158,15 +167,28 @@ def simulate(
             gap = year - pop.years[act, s - 1]
             e_prev = edu_now[act]
             rise = education_rise_prob(market, e_prev, cur[act], age, gap, pop.birth_year[act])  # [n_act, Z]
-            e = observed[1][act, s] if observed is not None else sample_education(market, rise, e_prev, z[act], rng)
+            e = (
+                observed[1][act, s]
+                if observed is not None
+                else sample_education(market, rise, e_prev, z[act], rng)
+            )
             post = log_post[act] + education_log_lik(rise, e_prev, e)
             log_post[act] = _update(log_post[act], post, logsumexp(post, axis=1))
         edu_now[act] = e
         has_cur = cur[act] >= 0
         tenure = np.where(has_cur, pop.years[act, max(s - 1, 0)] - spell_start[act] + 1, 0).astype(np.float64)
         x = StepInputs(
-            year=year, age=age, gap=gap, edu=e, gender=pop.gender[act], race=pop.race[act], region=pop.region[act],
-            cur=cur[act], anchor=anchor[act], tenure=tenure, returns=returns[act],
+            year=year,
+            age=age,
+            gap=gap,
+            edu=e,
+            gender=pop.gender[act],
+            race=pop.race[act],
+            region=pop.region[act],
+            cur=cur[act],
+            anchor=anchor[act],
+            tenure=tenure,
+            returns=returns[act],
         )
         sm = step_model(market, x, allow_special)
         if observed is not None:
@@ -184,7 +206,9 @@ def simulate(
         occ[act, s] = y
         edu[act, s] = e
         if wages.enabled and observed is None:
-            wage[act, s] = _log_wage(market, cfg, y, e, age, pop.gender[act], z[act], person_wage[act], wage_rng)
+            wage[act, s] = _log_wage(
+                market, cfg, y, e, age, pop.gender[act], z[act], person_wage[act], wage_rng
+            )
         # History for the next step: spells, the anchor job, and return bonuses for every job held.
         moved = y != cur[act]
         spell_start[act[moved]] = year[moved]
@@ -210,8 +234,15 @@ def _update(prior: FloatArray, joint: FloatArray, norm: FloatArray) -> FloatArra
 
 
 def _log_wage(
-    m: Market, cfg: SynthConfig, y: IntArray, e: IntArray, age: FloatArray, gender: IntArray, z: IntArray,
-    person: FloatArray, rng: np.random.Generator,
+    m: Market,
+    cfg: SynthConfig,
+    y: IntArray,
+    e: IntArray,
+    age: FloatArray,
+    gender: IntArray,
+    z: IntArray,
+    person: FloatArray,
+    rng: np.random.Generator,
 ) -> FloatArray:
     """Log hourly wage of a working person-year; NaN in special states. Depends on the type only through
     ``wage_type_effect``."""
@@ -219,10 +250,16 @@ def _log_wage(
     score = np.where(e == EDU_MISSING, 2.0, EDU_SCORE[np.minimum(e, NUM_EDU - 1)])
     exper = np.maximum(age - 18.0, 0.0)
     out = (
-        w.intercept + 0.12 * m.requirement_cluster[m.cluster_of[y]] + w.occupation_sd * m.wage_occ[y]
-        + w.education_return * score + w.experience * exper + w.experience_sq * exper**2
-        + w.wage_type_effect * w.type_sd * m.type_wage[z] + w.female_gap * (gender == 0)
-        + person + rng.normal(0.0, w.noise_sd, len(y))
+        w.intercept
+        + 0.12 * m.requirement_cluster[m.cluster_of[y]]
+        + w.occupation_sd * m.wage_occ[y]
+        + w.education_return * score
+        + w.experience * exper
+        + w.experience_sq * exper**2
+        + w.wage_type_effect * w.type_sd * m.type_wage[z]
+        + w.female_gap * (gender == 0)
+        + person
+        + rng.normal(0.0, w.noise_sd, len(y))
     )
     return np.where(m.special[y], np.nan, out)
 
@@ -296,11 +333,17 @@ def write_shard(cfg: SynthConfig, shard: int, out_dir: Path) -> dict[str, float]
     table = generate_shard(cfg, shard)
     pq.write_table(table, out_dir / f"part-{shard:05d}.parquet")
     logp = table.column("oracle_logp").to_numpy()
-    return {"shard": shard, "people": min(cfg.shard_size, cfg.people - shard * cfg.shard_size), "rows": table.num_rows,
-            "sum_logp": float(logp.sum())}
+    return {
+        "shard": shard,
+        "people": min(cfg.shard_size, cfg.people - shard * cfg.shard_size),
+        "rows": table.num_rows,
+        "sum_logp": float(logp.sum()),
+    }
 
 
-def _write_shard_batch(batch: dict[str, np.ndarray], config: SynthConfig, out_dir: str) -> dict[str, np.ndarray]:
+def _write_shard_batch(
+    batch: dict[str, np.ndarray], config: SynthConfig, out_dir: str
+) -> dict[str, np.ndarray]:
     """Ray Data UDF: one batch = one shard index (module-level, so workers import it)."""
     out = [write_shard(config, int(i), Path(out_dir)) for i in batch["id"]]
     return {k: np.array([o[k] for o in out]) for k in ("shard", "people", "rows", "sum_logp")}
@@ -330,8 +373,12 @@ def generate_panel(config: SynthConfig, out_dir: Path, *, num_workers: int | Non
         write_synth_config(config, folder)
         Taxonomy.default().to_csv(folder / TAXONOMY_FILE)
         if num_workers is None:
-            shards = tqdm(range(config.num_shards), desc=f"synth {config.source}", unit="shard",
-                          disable=not sys.stderr.isatty())
+            shards = tqdm(
+                range(config.num_shards),
+                desc=f"synth {config.source}",
+                unit="shard",
+                disable=not sys.stderr.isatty(),
+            )
             return [write_shard(config, i, folder) for i in shards]
         return _run_ray(config, folder, num_workers)
 
@@ -341,8 +388,13 @@ def generate_panel(config: SynthConfig, out_dir: Path, *, num_workers: int | Non
     sum_logp = float(sum(r["sum_logp"] for r in results))
     elapsed = time.perf_counter() - start
     summary = SynthSummary(
-        out_dir=str(out_dir), people=people, rows=rows, files=len(results),
-        oracle_perplexity=math.exp(-sum_logp / rows), elapsed_s=elapsed, people_per_s=people / elapsed,
+        out_dir=str(out_dir),
+        people=people,
+        rows=rows,
+        files=len(results),
+        oracle_perplexity=math.exp(-sum_logp / rows),
+        elapsed_s=elapsed,
+        people_per_s=people / elapsed,
     )
     logger.info("%s", summary.line())
     return summary

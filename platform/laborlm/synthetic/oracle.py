@@ -160,7 +160,9 @@ class OracleModel:
                 out[arrays.starts[active] + s] = dist  # the row of person p's (s+1)-th observation
         self._check_against_recorded(panel, out, arrays)
         logger.info(
-            "oracle: scored %d person-years of %d people in %.2f s", len(arrays), arrays.n_people,
+            "oracle: scored %d person-years of %d people in %.2f s",
+            len(arrays),
+            arrays.n_people,
             time.perf_counter() - start,
         )
         return out
@@ -188,7 +190,9 @@ class OracleModel:
             logger.warning(
                 "oracle: %d of %d rows differ from the panel's oracle_logp (max |diff| %.3g): was this panel "
                 "generated with this config, with every person's rows from the first?",
-                int(bad.sum()), len(bad), float(np.nanmax(np.where(bad, diff, 0.0))),
+                int(bad.sum()),
+                len(bad),
+                float(np.nanmax(np.where(bad, diff, 0.0))),
             )
 
 
@@ -242,7 +246,9 @@ def _category_index(panel: pa.Table, column: str, values: tuple[str, ...], missi
     unknown = pc.and_(pc.is_null(idx), pc.is_valid(col))
     if pc.any(unknown).as_py():
         bad = col.filter(unknown)[0].as_py()
-        raise SchemaError(f"{column}: {bad!r} is not a value the synthetic process records ({', '.join(values)})")
+        raise SchemaError(
+            f"{column}: {bad!r} is not a value the synthetic process records ({', '.join(values)})"
+        )
     return np.asarray(pc.fill_null(idx, missing).to_numpy(), dtype=np.int64)
 
 
@@ -250,7 +256,12 @@ def _take(pop: Population, people: IntArray) -> Population:
     """The ``people`` of a population, their grid trimmed to the longest career among them."""
     length = pop.length[people]
     return Population(
-        gender=pop.gender[people], race=pop.race[people], region=pop.region[people],
-        birth_year=pop.birth_year[people], edu_recorded=pop.edu_recorded[people], first_edu=pop.first_edu[people],
-        years=pop.years[people, : int(length.max())], length=length,
+        gender=pop.gender[people],
+        race=pop.race[people],
+        region=pop.region[people],
+        birth_year=pop.birth_year[people],
+        edu_recorded=pop.edu_recorded[people],
+        first_edu=pop.first_edu[people],
+        years=pop.years[people, : int(length.max())],
+        length=length,
     )

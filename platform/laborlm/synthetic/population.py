@@ -57,7 +57,9 @@ def draw_population(cfg: SynthConfig, n: int, rng: np.random.Generator) -> Popul
     else:
         gender = np.full(n, GENDER_MISSING, dtype=np.int64)
         race = np.full(n, RACE_MISSING, dtype=np.int64)
-    region = rng.choice(len(pop.region_shares), size=n, p=np.asarray(pop.region_shares) / sum(pop.region_shares))
+    region = rng.choice(
+        len(pop.region_shares), size=n, p=np.asarray(pop.region_shares) / sum(pop.region_shares)
+    )
     if pop.birth_years is not None:
         birth_year = rng.integers(pop.birth_years[0], pop.birth_years[1] + 1, size=n)
     else:
@@ -86,7 +88,9 @@ def survey_waves(grid: GridConfig) -> IntArray:
     return np.concatenate([annual, np.arange(grid.annual_until + 2, grid.last_year + 1, 2)])
 
 
-def _survey_grid(grid: GridConfig, birth_year: IntArray, rng: np.random.Generator) -> tuple[IntArray, IntArray]:
+def _survey_grid(
+    grid: GridConfig, birth_year: IntArray, rng: np.random.Generator
+) -> tuple[IntArray, IntArray]:
     """First wave at or after max(entry year, birth + min_age); later waves kept unless skipped, until attrition."""
     waves = survey_waves(grid)
     n, W = len(birth_year), len(waves)
@@ -102,10 +106,14 @@ def _survey_grid(grid: GridConfig, birth_year: IntArray, rng: np.random.Generato
 
 def _resume_grid(grid: GridConfig, n: int, rng: np.random.Generator) -> tuple[IntArray, IntArray]:
     """A first year, a length, and gaps where years out of work are simply missing; truncated at last_year."""
-    start = np.clip(np.rint(rng.normal(grid.start_year_mean, grid.start_year_sd, n)), grid.first_year, grid.last_year)
+    start = np.clip(
+        np.rint(rng.normal(grid.start_year_mean, grid.start_year_sd, n)), grid.first_year, grid.last_year
+    )
     length = np.minimum(1 + rng.poisson(grid.mean_length - 1.0, n), grid.max_length)
     T = int(length.max())
-    steps = 1 + (rng.geometric(1.0 - grid.skip, (n, T)) - 1 if grid.skip > 0 else np.zeros((n, T), dtype=np.int64))
+    steps = 1 + (
+        rng.geometric(1.0 - grid.skip, (n, T)) - 1 if grid.skip > 0 else np.zeros((n, T), dtype=np.int64)
+    )
     steps[:, 0] = 0
     years = start[:, None].astype(np.int64) + np.cumsum(steps, axis=1)
     observed = (np.arange(T)[None, :] < length[:, None]) & (years <= grid.last_year)

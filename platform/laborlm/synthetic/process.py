@@ -62,8 +62,14 @@ NEXT_LEVEL_AGE = np.array([18.0, 19.0, 21.0, 22.0, 24.0, 27.0, np.inf, np.inf])
 EDU_RISE_BASE = np.array([1.2, -1.2, -0.4, -1.6, -2.4, -2.8, -np.inf, -np.inf])
 # Which level a rise leads to: some college -> associates or bachelors; bachelors -> a graduate degree.
 EDU_NEXT = np.zeros((NUM_EDU, NUM_EDU))
-for _frm, _to in {0: {1: 1.0}, 1: {2: 1.0}, 2: {3: 0.35, 4: 0.65}, 3: {4: 1.0}, 4: {5: 0.7, 6: 0.15, 7: 0.15},
-                  5: {7: 1.0}}.items():
+for _frm, _to in {
+    0: {1: 1.0},
+    1: {2: 1.0},
+    2: {3: 0.35, 4: 0.65},
+    3: {4: 1.0},
+    4: {5: 0.7, 6: 0.15, 7: 0.15},
+    5: {7: 1.0},
+}.items():
     for _lvl, _p in _to.items():
         EDU_NEXT[_frm, _lvl] = _p
 LEVEL_MIN_AGE = np.array([0.0, 17.0, 18.0, 19.0, 21.0, 23.0, 24.0, 26.0])  # youngest age holding each level
@@ -77,8 +83,22 @@ NESTS = 4
 SPECIAL_KINDS = {UNEMPLOYED: UNEMP, OUT_OF_LABOR_FORCE: OLF, IN_SCHOOL: SCHOOL}
 
 # Recession years: extra unemployment (NBER recessions and the slow recoveries after them).
-RECESSION = {1980: 0.7, 1981: 0.6, 1982: 1.0, 1983: 0.8, 1990: 0.3, 1991: 0.7, 1992: 0.6, 2001: 0.4, 2002: 0.6,
-             2003: 0.4, 2008: 0.4, 2009: 1.0, 2010: 1.0, 2011: 0.7}
+RECESSION = {
+    1980: 0.7,
+    1981: 0.6,
+    1982: 1.0,
+    1983: 0.8,
+    1990: 0.3,
+    1991: 0.7,
+    1992: 0.6,
+    2001: 0.4,
+    2002: 0.6,
+    2003: 0.4,
+    2008: 0.4,
+    2009: 1.0,
+    2010: 1.0,
+    2011: 0.7,
+}
 YEAR_RANGE = (1900, 2100)
 
 # Per detailed group: (usual education requirement on EDU_SCORE's scale, female affinity, age profile,
@@ -187,9 +207,13 @@ def build_market(dyn: DynamicsConfig, market_seed: int) -> Market:
     # Education requirement per code: its cluster's usual level plus code-level variation. The fit penalises
     # being under-qualified strongly and over-qualified mildly.
     requirement = np.zeros(K)
-    requirement[~special] = np.clip(profile[cluster_of[~special], 0] + rng.normal(0.0, 0.6, len(work_idx)), 0.0, 6.0)
+    requirement[~special] = np.clip(
+        profile[cluster_of[~special], 0] + rng.normal(0.0, 0.6, len(work_idx)), 0.0, 6.0
+    )
     surplus = EDU_SCORE[:, None] - requirement[None, :]  # [NUM_EDU, K]
-    fit = -dyn.education_under * np.maximum(-surplus, 0.0) - dyn.education_over * np.maximum(surplus - 1.5, 0.0)
+    fit = -dyn.education_under * np.maximum(-surplus, 0.0) - dyn.education_over * np.maximum(
+        surplus - 1.5, 0.0
+    )
     fit[:, special] = 0.0
     # "Not recorded": the fit of an average worker (log-mean-exp over a typical composition of levels).
     typical = np.array([0.1, 0.3, 0.2, 0.08, 0.2, 0.08, 0.02, 0.02])
@@ -201,8 +225,11 @@ def build_market(dyn: DynamicsConfig, market_seed: int) -> Market:
     for c in range(C):
         members = np.flatnonzero((cluster_of == c) & ~special)  # in code order
         for pos, k in enumerate(members):
-            near = [members[p] for p in range(pos - NEIGHBOUR_REACH, pos + NEIGHBOUR_REACH + 1)
-                    if p != pos and 0 <= p < len(members)]
+            near = [
+                members[p]
+                for p in range(pos - NEIGHBOUR_REACH, pos + NEIGHBOUR_REACH + 1)
+                if p != pos and 0 <= p < len(members)
+            ]
             neighbours[k, : len(near)] = near
     neighbour_count = (neighbours >= 0).sum(axis=1)
     related = np.zeros((K + 1, K))
@@ -251,8 +278,13 @@ def build_market(dyn: DynamicsConfig, market_seed: int) -> Market:
     type_nest[:, OLF] = rng.normal(0.0, dyn.type_olf_sd, Z)
     type_nest[:, SCHOOL] = dyn.type_school * type_edu
     type_stay = np.stack(
-        [rng.normal(0.0, dyn.type_stay_sd, Z), 0.5 * type_nest[:, UNEMP] + rng.normal(0.0, 0.3, Z),
-         0.5 * type_nest[:, OLF] + rng.normal(0.0, 0.3, Z), 0.5 * type_edu], axis=1
+        [
+            rng.normal(0.0, dyn.type_stay_sd, Z),
+            0.5 * type_nest[:, UNEMP] + rng.normal(0.0, 0.3, Z),
+            0.5 * type_nest[:, OLF] + rng.normal(0.0, 0.3, Z),
+            0.5 * type_edu,
+        ],
+        axis=1,
     )
     F = dyn.favourites
     fav_index = np.zeros((Z, F), dtype=np.int64)
@@ -288,19 +320,47 @@ def build_market(dyn: DynamicsConfig, market_seed: int) -> Market:
     exp_base_fit[:, special] = 0.0
 
     market = Market(
-        K=K, Z=Z, C=C, kind_of=kind_of, special=special, state_of_nest=state_of_nest, cluster_of=cluster_of,
-        edu_fit=edu_fit, exp_base_fit=exp_base_fit, exp_related=np.exp(related),
-        exp_type_cluster=np.exp(type_cluster), exp_type_fav=np.exp(type_fav), run_start=run_start,
+        K=K,
+        Z=Z,
+        C=C,
+        kind_of=kind_of,
+        special=special,
+        state_of_nest=state_of_nest,
+        cluster_of=cluster_of,
+        edu_fit=edu_fit,
+        exp_base_fit=exp_base_fit,
+        exp_related=np.exp(related),
+        exp_type_cluster=np.exp(type_cluster),
+        exp_type_fav=np.exp(type_fav),
+        run_start=run_start,
         run_cluster=run_cluster,
-        stay_cluster=rng.normal(0.0, dyn.stay_cluster_sd, C), gender_cluster=gender_cluster,
-        race_cluster=race_cluster, region_cluster=region_cluster, age_cluster=dyn.age_effect * profile[:, 2],
-        trend_cluster=dyn.trend * profile[:, 3], type_cluster=type_cluster, type_fav=type_fav,
-        fav_index=fav_index, fav_bonus=fav_bonus, type_nest=type_nest, type_stay=type_stay, type_edu=type_edu,
-        type_manual=type_manual, type_wage=rng.normal(0.0, 1.0, Z), prior_gender=prior_gender,
-        prior_race=prior_race, prior_region=prior_region, prior_cohort=prior_cohort, neighbours=neighbours,
-        neighbour_count=neighbour_count, sources=sources, source_weight=source_weight,
-        wage_occ=rng.normal(0.0, 1.0, K), requirement_cluster=profile[:, 0].copy(),
-        recession=np.array([RECESSION.get(y, 0.0) for y in range(YEAR_RANGE[0], YEAR_RANGE[1] + 1)]), dyn=dyn,
+        stay_cluster=rng.normal(0.0, dyn.stay_cluster_sd, C),
+        gender_cluster=gender_cluster,
+        race_cluster=race_cluster,
+        region_cluster=region_cluster,
+        age_cluster=dyn.age_effect * profile[:, 2],
+        trend_cluster=dyn.trend * profile[:, 3],
+        type_cluster=type_cluster,
+        type_fav=type_fav,
+        fav_index=fav_index,
+        fav_bonus=fav_bonus,
+        type_nest=type_nest,
+        type_stay=type_stay,
+        type_edu=type_edu,
+        type_manual=type_manual,
+        type_wage=rng.normal(0.0, 1.0, Z),
+        prior_gender=prior_gender,
+        prior_race=prior_race,
+        prior_region=prior_region,
+        prior_cohort=prior_cohort,
+        neighbours=neighbours,
+        neighbour_count=neighbour_count,
+        sources=sources,
+        source_weight=source_weight,
+        wage_occ=rng.normal(0.0, 1.0, K),
+        requirement_cluster=profile[:, 0].copy(),
+        recession=np.array([RECESSION.get(y, 0.0) for y in range(YEAR_RANGE[0], YEAR_RANGE[1] + 1)]),
+        dyn=dyn,
     )
     for arr in vars(market).values():
         if isinstance(arr, np.ndarray):
@@ -388,7 +448,10 @@ def work_weights(m: Market, x: StepInputs) -> FloatArray:
     rows = np.arange(n)
     # Covariate effects by cluster: demographics, age profile, year trend.
     cov = m.gender_cluster[x.gender] + m.race_cluster[x.race] + m.region_cluster[x.region]
-    cov += _age_factor(x.age)[:, None] * m.age_cluster[None, :] + ((x.year - 2000) / 10.0)[:, None] * m.trend_cluster[None, :]
+    cov += (
+        _age_factor(x.age)[:, None] * m.age_cluster[None, :]
+        + ((x.year - 2000) / 10.0)[:, None] * m.trend_cluster[None, :]
+    )
     w = m.exp_base_fit[x.edu] * m.exp_related[x.anchor] * np.exp(cov)[:, m.cluster_of] * x.returns
     back = (x.cur >= 0) & (x.anchor < m.K)
     back[back] = m.special[x.cur[back]]
@@ -410,13 +473,25 @@ def nest_logits(m: Market, x: StepInputs, allow_special: bool) -> FloatArray:
     n = len(x)
     score = _score(x.edu)
     b = np.zeros((n, NESTS))
-    b[:, UNEMP] = (dyn.unemployment_base + dyn.recession * m.recession[np.clip(x.year, *YEAR_RANGE) - YEAR_RANGE[0]]
-                   - 0.25 * score + 0.3 * np.maximum(25.0 - x.age, 0.0) / 5.0)
-    b[:, OLF] = (dyn.olf_base + 0.7 * (x.gender == 0) + dyn.retirement * np.maximum(x.age - 58.0, 0.0)
-                 - 0.1 * score - 0.2 * np.maximum(30.0 - x.age, 0.0) / 5.0)
+    b[:, UNEMP] = (
+        dyn.unemployment_base
+        + dyn.recession * m.recession[np.clip(x.year, *YEAR_RANGE) - YEAR_RANGE[0]]
+        - 0.25 * score
+        + 0.3 * np.maximum(25.0 - x.age, 0.0) / 5.0
+    )
+    b[:, OLF] = (
+        dyn.olf_base
+        + 0.7 * (x.gender == 0)
+        + dyn.retirement * np.maximum(x.age - 58.0, 0.0)
+        - 0.1 * score
+        - 0.2 * np.maximum(30.0 - x.age, 0.0) / 5.0
+    )
     b[:, SCHOOL] = (
-        dyn.school_base + dyn.school_age * np.maximum(19.0 - x.age, 0.0) - 0.45 * np.maximum(x.age - 22.0, 0.0)
-        + 1.2 * ((x.edu >= 1) & (x.edu <= 4) & (x.age <= 24)) - 1.5 * ((x.edu == 0) & (x.age >= 20))
+        dyn.school_base
+        + dyn.school_age * np.maximum(19.0 - x.age, 0.0)
+        - 0.45 * np.maximum(x.age - 22.0, 0.0)
+        + 1.2 * ((x.edu >= 1) & (x.edu <= 4) & (x.age <= 24))
+        - 1.5 * ((x.edu == 0) & (x.age >= 20))
     )
     logits = b[:, None, :] + m.type_nest[None, :, :]  # [n, Z, NESTS]
     if not allow_special:
@@ -439,13 +514,20 @@ def stay_logits(m: Market, x: StepInputs) -> FloatArray:
     eta = np.select(
         [kind == WORK, kind == UNEMP, kind == OLF],
         [
-            dyn.stay_base + m.stay_cluster[m.cluster_of[cur]] + dyn.stay_age * agef
-            + dyn.stay_fit * m.edu_fit[x.edu, cur] + tenure_term + gap_term,
+            dyn.stay_base
+            + m.stay_cluster[m.cluster_of[cur]]
+            + dyn.stay_age * agef
+            + dyn.stay_fit * m.edu_fit[x.edu, cur]
+            + tenure_term
+            + gap_term,
             dyn.unemployed_stay + 0.2 * agef + gap_term,
             dyn.olf_stay + 0.4 * agef + dyn.retirement * np.maximum(x.age - 58.0, 0.0) + 0.5 * tenure_term,
         ],
         # In school: near-certain for teenagers, fading after 22.
-        default=dyn.school_stay + 1.5 * np.maximum(19.0 - x.age, 0.0) - 0.5 * np.maximum(x.age - 22.0, 0.0) + gap_term,
+        default=dyn.school_stay
+        + 1.5 * np.maximum(19.0 - x.age, 0.0)
+        - 0.5 * np.maximum(x.age - 22.0, 0.0)
+        + gap_term,
     )
     out = eta[:, None] + m.type_stay[:, kind].T
     out[~has_cur] = -np.inf
@@ -461,7 +543,9 @@ def log_normaliser(m: Market, w: FloatArray) -> FloatArray:
     """
     s = np.add.reduceat(w, m.run_start, axis=1) @ m.run_cluster  # (1) [n, C]
     total = s @ m.exp_type_cluster.T  # (2) [n, Z]
-    coef = m.exp_type_cluster[np.arange(m.Z)[:, None], m.cluster_of[m.fav_index]] * np.expm1(m.fav_bonus)  # [Z, F]
+    coef = m.exp_type_cluster[np.arange(m.Z)[:, None], m.cluster_of[m.fav_index]] * np.expm1(
+        m.fav_bonus
+    )  # [Z, F]
     fav = np.take(w, m.fav_index.ravel(), axis=1).reshape(len(w), *m.fav_index.shape)  # [n, Z, F]
     total += (fav * coef[None]).sum(axis=2)  # (3)
     return np.log(total)  # (4)
@@ -471,8 +555,14 @@ def step_model(m: Market, x: StepInputs, allow_special: bool) -> StepModel:
     """Everything the step's probabilities need, computed once and shared by sampler and oracle."""
     w = work_weights(m, x)
     stay = stay_logits(m, x)
-    return StepModel(w=w, log_norm=log_normaliser(m, w), log_nest=nest_logits(m, x, allow_special),
-                     log_stay=_log_sigmoid(stay), log_move=_log_sigmoid(-stay), cur=x.cur)
+    return StepModel(
+        w=w,
+        log_norm=log_normaliser(m, w),
+        log_nest=nest_logits(m, x, allow_special),
+        log_stay=_log_sigmoid(stay),
+        log_move=_log_sigmoid(-stay),
+        cur=x.cur,
+    )
 
 
 def _log_p_true(m: Market, sm: StepModel, state: IntArray) -> FloatArray:
@@ -483,8 +573,13 @@ def _log_p_true(m: Market, sm: StepModel, state: IntArray) -> FloatArray:
     with np.errstate(divide="ignore"):
         log_w = np.log(sm.w[rows, safe])  # [n, c]; -inf at the current code and special states
     # Move to a working code: P(move) P(work nest) exp(A_j + V[z, c(j)] + F[z, j]) / N_z.
-    work = (log_w[:, :, None] + m.type_cluster.T[m.cluster_of[safe]] + m.type_fav.T[safe]
-            - sm.log_norm[:, None, :] + sm.log_nest[:, None, :, WORK])
+    work = (
+        log_w[:, :, None]
+        + m.type_cluster.T[m.cluster_of[safe]]
+        + m.type_fav.T[safe]
+        - sm.log_norm[:, None, :]
+        + sm.log_nest[:, None, :, WORK]
+    )
     # Move to a special state: P(move) P(its nest).
     nest = np.take_along_axis(sm.log_nest, kind[:, None, :], axis=2).transpose(0, 2, 1)  # [n, c, Z]
     out = sm.log_move[:, None, :] + np.where((kind == WORK)[:, :, None], work, nest)
@@ -538,7 +633,9 @@ def next_state_log_probs(m: Market, sm: StepModel, log_post: FloatArray, noise: 
     if noise > 0.0:
         recorded = p * np.where(m.neighbour_count > 0, 1.0 - noise, 1.0)[None, :]
         for slot in range(m.sources.shape[1]):  # a few [n, K] gathers; padded slots have weight 0
-            recorded += np.take(p, np.maximum(m.sources[:, slot], 0), axis=1) * (noise * m.source_weight[:, slot])
+            recorded += np.take(p, np.maximum(m.sources[:, slot], 0), axis=1) * (
+                noise * m.source_weight[:, slot]
+            )
         p = recorded
     with np.errstate(divide="ignore"):
         out: FloatArray = np.log(p)
@@ -553,9 +650,11 @@ def dense_log_probs(m: Market, sm: StepModel, noise: float) -> FloatArray:
     """
     n = len(sm.w)
     with np.errstate(divide="ignore"):
-        logits = np.log(sm.w)[:, None, :] + m.type_cluster[:, m.cluster_of][None, :, :] + m.type_fav[None, :, :]
+        logits = (
+            np.log(sm.w)[:, None, :] + m.type_cluster[:, m.cluster_of][None, :, :] + m.type_fav[None, :, :]
+        )
     within = logits - logsumexp(logits, axis=2)  # [n, Z, K] softmax over allowed working codes
-    p = np.exp(sm.log_move[:, :, None] + sm.log_nest[:, :, WORK:WORK + 1] + within)  # move to work
+    p = np.exp(sm.log_move[:, :, None] + sm.log_nest[:, :, WORK : WORK + 1] + within)  # move to work
     for nest in (UNEMP, OLF, SCHOOL):
         p[:, :, m.state_of_nest[nest]] = np.exp(sm.log_move + sm.log_nest[:, :, nest])
     has_cur = sm.cur >= 0
@@ -625,7 +724,10 @@ def education_rise_prob(
     cohort = np.where(birth_year > 0, (birth_year - 1970) / 10.0, 0.0)
     logit = np.where(
         possible,
-        EDU_RISE_BASE[lvl] + dyn.education_rate + dyn.education_cohort * cohort + dyn.education_school * in_school
+        EDU_RISE_BASE[lvl]
+        + dyn.education_rate
+        + dyn.education_cohort * cohort
+        + dyn.education_school * in_school
         - dyn.education_age_decay * np.maximum(age - np.where(possible, usual, 0.0), 0.0),
         0.0,
     )
@@ -640,7 +742,9 @@ def education_log_lik(rise_prob: FloatArray, edu_prev: IntArray, edu_now: IntArr
         return np.where(rose[:, None], np.log(rise_prob), np.log1p(-rise_prob))
 
 
-def sample_education(m: Market, rise_prob: FloatArray, edu: IntArray, z: IntArray, rng: np.random.Generator) -> IntArray:
+def sample_education(
+    m: Market, rise_prob: FloatArray, edu: IntArray, z: IntArray, rng: np.random.Generator
+) -> IntArray:
     """Draw this step's education given the type: a rise with ``rise_prob[z]``, to a level from EDU_NEXT."""
     n = len(edu)
     rise = rng.random(n) < rise_prob[np.arange(n), z]
@@ -650,8 +754,15 @@ def sample_education(m: Market, rise_prob: FloatArray, edu: IntArray, z: IntArra
 
 
 def type_log_prior(
-    m: Market, gender: IntArray, race: IntArray, region: IntArray, birth_year: IntArray, age: FloatArray,
-    edu: IntArray, education_tilt: float, manual_tilt: float,
+    m: Market,
+    gender: IntArray,
+    race: IntArray,
+    region: IntArray,
+    birth_year: IntArray,
+    age: FloatArray,
+    edu: IntArray,
+    education_tilt: float,
+    manual_tilt: float,
 ) -> FloatArray:
     """log p(type | static covariates, first recorded education and age): ``[n, Z]``, normalised.
 
@@ -665,8 +776,12 @@ def type_log_prior(
     settled = np.clip((age - 18.0) / 7.0, 0.0, 1.0)
     score = np.where(edu == EDU_MISSING, 0.0, settled * (_score(edu) - MISSING_SCORE))
     logits = (
-        m.prior_gender[gender] + m.prior_race[race] + m.prior_region[region] + cohort[:, None] * m.prior_cohort[None, :]
+        m.prior_gender[gender]
+        + m.prior_race[race]
+        + m.prior_region[region]
+        + cohort[:, None] * m.prior_cohort[None, :]
         + dyn.type_prior_education * score[:, None] * m.type_edu[None, :]
-        + education_tilt * m.type_edu[None, :] - manual_tilt * m.type_manual[None, :]
+        + education_tilt * m.type_edu[None, :]
+        - manual_tilt * m.type_manual[None, :]
     )
     return logits - logsumexp(logits, axis=1)

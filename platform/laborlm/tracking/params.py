@@ -23,8 +23,20 @@ REDACTED = "***"
 # A key component named so is left out with everything under it.
 DROPPED_SECTIONS = frozenset({"tracking"})
 # A key is secret when one of its words is one of these (or ends with one: "apikey", "accesstoken").
-SECRET_WORDS = ("token", "secret", "password", "passwd", "passphrase", "pwd", "key", "credential", "credentials",
-                "auth", "authorization", "cookie")
+SECRET_WORDS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "key",
+    "credential",
+    "credentials",
+    "auth",
+    "authorization",
+    "cookie",
+)
 
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")

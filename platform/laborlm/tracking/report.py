@@ -36,8 +36,16 @@ KIND_TAG = "laborlm.kind"
 ANALYSIS_TAG = "laborlm.analysis"  # set by `laborlm analyze` runs (forecast, wages, subgroups, rationale)
 PARENT_TAG = "mlflow.parentRunId"
 # Columns of the runs table, in this order; a column shows only when some run logged it.
-KEY_METRICS = (mn.TEST_PERPLEXITY, mn.TEST_ORACLE_PERPLEXITY, mn.TEST_ORACLE_GAP, mn.TEST_STAY_AUC,
-               mn.VALID_OCCUPATION_PERPLEXITY, mn.VALID_LOSS, mn.VALID_PERPLEXITY, mn.TRAIN_LOSS)
+KEY_METRICS = (
+    mn.TEST_PERPLEXITY,
+    mn.TEST_ORACLE_PERPLEXITY,
+    mn.TEST_ORACLE_GAP,
+    mn.TEST_STAY_AUC,
+    mn.VALID_OCCUPATION_PERPLEXITY,
+    mn.VALID_LOSS,
+    mn.VALID_PERPLEXITY,
+    mn.TRAIN_LOSS,
+)
 COMPARISON_FILE = "comparison.md"
 SCALING_DIR, SCALING_FILE = "report", "scaling.md"
 ANALYSIS_PATH_PARTS = ("analysis", "subgroup")  # a PNG under a folder named with one is an analysis figure
@@ -150,7 +158,9 @@ def parse_markdown(text: str) -> list[MarkdownBlock]:
             if not lines:
                 continue
         if all(ln.lstrip().startswith("|") for ln in lines):
-            rule = next((i for i, ln in enumerate(lines) if set(ln.strip()) <= set("|-: ") and "-" in ln), None)
+            rule = next(
+                (i for i, ln in enumerate(lines) if set(ln.strip()) <= set("|-: ") and "-" in ln), None
+            )
             rows = [_split_row(ln) for i, ln in enumerate(lines) if i != rule]
             width = max(len(r) for r in rows) if rows else 0
             marks = _split_row(lines[rule]) if rule is not None else []
@@ -183,8 +193,10 @@ def resolve_tracking_uri(tracking_uri: str | None) -> str:
     """The ``--tracking-uri`` flag, else ``MLFLOW_TRACKING_URI``; never MLflow's implicit ``./mlruns``."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise LaborLMError("no MLflow tracking URI: pass --tracking-uri (http://HOST:PORT or "
-                           "sqlite:///PATH/mlflow.db) or set MLFLOW_TRACKING_URI")
+        raise LaborLMError(
+            "no MLflow tracking URI: pass --tracking-uri (http://HOST:PORT or "
+            "sqlite:///PATH/mlflow.db) or set MLFLOW_TRACKING_URI"
+        )
     return uri
 
 
@@ -202,8 +214,9 @@ def _search_runs(client: Any, experiment_id: str) -> list[Any]:
     runs: list[Any] = []
     token = None
     while True:
-        page = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"], max_results=1000,
-                                  page_token=token)
+        page = client.search_runs(
+            [experiment_id], order_by=["attributes.start_time DESC"], max_results=1000, page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -223,16 +236,20 @@ class RunArtifacts:
             db = Path(tracking_uri.removeprefix("sqlite:///"))
             self.local = db.parent / ARTIFACTS_DIR / urlparse(artifact_uri).path.lstrip("/")
             if not self.local.is_dir():
-                raise LaborLMError(f"its artifacts are on an MLflow server ({artifact_uri}) and not in "
-                                   f"{self.local}; pass that server's http:// URI")
+                raise LaborLMError(
+                    f"its artifacts are on an MLflow server ({artifact_uri}) and not in "
+                    f"{self.local}; pass that server's http:// URI"
+                )
 
     def _list(self, path: str | None) -> list[tuple[str, bool, int]]:
         if self.local is None:
             infos = self.client.list_artifacts(self.run_id, path)
             return [(i.path, bool(i.is_dir), int(i.file_size or 0)) for i in infos]
         root = self.local
-        return [(f.relative_to(root).as_posix(), f.is_dir(), 0 if f.is_dir() else f.stat().st_size)
-                for f in sorted((root / path if path else root).iterdir())]
+        return [
+            (f.relative_to(root).as_posix(), f.is_dir(), 0 if f.is_dir() else f.stat().st_size)
+            for f in sorted((root / path if path else root).iterdir())
+        ]
 
     def files(self, path: str | None = None, depth: int = 0) -> list[tuple[str, int]]:
         """(path, size) of every file, folders walked ``MAX_DEPTH`` deep, saved-model folders skipped."""
@@ -281,8 +298,9 @@ def collect(experiment: str, tracking_uri: str | None = None) -> ReportPage:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         known = sorted(e.name for e in client.search_experiments())
-        raise LaborLMError(f"{uri}: no MLflow experiment named {experiment!r} "
-                           f"(experiments: {', '.join(known) or 'none'})")
+        raise LaborLMError(
+            f"{uri}: no MLflow experiment named {experiment!r} (experiments: {', '.join(known) or 'none'})"
+        )
     ui = _ui_base(uri)
 
     def run_url(run_id: str) -> str | None:
@@ -301,9 +319,16 @@ def collect(experiment: str, tracking_uri: str | None = None) -> ReportPage:
             tags = r.data.tags
             kind = tags.get(KIND_TAG) or (f"analysis ({tags[ANALYSIS_TAG]})" if ANALYSIS_TAG in tags else "")
             parent = tags.get(PARENT_TAG, "")
-            row = RunRow(r.info.run_id, names[r.info.run_id], kind, r.info.status, _when(r.info.start_time),
-                         names.get(parent, parent), {k: v for k, v in r.data.metrics.items() if k in KEY_METRICS},
-                         run_url(r.info.run_id))
+            row = RunRow(
+                r.info.run_id,
+                names[r.info.run_id],
+                kind,
+                r.info.status,
+                _when(r.info.start_time),
+                names.get(parent, parent),
+                {k: v for k, v in r.data.metrics.items() if k in KEY_METRICS},
+                run_url(r.info.run_id),
+            )
             rows.append(row)
             try:
                 _read_artifacts(RunArtifacts(client, r, uri, tmp), row, tags, comparisons, scaling, analyses)
@@ -313,20 +338,40 @@ def collect(experiment: str, tracking_uri: str | None = None) -> ReportPage:
                 notes.append(f"Run {row.name}: artifacts not read: {reason}")
     models = _registered_models(client, names, run_url, ui)
     present = {k for row in rows for k in row.metrics}
-    logger.info("experiment %s: %d runs, %d comparison tables, %d scaling reports, %d analysis runs, %d models",
-                experiment, len(rows), len(comparisons), len(scaling), len(analyses), len(models))
+    logger.info(
+        "experiment %s: %d runs, %d comparison tables, %d scaling reports, %d analysis runs, %d models",
+        experiment,
+        len(rows),
+        len(comparisons),
+        len(scaling),
+        len(analyses),
+        len(models),
+    )
     return ReportPage(
-        experiment=experiment, experiment_id=exp.experiment_id, tracking_uri=uri,
+        experiment=experiment,
+        experiment_id=exp.experiment_id,
+        tracking_uri=uri,
         ui_url=f"{ui}/#/experiments/{exp.experiment_id}" if ui else None,
         ui_command=None if ui else f"mlflow ui --backend-store-uri {uri}",
         generated=datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        runs=rows, metric_columns=[k for k in KEY_METRICS if k in present],
-        comparisons=comparisons, scaling=scaling, analyses=analyses, models=models, notes=notes,
+        runs=rows,
+        metric_columns=[k for k in KEY_METRICS if k in present],
+        comparisons=comparisons,
+        scaling=scaling,
+        analyses=analyses,
+        models=models,
+        notes=notes,
     )
 
 
-def _read_artifacts(artifacts: RunArtifacts, row: RunRow, tags: dict[str, str], comparisons: list[RunSection],
-                    scaling: list[RunSection], analyses: list[RunSection]) -> None:
+def _read_artifacts(
+    artifacts: RunArtifacts,
+    row: RunRow,
+    tags: dict[str, str],
+    comparisons: list[RunSection],
+    scaling: list[RunSection],
+    analyses: list[RunSection],
+) -> None:
     """Add a run's comparison tables, scaling report and analysis figures to the page's sections."""
     files = artifacts.files()
     for path, _ in files:
@@ -344,8 +389,9 @@ def _read_artifacts(artifacts: RunArtifacts, row: RunRow, tags: dict[str, str], 
         analyses.append(RunSection(row, row.kind or "analysis", [], artifacts.figures(pngs)))
 
 
-def _registered_models(client: Any, run_names: dict[str, str], run_url: Callable[[str], str | None],
-                       ui: str | None) -> list[RegisteredModelRow]:
+def _registered_models(
+    client: Any, run_names: dict[str, str], run_url: Callable[[str], str | None], ui: str | None
+) -> list[RegisteredModelRow]:
     """Every registered model of the store (the registry is shared by all experiments), newest version first.
     A version whose run belongs to this experiment links to it."""
     from urllib.parse import quote
@@ -357,15 +403,26 @@ def _registered_models(client: Any, run_names: dict[str, str], run_url: Callable
         name_filter = f"name = '{rm.name}'" if "'" not in rm.name else f'name = "{rm.name}"'
         for v in sorted(client.search_model_versions(name_filter), key=lambda v: -int(v.version)):
             in_exp = v.run_id in run_names
-            versions.append(ModelVersionRow(
-                version=str(v.version),
-                aliases=sorted(a for a, ver in aliases.items() if str(ver) == str(v.version)),
-                status=str(v.status), created=_when(v.creation_timestamp),
-                run_name=run_names[v.run_id] if in_exp else (v.run_id or ""),
-                run_url=run_url(v.run_id) if in_exp else None, kind=(v.tags or {}).get(KIND_TAG, "")))
-        out.append(RegisteredModelRow(rm.name, rm.description or "",
-                                      {a: str(ver) for a, ver in sorted(aliases.items())}, versions,
-                                      f"{ui}/#/models/{quote(rm.name, safe='')}" if ui else None))
+            versions.append(
+                ModelVersionRow(
+                    version=str(v.version),
+                    aliases=sorted(a for a, ver in aliases.items() if str(ver) == str(v.version)),
+                    status=str(v.status),
+                    created=_when(v.creation_timestamp),
+                    run_name=run_names[v.run_id] if in_exp else (v.run_id or ""),
+                    run_url=run_url(v.run_id) if in_exp else None,
+                    kind=(v.tags or {}).get(KIND_TAG, ""),
+                )
+            )
+        out.append(
+            RegisteredModelRow(
+                rm.name,
+                rm.description or "",
+                {a: str(ver) for a, ver in sorted(aliases.items())},
+                versions,
+                f"{ui}/#/models/{quote(rm.name, safe='')}" if ui else None,
+            )
+        )
     return out
 
 
@@ -393,8 +450,13 @@ def render(page: ReportPage) -> str:
     """The page as one HTML string; autoescaping covers every value, ``inline`` adds only fixed tags."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("laborlm.tracking", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("laborlm.tracking", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template(TEMPLATE).render(page=page, fmt=_fmt, inline=_inline)
 
 

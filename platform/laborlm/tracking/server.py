@@ -73,8 +73,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def start_mlflow_server(folder: Path, *, host: str = "127.0.0.1", port: int | None = None,
-                        timeout: float = 90.0) -> MlflowServer:
+def start_mlflow_server(
+    folder: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 90.0
+) -> MlflowServer:
     """Start ``mlflow server`` with ``folder/mlflow.db`` and ``folder/mlartifacts``; wait until /health answers.
 
     Ready means answered by *this* server: its process tree holds the port. Another server already on the
@@ -95,8 +96,22 @@ def start_mlflow_server(folder: Path, *, host: str = "127.0.0.1", port: int | No
     artifacts = folder / ARTIFACTS_DIR
     artifacts.mkdir(exist_ok=True)
     log_file = folder / "mlflow-server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
-           "--backend-store-uri", backend, "--artifacts-destination", str(artifacts), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(artifacts),
+        "--workers",
+        "1",
+    ]
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     with log_file.open("ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -114,7 +129,9 @@ def start_mlflow_server(folder: Path, *, host: str = "127.0.0.1", port: int | No
             pass
         time.sleep(0.5)
     server.stop()
-    raise LaborLMError(f"MLflow server on {server.uri} did not answer /health within {timeout:.0f} s; see {log_file}")
+    raise LaborLMError(
+        f"MLflow server on {server.uri} did not answer /health within {timeout:.0f} s; see {log_file}"
+    )
 
 
 def _holds_port(pid: int, port: int) -> bool:
@@ -131,7 +148,9 @@ def _holds_port(pid: int, port: int) -> bool:
 
 
 @contextmanager
-def mlflow_server(folder: Path, *, host: str = "127.0.0.1", port: int | None = None) -> Iterator[MlflowServer]:
+def mlflow_server(
+    folder: Path, *, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[MlflowServer]:
     """``start_mlflow_server`` for the length of a ``with`` block; stopped even when the block fails."""
     server = start_mlflow_server(folder, host=host, port=port)
     try:

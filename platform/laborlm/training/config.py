@@ -80,7 +80,9 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     max_grad_norm: float | None = 1.0  # clip the global gradient norm; null: no clipping
-    impl: Literal["torch", "deepspeed"] = "torch"  # torch: torch.optim.AdamW (nothing to compile; any strategy);
+    impl: Literal["torch", "deepspeed"] = (
+        "torch"  # torch: torch.optim.AdamW (nothing to compile; any strategy);
+    )
     #   deepspeed: FusedAdam on GPU, DeepSpeedCPUAdam with offload (JIT-compiled ops; ZeRO strategies only)
 
     def __post_init__(self) -> None:
@@ -102,14 +104,22 @@ class StrategyConfig:
     """How the workers share the model: plain DDP, or DeepSpeed ZeRO stage 2 / 3."""
 
     kind: Literal["ddp", "zero2", "zero3"] = "ddp"
-    offload: bool = False  # ZeRO-3 only: optimizer state and parameters in CPU memory (zero3_offload template)
-    deepspeed_config: Path | None = None  # ZeRO JSON template whose "auto" fields are filled from this config;
+    offload: bool = (
+        False  # ZeRO-3 only: optimizer state and parameters in CPU memory (zero3_offload template)
+    )
+    deepspeed_config: Path | None = (
+        None  # ZeRO JSON template whose "auto" fields are filled from this config;
+    )
     #                                       null: the built-in template (= jobs/deepspeed/<kind>[_offload].json)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where the GPU has it, else fp32
     num_workers: int = 2  # Ray Train workers (one GPU each with use_gpu)
     use_gpu: bool = False
-    cpus_per_worker: float = 0.5  # CPUs reserved per worker; below 1 leaves room for Ray Data's packing tasks on a 2-core machine
-    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"  # Ray placement of the workers; STRICT_SPREAD:
+    cpus_per_worker: float = (
+        0.5  # CPUs reserved per worker; below 1 leaves room for Ray Data's packing tasks on a 2-core machine
+    )
+    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = (
+        "PACK"  # Ray placement of the workers; STRICT_SPREAD:
+    )
     #                                                                one worker per node (multi-node tests)
 
     def __post_init__(self) -> None:
@@ -119,7 +129,9 @@ class StrategyConfig:
         if self.deepspeed_config is not None and self.kind == "ddp":
             problems.append("deepspeed_config: only used with kind zero2 or zero3")
         if self.precision == "fp16" and (self.kind == "ddp" or not self.use_gpu):
-            problems.append("precision: fp16 needs a ZeRO strategy on GPU (DeepSpeed's loss scaling); use bf16")
+            problems.append(
+                "precision: fp16 needs a ZeRO strategy on GPU (DeepSpeed's loss scaling); use bf16"
+            )
         if self.num_workers < 1:
             problems.append(f"num_workers: must be >= 1, got {self.num_workers}")
         if self.cpus_per_worker <= 0:
@@ -155,12 +167,16 @@ class PhaseConfig:
     """One training phase. Defaults describe phase (a): pretraining on a synthetic resume corpus."""
 
     enabled: bool = True
-    corpus: Path | None = None  # a built corpus folder; null: <out_dir>/data/<phase>/corpus (needs synthesize)
+    corpus: Path | None = (
+        None  # a built corpus folder; null: <out_dir>/data/<phase>/corpus (needs synthesize)
+    )
     synthesize: str | None = "resumes"  # synthetic preset whose panel and corpus are made when the corpus is
     #                                     missing (resumes, psid, nlsy79, nlsy97); null: the corpus must exist
     synth_people: int = 2000  # people in that synthetic panel
     template: str = "labor-llm"  # corpus template when the corpus is built here
-    data_fraction: float = 1.0  # share of the corpus's train people used (nested subsets; data-scaling sweeps)
+    data_fraction: float = (
+        1.0  # share of the corpus's train people used (nested subsets; data-scaling sweeps)
+    )
     init: Literal["model", "previous"] = "model"  # model: the model section (fresh or pretrained weights);
     #                                               previous: phase (a)'s best model (finetune only)
     lora: bool = False  # train a LoRA adapter (lora section) instead of every weight
@@ -171,19 +187,25 @@ class PhaseConfig:
     min_lr_ratio: float = 0.1  # cosine floor, as a fraction of lr
     eval_every_steps: int | None = 50  # validation (and best-model selection) every N steps; null: at the end
     eval_blocks: int | None = 256  # validation blocks over all workers; null: the whole valid split
-    eval_at_start: bool = True  # also evaluate before the first step, so "did validation loss fall" is visible
+    eval_at_start: bool = (
+        True  # also evaluate before the first step, so "did validation loss fall" is visible
+    )
     occupation_eval_people: int | None = 200  # valid persons whose occupation perplexity is scored at each
     #   evaluation (training.occupation_eval; with label tokens ~1 s for 200 PSID persons); null: off
     select_on: Literal["occupation_perplexity", "loss"] = "occupation_perplexity"  # what picks the best model
     #   (and early-stops); occupation_perplexity needs occupation_eval_people, else valid loss is used
-    early_stopping_patience: int | None = None  # stop after N evaluations without a better best model; null: never
+    early_stopping_patience: int | None = (
+        None  # stop after N evaluations without a better best model; null: never
+    )
     checkpoint_every_steps: int | None = 50  # null: only at the end
     log_every_steps: int = 10  # train loss, lr and tokens/s to MLflow
 
     def __post_init__(self) -> None:
         problems = []
         if self.synthesize is not None and self.synthesize not in ("psid", "nlsy79", "nlsy97", "resumes"):
-            problems.append(f"synthesize: expected psid, nlsy79, nlsy97, resumes or null, got {self.synthesize!r}")
+            problems.append(
+                f"synthesize: expected psid, nlsy79, nlsy97, resumes or null, got {self.synthesize!r}"
+            )
         if self.enabled and self.corpus is None and self.synthesize is None:
             problems.append("corpus: a corpus folder is required when synthesize is null")
         if self.synth_people < 10:
@@ -198,8 +220,13 @@ class PhaseConfig:
             problems.append(f"warmup_steps: must be >= 0, got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             problems.append(f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
-        for name in ("eval_every_steps", "eval_blocks", "checkpoint_every_steps", "occupation_eval_people",
-                     "early_stopping_patience"):
+        for name in (
+            "eval_every_steps",
+            "eval_blocks",
+            "checkpoint_every_steps",
+            "occupation_eval_people",
+            "early_stopping_patience",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name}: must be >= 1 or null, got {value}")
@@ -228,10 +255,16 @@ class TrainConfig:
     out_dir: Path = Path("runs/train")  # models, tokenizer, synthetic data, MLflow store (local default)
     run_name: str | None = None  # null: train-<model>-s<seed>-<config hash>; same name + storage resumes
     seed: int = 0  # the one seed: initialisation (same on every rank), dropout (offset by rank)
-    tokenizer: str | None = None  # tokenizer folder or cached model id; null: a byte-level BPE trained on every
+    tokenizer: str | None = (
+        None  # tokenizer folder or cached model id; null: a byte-level BPE trained on every
+    )
     #                               phase's train split (or, with model.path, the model's own plus label tokens)
-    tokenizer_vocab_size: int = 4096  # BPE merges when the tokenizer is trained here (label tokens come on top)
-    tokenizer_label_tokens: bool = True  # every occupation label (titles or codes, special states included) is
+    tokenizer_vocab_size: int = (
+        4096  # BPE merges when the tokenizer is trained here (label tokens come on top)
+    )
+    tokenizer_label_tokens: bool = (
+        True  # every occupation label (titles or codes, special states included) is
+    )
     #   one added token (corpus.tokenizer); false: titles stay multi-token, as an off-the-shelf LLM reads them
     stay_move: bool | None = None  # two-stage training: a stay token competes with the other labels
     #   (llm.stay_move); null: on exactly when tokenizer_label_tokens is (it needs single-token labels)
@@ -258,7 +291,9 @@ class TrainConfig:
         if self.pretrain.init == "previous":
             problems.append("pretrain.init: 'previous' has no previous phase; use 'model'")
         if self.finetune.enabled and self.finetune.init == "previous" and not self.pretrain.enabled:
-            problems.append("finetune.init: 'previous' needs pretrain.enabled (or use 'model' with model.path)")
+            problems.append(
+                "finetune.init: 'previous' needs pretrain.enabled (or use 'model' with model.path)"
+            )
         if self.optim.impl == "deepspeed" and not self.strategy.deepspeed:
             problems.append("optim.impl: 'deepspeed' optimizers need strategy.kind zero2 or zero3")
         if self.lora.quantize_4bit and (not self.strategy.use_gpu or self.strategy.deepspeed):
@@ -266,7 +301,9 @@ class TrainConfig:
         if self.model.max_positions is not None and self.model.max_positions < self.block_size:
             problems.append(f"model.max_positions: must be >= block_size ({self.block_size})")
         if self.stay_move and not self.tokenizer_label_tokens:
-            problems.append("stay_move: needs tokenizer_label_tokens (a stay competes with single-token labels)")
+            problems.append(
+                "stay_move: needs tokenizer_label_tokens (a stay competes with single-token labels)"
+            )
         if problems:
             raise ConfigError(problems)
 

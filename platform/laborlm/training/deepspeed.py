@@ -30,8 +30,14 @@ _ZERO2: dict[str, Any] = {
     "gradient_accumulation_steps": AUTO,
     "gradient_clipping": AUTO,
     "bf16": {"enabled": AUTO},
-    "fp16": {"enabled": AUTO, "loss_scale": 0, "initial_scale_power": 16, "loss_scale_window": 1000,
-             "hysteresis": 2, "min_loss_scale": 1},
+    "fp16": {
+        "enabled": AUTO,
+        "loss_scale": 0,
+        "initial_scale_power": 16,
+        "loss_scale_window": 1000,
+        "hysteresis": 2,
+        "min_loss_scale": 1,
+    },
     "zero_optimization": {
         "stage": 2,
         "allgather_partitions": True,
@@ -88,14 +94,25 @@ def load_template(path: str | Path | None, kind: str, offload: bool) -> dict[str
     stage = data.get("zero_optimization", {}).get("stage")
     want = {"zero2": 2, "zero3": 3}[kind]
     if stage != want:
-        raise ConfigError(f"zero_optimization.stage is {stage!r} but strategy.kind is {kind} (stage {want})",
-                          source=str(path))
+        raise ConfigError(
+            f"zero_optimization.stage is {stage!r} but strategy.kind is {kind} (stage {want})",
+            source=str(path),
+        )
     return dict(data)
 
 
-def fill_deepspeed_config(template: dict[str, Any], *, micro_batch_size: int, grad_accum_steps: int,
-                          world_size: int, max_grad_norm: float | None, precision: str, hidden_size: int,
-                          torch_optimizer: bool, source: str = "deepspeed config") -> dict[str, Any]:
+def fill_deepspeed_config(
+    template: dict[str, Any],
+    *,
+    micro_batch_size: int,
+    grad_accum_steps: int,
+    world_size: int,
+    max_grad_norm: float | None,
+    precision: str,
+    hidden_size: int,
+    torch_optimizer: bool,
+    source: str = "deepspeed config",
+) -> dict[str, Any]:
     """Fill every ``"auto"`` of a ZeRO template; returns a new dict ready for ``deepspeed.initialize``.
 
     Args:
@@ -113,7 +130,9 @@ def fill_deepspeed_config(template: dict[str, Any], *, micro_batch_size: int, gr
         "train_batch_size": micro_batch_size * grad_accum_steps * world_size,
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": grad_accum_steps,
-        "gradient_clipping": float(max_grad_norm) if max_grad_norm is not None else 0.0,  # 0: DeepSpeed's "off"
+        "gradient_clipping": float(max_grad_norm)
+        if max_grad_norm is not None
+        else 0.0,  # 0: DeepSpeed's "off"
         "bf16.enabled": precision == "bf16",
         "fp16.enabled": precision == "fp16",
         "zero_optimization.reduce_bucket_size": hidden_size * hidden_size,
@@ -134,12 +153,23 @@ def fill_deepspeed_config(template: dict[str, Any], *, micro_batch_size: int, gr
         current = node[leaf]
         if current == AUTO:
             node[leaf] = value
-        elif key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
-                     "gradient_clipping", "bf16.enabled", "fp16.enabled") and current != value:
-            problems.append(f"{key}: {current!r} in the template but {value!r} from the training config; "
-                            "set it to \"auto\"")
+        elif (
+            key
+            in (
+                "train_batch_size",
+                "train_micro_batch_size_per_gpu",
+                "gradient_accumulation_steps",
+                "gradient_clipping",
+                "bf16.enabled",
+                "fp16.enabled",
+            )
+            and current != value
+        ):
+            problems.append(
+                f'{key}: {current!r} in the template but {value!r} from the training config; set it to "auto"'
+            )
     left = _autos(cfg, "")
-    problems += [f"{k}: \"auto\" that the training config cannot fill" for k in left]
+    problems += [f'{k}: "auto" that the training config cannot fill' for k in left]
     if problems:
         raise ConfigError(problems, source=source)
     if torch_optimizer:

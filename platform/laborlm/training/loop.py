@@ -77,7 +77,9 @@ logger = logging.getLogger(__name__)
 # Keys of Ray Train reports beyond the ones used by name below (all defined in tracking.metric_names).
 STEP = mn.TRAIN_STEP  # optimiser steps taken in this phase
 EPOCH = mn.TRAIN_EPOCH  # completed passes over the train split
-VALID_BEST_LOSS = mn.VALID_BEST_LOSS  # the lowest valid/loss so far (selection may be on occupation perplexity)
+VALID_BEST_LOSS = (
+    mn.VALID_BEST_LOSS
+)  # the lowest valid/loss so far (selection may be on occupation perplexity)
 BEST_STEP = mn.VALID_BEST_STEP  # the step of the model the checkpoint's model/ holds
 STOPPED_EARLY = mn.TRAIN_STOPPED_EARLY  # 1.0 when early stopping ended the phase before max_steps
 INITIAL_VALID_LOSS = mn.VALID_INITIAL_LOSS  # before the first step (eval_at_start)
@@ -101,7 +103,9 @@ class PhaseJob:
     tokenizer: str  # tokenizer folder
     init_path: str | None  # weights to start from (a previous phase's model); None: config.model
     has_valid: bool  # the corpus has a valid split (else the last model is the best)
-    model_info: dict[str, Any] = field(default_factory=dict)  # template, taxonomy, corpus: into laborlm_model.json
+    model_info: dict[str, Any] = field(
+        default_factory=dict
+    )  # template, taxonomy, corpus: into laborlm_model.json
     occupation_eval: OccupationEvalSpec | None = None  # valid persons scored at each evaluation (None: off)
     taxonomy_file: str | None = None  # the corpus's taxonomy.csv, copied next to the exported model
     template_file: str | None = None  # the corpus's template.yaml, likewise (a user template loads from it)
@@ -141,7 +145,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
         raise LaborLMError("strategy.precision: bf16 requested but this GPU does not support it")
     if precision == "fp16" and device.type != "cuda":
-        raise LaborLMError("strategy.precision: fp16 needs a GPU (DeepSpeed refuses it on CPU); use bf16 or fp32")
+        raise LaborLMError(
+            "strategy.precision: fp16 needs a GPU (DeepSpeed refuses it on CPU); use bf16 or fp32"
+        )
     return precision
 
 
@@ -161,15 +167,31 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 class _DdpEngine:
     """Plain data parallelism: every rank holds the whole model and optimizer."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, phase: PhaseConfig, device: torch.device,
-                 precision: str) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        phase: PhaseConfig,
+        device: torch.device,
+        precision: str,
+    ) -> None:
         self.module: Any = model.to(device)
         self.model: Any = ray.train.torch.prepare_model(self.module, move_to_device=False)
-        self.optimizer = torch.optim.AdamW(decay_groups(self.module, cfg.optim.weight_decay), lr=phase.lr,
-                                           betas=cfg.optim.betas, eps=cfg.optim.eps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
-            kind=phase.schedule, warmup_steps=phase.warmup_steps, max_steps=phase.max_steps,
-            min_lr_ratio=phase.min_lr_ratio))
+        self.optimizer = torch.optim.AdamW(
+            decay_groups(self.module, cfg.optim.weight_decay),
+            lr=phase.lr,
+            betas=cfg.optim.betas,
+            eps=cfg.optim.eps,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lr_lambda(
+                kind=phase.schedule,
+                warmup_steps=phase.warmup_steps,
+                max_steps=phase.max_steps,
+                min_lr_ratio=phase.min_lr_ratio,
+            ),
+        )
         self.accum = cfg.grad_accum_steps
         self.max_grad_norm = cfg.optim.max_grad_norm
         self.device = device
@@ -187,7 +209,7 @@ class _DdpEngine:
     def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> torch.Tensor:
         """Forward and backward of one micro-batch; gradients are all-reduced only on the last one."""
         sync = last or not isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
-        with (contextlib.nullcontext() if sync else self.model.no_sync()):
+        with contextlib.nullcontext() if sync else self.model.no_sync():
             with self.autocast():
                 loss: torch.Tensor = self.model(**batch).loss
             (loss / self.accum).backward()  # type: ignore[no-untyped-call]
@@ -195,8 +217,9 @@ class _DdpEngine:
 
     def optimizer_step(self) -> None:
         if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in self.module.parameters() if p.requires_grad],
-                                           self.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.module.parameters() if p.requires_grad], self.max_grad_norm
+            )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -216,7 +239,9 @@ class _DdpEngine:
     def save(self, folder: Path, rank: int) -> None:
         if rank != 0:
             return
-        trainable = {n: p.detach().cpu().contiguous() for n, p in self.module.named_parameters() if p.requires_grad}
+        trainable = {
+            n: p.detach().cpu().contiguous() for n, p in self.module.named_parameters() if p.requires_grad
+        }
         save_file(trainable, str(folder / _TRAINABLE))
         torch.save(self.optimizer.state_dict(), folder / _OPTIMIZER)
         torch.save(self.scheduler.state_dict(), folder / _SCHEDULER)
@@ -236,8 +261,10 @@ class _DdpEngine:
         missing, unexpected = self.module.load_state_dict(state, strict=False)
         trainable = {n for n, p in self.module.named_parameters() if p.requires_grad}
         if unexpected or trainable & set(missing):
-            raise CheckpointError(f"{folder}: weights do not match the model (missing {sorted(trainable & set(missing))[:3]}, "
-                                  f"unexpected {unexpected[:3]})")
+            raise CheckpointError(
+                f"{folder}: weights do not match the model (missing {sorted(trainable & set(missing))[:3]}, "
+                f"unexpected {unexpected[:3]})"
+            )
         self.optimizer.load_state_dict(torch.load(folder / _OPTIMIZER, weights_only=True))
         self.scheduler.load_state_dict(torch.load(folder / _SCHEDULER, weights_only=True))
 
@@ -245,18 +272,30 @@ class _DdpEngine:
 class _DeepSpeedEngine:
     """DeepSpeed ZeRO-2/3: optimizer state (and under ZeRO-3 the parameters) partitioned over ranks."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, phase: PhaseConfig, device: torch.device,
-                 precision: str, world_size: int) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        phase: PhaseConfig,
+        device: torch.device,
+        precision: str,
+        world_size: int,
+    ) -> None:
         import deepspeed
 
         strategy = cfg.strategy
         hidden = int(getattr(model.config, "hidden_size", 1024))
         self.ds_config = fill_deepspeed_config(
             load_template(strategy.deepspeed_config, strategy.kind, strategy.offload),
-            micro_batch_size=cfg.micro_batch_size, grad_accum_steps=cfg.grad_accum_steps, world_size=world_size,
-            max_grad_norm=cfg.optim.max_grad_norm, precision=precision, hidden_size=hidden,
+            micro_batch_size=cfg.micro_batch_size,
+            grad_accum_steps=cfg.grad_accum_steps,
+            world_size=world_size,
+            max_grad_norm=cfg.optim.max_grad_norm,
+            precision=precision,
+            hidden_size=hidden,
             torch_optimizer=cfg.optim.impl == "torch",
-            source=str(strategy.deepspeed_config or f"built-in {strategy.kind} template"))
+            source=str(strategy.deepspeed_config or f"built-in {strategy.kind} template"),
+        )
         groups = decay_groups(model, cfg.optim.weight_decay)
         optimizer: torch.optim.Optimizer
         if cfg.optim.impl == "torch":
@@ -264,18 +303,28 @@ class _DeepSpeedEngine:
         elif strategy.offload:
             from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-            optimizer = DeepSpeedCPUAdam(groups, lr=phase.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
-                                         adamw_mode=True)
+            optimizer = DeepSpeedCPUAdam(
+                groups, lr=phase.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, adamw_mode=True
+            )
         else:
             from deepspeed.ops.adam import FusedAdam
 
-            optimizer = FusedAdam(groups, lr=phase.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, adam_w_mode=True)
-        schedule = lr_lambda(kind=phase.schedule, warmup_steps=phase.warmup_steps, max_steps=phase.max_steps,
-                             min_lr_ratio=phase.min_lr_ratio)
+            optimizer = FusedAdam(
+                groups, lr=phase.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, adam_w_mode=True
+            )
+        schedule = lr_lambda(
+            kind=phase.schedule,
+            warmup_steps=phase.warmup_steps,
+            max_steps=phase.max_steps,
+            min_lr_ratio=phase.min_lr_ratio,
+        )
         # A callable: DeepSpeed builds the scheduler on its own (wrapped) optimizer and saves it with the shards.
         self.engine, _, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, config=self.ds_config,
-            lr_scheduler=functools.partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=schedule))
+            model=model,
+            optimizer=optimizer,
+            config=self.ds_config,
+            lr_scheduler=functools.partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=schedule),
+        )
         self.module: Any = self.engine.module
         self.partitioned = strategy.kind == "zero3"
         self.lora = phase.lora
@@ -325,7 +374,9 @@ class _DeepSpeedEngine:
         self.engine.micro_steps = self.engine.global_steps * self.accum
 
     def export(self, *, trainable_only: bool, rank: int) -> dict[str, torch.Tensor]:
-        return gathered_state(self.module, trainable_only=trainable_only, partitioned=self.partitioned, rank=rank)
+        return gathered_state(
+            self.module, trainable_only=trainable_only, partitioned=self.partitioned, rank=rank
+        )
 
     def artifacts(self) -> dict[str, dict[str, Any]]:
         return {"deepspeed.json": self.ds_config}  # the filled ZeRO config, as run
@@ -389,8 +440,14 @@ class Engine(Protocol):
         ...
 
 
-def make_engine(model: torch.nn.Module, config: TrainConfig, phase: PhaseConfig, device: torch.device,
-                precision: str, world_size: int) -> Engine:
+def make_engine(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    phase: PhaseConfig,
+    device: torch.device,
+    precision: str,
+    world_size: int,
+) -> Engine:
     """The engine ``config.strategy`` asks for, around ``model``, with ``phase``'s optimiser and schedule.
 
     Inside a Ray Train worker (DDP wraps the model with ``ray.train.torch.prepare_model``). Public for the
@@ -401,8 +458,9 @@ def make_engine(model: torch.nn.Module, config: TrainConfig, phase: PhaseConfig,
     return _DdpEngine(model, config, phase, device, precision)
 
 
-def gathered_state(module: torch.nn.Module, *, trainable_only: bool, partitioned: bool, rank: int
-                   ) -> dict[str, torch.Tensor]:
+def gathered_state(
+    module: torch.nn.Module, *, trainable_only: bool, partitioned: bool, rank: int
+) -> dict[str, torch.Tensor]:
     """The module's weights as CPU tensors on rank 0 (empty dict elsewhere).
 
     Under ZeRO-3 each rank holds a slice of every parameter (the module's own tensors are empty), which is why
@@ -431,8 +489,9 @@ def gathered_state(module: torch.nn.Module, *, trainable_only: bool, partitioned
 # --- the loop ---------------------------------------------------------------------------------------------
 
 
-def micro_batches(shard: Any, state: LoopState, batch_size: int, device: torch.device | str = "cpu",
-                  name: str = "train") -> Iterator[dict[str, torch.Tensor]]:
+def micro_batches(
+    shard: Any, state: LoopState, batch_size: int, device: torch.device | str = "cpu", name: str = "train"
+) -> Iterator[dict[str, torch.Tensor]]:
     """Micro-batches forever, epoch after epoch, keeping ``state``'s data position up to date.
 
     On resume ``state.batches_in_epoch`` micro-batches of the current epoch were already trained on: they
@@ -445,8 +504,9 @@ def micro_batches(shard: Any, state: LoopState, batch_size: int, device: torch.d
     skip = state.batches_in_epoch
     while True:
         seen = 0
-        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.long, device=device,
-                                              drop_last=True):
+        for batch in shard.iter_torch_batches(
+            batch_size=batch_size, dtypes=torch.long, device=device, drop_last=True
+        ):
             seen += 1
             if skip:
                 skip -= 1
@@ -454,8 +514,10 @@ def micro_batches(shard: Any, state: LoopState, batch_size: int, device: torch.d
             state.batches_in_epoch += 1
             yield batch
         if seen == 0:
-            raise LaborLMError(f"{name}: the train split gives this worker no full micro-batch of {batch_size} "
-                               "blocks; use a larger corpus, fewer workers or a smaller micro_batch_size")
+            raise LaborLMError(
+                f"{name}: the train split gives this worker no full micro-batch of {batch_size} "
+                "blocks; use a larger corpus, fewer workers or a smaller micro_batch_size"
+            )
         state.epoch += 1
         state.batches_in_epoch = 0
 
@@ -504,8 +566,13 @@ class _PhaseRun:
         precision = resolve_precision(cfg.strategy.precision, self.device)
         tokenizer = load_tokenizer(job.tokenizer)
         # The same initial weights on every rank (ZeRO-3 partitions each rank's own copy) ...
-        model = build_model(cfg.model, tokenizer, block_size=cfg.block_size, init_path=job.init_path,
-                            seed=seed_for(cfg.seed, 0))
+        model = build_model(
+            cfg.model,
+            tokenizer,
+            block_size=cfg.block_size,
+            init_path=job.init_path,
+            seed=seed_for(cfg.seed, 0),
+        )
         if self.phase.lora:
             model = apply_lora(model, cfg.lora)
             base = job.init_path or cfg.model.path or cfg.model.size
@@ -513,18 +580,33 @@ class _PhaseRun:
         # ... then different dropout masks per rank.
         torch.manual_seed(seed_for(cfg.seed, 1, self.rank))
         engine = make_engine(model, cfg, self.phase, self.device, precision, self.world)
-        self.log0("%s: %s on %d worker(s), %s, %s parameters (%s trainable)", job.phase, cfg.strategy.kind,
-                  self.world, precision, f"{sum(p.numel() for p in model.parameters()):,}",
-                  f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}")
+        self.log0(
+            "%s: %s on %d worker(s), %s, %s parameters (%s trainable)",
+            job.phase,
+            cfg.strategy.kind,
+            self.world,
+            precision,
+            f"{sum(p.numel() for p in model.parameters()):,}",
+            f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}",
+        )
         if job.occupation_eval is not None:
             try:
-                self.evaluator = OccupationEvaluator(job.occupation_eval, engine.module, tokenizer, rank=self.rank,
-                                                     world=self.world, partitioned=engine.partitioned)
+                self.evaluator = OccupationEvaluator(
+                    job.occupation_eval,
+                    engine.module,
+                    tokenizer,
+                    rank=self.rank,
+                    world=self.world,
+                    partitioned=engine.partitioned,
+                )
             except LaborLMError as exc:  # e.g. a tokenizer that cannot score labels apart from their context
                 logger.warning("%s: no occupation perplexity during training: %s", job.phase, exc)
             else:
-                self.log0("%s: occupation perplexity of %d valid persons at each evaluation", job.phase,
-                          self.evaluator.total_people)
+                self.log0(
+                    "%s: occupation perplexity of %d valid persons at each evaluation",
+                    job.phase,
+                    self.evaluator.total_people,
+                )
         return tokenizer, engine, precision
 
     def _record_placement_group(self) -> None:
@@ -542,8 +624,12 @@ class _PhaseRun:
 
     def _identity(self) -> dict[str, Any]:
         """What a checkpoint must record to be resumed by this run (``state.json``)."""
-        identity: dict[str, Any] = {"format": _STATE_FORMAT, "run_name": self.job.run_name,
-                                    "phase": self.job.phase, "strategy": self.cfg.strategy.kind}
+        identity: dict[str, Any] = {
+            "format": _STATE_FORMAT,
+            "run_name": self.job.run_name,
+            "phase": self.job.phase,
+            "strategy": self.cfg.strategy.kind,
+        }
         if self.cfg.strategy.deepspeed:
             identity["world_size"] = self.world  # ZeRO shards are per rank
         return identity
@@ -559,8 +645,13 @@ class _PhaseRun:
             self.exported = True
         state = LoopState(**saved["state"])
         state.resumes += 1
-        self.log0("%s: resumed at step %d (epoch %d, %d micro-batches into it)", self.job.phase, state.step,
-                  state.epoch, state.batches_in_epoch)
+        self.log0(
+            "%s: resumed at step %d (epoch %d, %d micro-batches into it)",
+            self.job.phase,
+            state.step,
+            state.epoch,
+            state.batches_in_epoch,
+        )
         return state
 
     def _open_tracker(self, precision: str, engine: Engine) -> None:
@@ -571,9 +662,17 @@ class _PhaseRun:
 
         self.tracker = AttachedRun(job.tracking_uri, job.mlflow_run_id)
         params = flatten(self.cfg)
-        params.update({"phase": job.phase, "resolved.world_size": self.world, "resolved.precision": precision,
-                       "resolved.global_batch_blocks": self.cfg.micro_batch_size * self.cfg.grad_accum_steps
-                       * self.world, "resolved.init": job.init_path or self.cfg.model.path or self.cfg.model.size})
+        params.update(
+            {
+                "phase": job.phase,
+                "resolved.world_size": self.world,
+                "resolved.precision": precision,
+                "resolved.global_batch_blocks": self.cfg.micro_batch_size
+                * self.cfg.grad_accum_steps
+                * self.world,
+                "resolved.init": job.init_path or self.cfg.model.path or self.cfg.model.size,
+            }
+        )
         self.tracker.log_params(params)
         for name, content in engine.artifacts().items():
             self.tracker.log_dict(content, name)
@@ -615,19 +714,29 @@ class _PhaseRun:
                 self._log_window(window, lr, state)
                 window = MetricsWindow()
             final = state.step == phase.max_steps
-            eval_due = final or (phase.eval_every_steps is not None and state.step % phase.eval_every_steps == 0)
-            ckpt_due = final or (phase.checkpoint_every_steps is not None
-                                 and state.step % phase.checkpoint_every_steps == 0)
+            eval_due = final or (
+                phase.eval_every_steps is not None and state.step % phase.eval_every_steps == 0
+            )
+            ckpt_due = final or (
+                phase.checkpoint_every_steps is not None and state.step % phase.checkpoint_every_steps == 0
+            )
             if eval_due or ckpt_due:
-                self._evaluate_and_report(engine, tokenizer, valid_shard, state, since_report, eval_due, ckpt_due)
+                self._evaluate_and_report(
+                    engine, tokenizer, valid_shard, state, since_report, eval_due, ckpt_due
+                )
                 since_report = MetricsWindow()
                 reported = final
             patience = phase.early_stopping_patience
             if not final and patience is not None and state.evals_since_best >= patience:
                 # Every rank sees the same all-reduced metrics, so every rank stops at the same step.
                 state.stopped_early = True
-                self.log0("%s: early stop at step %d: no better model in %d evaluations (best at step %s)",
-                          job.phase, state.step, patience, state.best_step)
+                self.log0(
+                    "%s: early stop at step %d: no better model in %d evaluations (best at step %s)",
+                    job.phase,
+                    state.step,
+                    patience,
+                    state.best_step,
+                )
                 reported = False  # the last checkpoint must record the stop
         if not reported:
             # A restarted group with nothing left to do still hands back its checkpoint (and best model).
@@ -646,8 +755,9 @@ class _PhaseRun:
         engine.train_mode(False)
         total = torch.zeros(2, dtype=torch.float64)
         with torch.no_grad():
-            for batch in shard.iter_torch_batches(batch_size=self.cfg.micro_batch_size, dtypes=torch.long,
-                                                  device=self.device, drop_last=False):
+            for batch in shard.iter_torch_batches(
+                batch_size=self.cfg.micro_batch_size, dtypes=torch.long, device=self.device, drop_last=False
+            ):
                 n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
                 loss = engine.eval_forward(batch)
                 total += torch.tensor([float(loss) * n, n], dtype=torch.float64)
@@ -675,12 +785,22 @@ class _PhaseRun:
         state.tokens += total.tokens
         if total.mean_loss is None:
             return
-        metrics = {mn.TRAIN_LOSS: total.mean_loss, mn.TRAIN_LR: lr,
-                   mn.THROUGHPUT_TOKENS_PER_S: total.tokens_per_s, EPOCH: state.epoch}
+        metrics = {
+            mn.TRAIN_LOSS: total.mean_loss,
+            mn.TRAIN_LR: lr,
+            mn.THROUGHPUT_TOKENS_PER_S: total.tokens_per_s,
+            EPOCH: state.epoch,
+        }
         self.throughput = metrics[mn.THROUGHPUT_TOKENS_PER_S]
         self._log_metrics(metrics, state.step)
-        self.log0("%s step %d: loss %.4f, lr %.3g, %.0f tokens/s", self.job.phase, state.step,
-                  metrics[mn.TRAIN_LOSS], lr, metrics[mn.THROUGHPUT_TOKENS_PER_S])
+        self.log0(
+            "%s step %d: loss %.4f, lr %.3g, %.0f tokens/s",
+            self.job.phase,
+            state.step,
+            metrics[mn.TRAIN_LOSS],
+            lr,
+            metrics[mn.THROUGHPUT_TOKENS_PER_S],
+        )
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
         if self.tracker is not None:
@@ -696,21 +816,39 @@ class _PhaseRun:
         self.best_dir.mkdir(parents=True)
         engine.module.save_pretrained(str(self.best_dir), state_dict=weights)
         tokenizer.save_pretrained(str(self.best_dir))
-        for source, name in ((self.job.taxonomy_file, "taxonomy.csv"), (self.job.template_file, "template.yaml")):
+        for source, name in (
+            (self.job.taxonomy_file, "taxonomy.csv"),
+            (self.job.template_file, "template.yaml"),
+        ):
             if source is None:
                 continue
             if not Path(source).is_file():
                 raise LaborLMError(f"{source}: missing; every built corpus has one (rebuild the corpus)")
             shutil.copy(source, self.best_dir / name)
-        write_model_info(self.best_dir, {
-            **self.job.model_info, "phase": self.job.phase, "run_name": self.job.run_name, "step": state.step,
-            "valid_loss": state.last_valid_loss, "valid": state.best_metrics if state.best_step == state.step else {},
-            "kind": "lora_adapter" if lora else "full",
-            "base_model": self.job.init_path or self.cfg.model.path or self.cfg.model.size,
-        })
+        write_model_info(
+            self.best_dir,
+            {
+                **self.job.model_info,
+                "phase": self.job.phase,
+                "run_name": self.job.run_name,
+                "step": state.step,
+                "valid_loss": state.last_valid_loss,
+                "valid": state.best_metrics if state.best_step == state.step else {},
+                "kind": "lora_adapter" if lora else "full",
+                "base_model": self.job.init_path or self.cfg.model.path or self.cfg.model.size,
+            },
+        )
 
-    def _evaluate_and_report(self, engine: Engine, tokenizer: Any, valid_shard: Any, state: LoopState,
-                             since_report: MetricsWindow, eval_due: bool, ckpt_due: bool) -> None:
+    def _evaluate_and_report(
+        self,
+        engine: Engine,
+        tokenizer: Any,
+        valid_shard: Any,
+        state: LoopState,
+        since_report: MetricsWindow,
+        eval_due: bool,
+        ckpt_due: bool,
+    ) -> None:
         metrics: dict[str, float] = {STEP: state.step, EPOCH: state.epoch, mn.TRAIN_TOKENS: state.tokens}
         train_loss = since_report.reduced(self.device).mean_loss  # all workers, as in the log (a collective)
         if train_loss is not None:
@@ -719,8 +857,11 @@ class _PhaseRun:
         if eval_due and valid_shard is not None:
             loss = self._evaluate(engine, valid_shard)
             state.last_valid_loss = loss
-            valid = {mn.VALID_LOSS: loss, mn.VALID_PERPLEXITY: math.exp(min(loss, 50.0)),
-                     **self._occupation_metrics(engine)}
+            valid = {
+                mn.VALID_LOSS: loss,
+                mn.VALID_PERPLEXITY: math.exp(min(loss, 50.0)),
+                **self._occupation_metrics(engine),
+            }
             metrics.update(valid)
             if not math.isnan(loss) and (state.best_valid_loss is None or loss < state.best_valid_loss):
                 state.best_valid_loss = loss
@@ -731,9 +872,16 @@ class _PhaseRun:
             else:
                 state.evals_since_best += 1
             self._log_metrics(valid, state.step)
-            self.log0("%s step %d: valid loss %.4f%s (best %s %.4f at step %s)", self.job.phase, state.step, loss,
-                      _occupation_text(valid), self._selection_key(),
-                      state.best_score if state.best_score is not None else math.nan, state.best_step)
+            self.log0(
+                "%s step %d: valid loss %.4f%s (best %s %.4f at step %s)",
+                self.job.phase,
+                state.step,
+                loss,
+                _occupation_text(valid),
+                self._selection_key(),
+                state.best_score if state.best_score is not None else math.nan,
+                state.best_step,
+            )
         if state.best_valid_loss is not None:
             metrics[VALID_BEST_LOSS] = state.best_valid_loss
         if state.best_step is not None:
@@ -750,7 +898,9 @@ class _PhaseRun:
             self._export(engine, tokenizer, state)
             self.exported = True
         # Every rank writes (DeepSpeed: its own ZeRO shard); DDP ranks other than 0 leave their folder empty.
-        self.session.report(metrics, functools.partial(self._write_checkpoint, engine, state) if ckpt_due else None)
+        self.session.report(
+            metrics, functools.partial(self._write_checkpoint, engine, state) if ckpt_due else None
+        )
 
     def _write_checkpoint(self, engine: Engine, state: LoopState, folder: Path) -> None:
         engine.save(folder, self.rank)
@@ -763,6 +913,8 @@ def _occupation_text(metrics: dict[str, float]) -> str:
     """``, occupation perplexity 12.3 (raw 14.1, outside 0.05)`` for the log, or nothing when not measured."""
     if mn.VALID_OCCUPATION_PERPLEXITY not in metrics:
         return ""
-    return (f", occupation perplexity {metrics[mn.VALID_OCCUPATION_PERPLEXITY]:.2f} "
-            f"(raw {metrics[mn.VALID_OCCUPATION_PERPLEXITY_RAW]:.2f}, outside mass "
-            f"{metrics[mn.VALID_OUTSIDE_MASS]:.3f}, label-token loss {metrics[mn.VALID_LABEL_TOKEN_LOSS]:.3f})")
+    return (
+        f", occupation perplexity {metrics[mn.VALID_OCCUPATION_PERPLEXITY]:.2f} "
+        f"(raw {metrics[mn.VALID_OCCUPATION_PERPLEXITY_RAW]:.2f}, outside mass "
+        f"{metrics[mn.VALID_OUTSIDE_MASS]:.3f}, label-token loss {metrics[mn.VALID_LABEL_TOKEN_LOSS]:.3f})"
+    )

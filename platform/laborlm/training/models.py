@@ -35,16 +35,30 @@ __all__ = ["NOMINAL_PARAMS", "SIZES"]  # the size family lives in training.sizes
 MODEL_INFO = "laborlm_model.json"  # beside the weights: phase, step, losses, template and taxonomy names
 
 
-def llama_config(size: str, *, vocab_size: int, max_positions: int, bos_token_id: int | None = None,
-                 eos_token_id: int | None = None, pad_token_id: int | None = None) -> Any:
+def llama_config(
+    size: str,
+    *,
+    vocab_size: int,
+    max_positions: int,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> Any:
     """The ``LlamaConfig`` of a family size, sized to a tokenizer (special token ids inside the vocabulary)."""
     from transformers import LlamaConfig
 
     if size not in SIZES:
         raise ConfigError(f"model.size: expected one of {', '.join(SIZES)}, got {size!r}")
     shape: dict[str, Any] = dict(SIZES[size])
-    return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max_positions, tie_word_embeddings=False,
-                       bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **shape)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=False,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        **shape,
+    )
 
 
 def parameter_count(size: str, vocab_size: int = 4096) -> int:
@@ -57,9 +71,15 @@ def parameter_count(size: str, vocab_size: int = 4096) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, block_size: int,
-                init_path: str | Path | None = None, seed: int = 0, dtype: torch.dtype | None = None
-                ) -> PreTrainedModel:
+def build_model(
+    config: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    block_size: int,
+    init_path: str | Path | None = None,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+) -> PreTrainedModel:
     """The model a phase starts from.
 
     ``init_path`` (a previous phase's saved model) wins; else ``config.path`` (local HF model); else a fresh
@@ -77,15 +97,21 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, bloc
         try:
             model = AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True, dtype=dtype)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"model {str(source)!r}: not a local causal LM folder or cached model id ({exc})"
-                              ) from None
+            raise ConfigError(
+                f"model {str(source)!r}: not a local causal LM folder or cached model id ({exc})"
+            ) from None
         if len(tokenizer) > int(model.get_input_embeddings().num_embeddings):
             add_label_embeddings(model, tokenizer, source)
     else:
         assert config.size is not None
-        cfg = llama_config(config.size, vocab_size=len(tokenizer), max_positions=config.max_positions or block_size,
-                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                           pad_token_id=tokenizer.pad_token_id)
+        cfg = llama_config(
+            config.size,
+            vocab_size=len(tokenizer),
+            max_positions=config.max_positions or block_size,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = LlamaForCausalLM(cfg)
@@ -120,8 +146,10 @@ def add_label_embeddings(model: Any, tokenizer: PreTrainedTokenizerBase, source:
     if info.get("stay_token") is not None and int(info["stay_token"]) >= old:
         new[int(info["stay_token"])] = list(range(old))  # no pieces: starts at the mean of every row
     if len(tokenizer) - old != len(new) or any(i >= old for pieces in new.values() for i in pieces):
-        raise ConfigError(f"model {str(source)!r}: vocabulary {old} is smaller than the tokenizer's "
-                          f"{len(tokenizer)}, and the extra tokens are not label tokens added to its own tokenizer")
+        raise ConfigError(
+            f"model {str(source)!r}: vocabulary {old} is smaller than the tokenizer's "
+            f"{len(tokenizer)}, and the extra tokens are not label tokens added to its own tokenizer"
+        )
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
         for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
@@ -142,7 +170,9 @@ def apply_lora(model: PreTrainedModel, config: LoraConfig) -> Any:
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in config.target_modules if m not in names]
     if len(missing) == len(config.target_modules):
-        raise ConfigError(f"lora.target_modules: none of {list(config.target_modules)} is a module of this model")
+        raise ConfigError(
+            f"lora.target_modules: none of {list(config.target_modules)} is a module of this model"
+        )
     peft_config = PeftLoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,  # type: ignore[arg-type]  # peft annotates int; the scale alpha / r is float
@@ -152,7 +182,9 @@ def apply_lora(model: PreTrainedModel, config: LoraConfig) -> Any:
     )
     peft_model = get_peft_model(model, peft_config)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    logger.info("LoRA rank %d on %s: %d trainable parameters", config.rank, list(config.target_modules), trainable)
+    logger.info(
+        "LoRA rank %d on %s: %d trainable parameters", config.rank, list(config.target_modules), trainable
+    )
     return peft_model
 
 

@@ -70,8 +70,16 @@ def read_valid_people(corpus: str | Path, people: int) -> pa.Table:
 class OccupationEvaluator:
     """Scores the spec's valid persons with the model being trained; see the module docstring."""
 
-    def __init__(self, spec: OccupationEvalSpec, model: torch.nn.Module, tokenizer: Any, *, rank: int, world: int,
-                 partitioned: bool) -> None:
+    def __init__(
+        self,
+        spec: OccupationEvalSpec,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        rank: int,
+        world: int,
+        partitioned: bool,
+    ) -> None:
         from laborlm.corpus.manifest import TAXONOMY_FILE, TEMPLATE_FILE
         from laborlm.corpus.template import load_template
         from laborlm.llm.scoring import LlmScorer
@@ -98,13 +106,16 @@ class OccupationEvaluator:
             raw = self.scorer.score(self.careers)  # [n, K] log p_raw
             targets = np.concatenate([c.targets for c in self.careers])
             rows = np.arange(len(targets))
-            sums += torch.tensor([
-                -normalize(raw)[rows, targets].sum(),  # renormalised NLL
-                -raw[rows, targets].sum(),  # raw NLL
-                outside_mass(raw).sum(),
-                len(targets),
-                self.label_tokens[targets].sum(),
-            ], dtype=torch.float64)
+            sums += torch.tensor(
+                [
+                    -normalize(raw)[rows, targets].sum(),  # renormalised NLL
+                    -raw[rows, targets].sum(),  # raw NLL
+                    outside_mass(raw).sum(),
+                    len(targets),
+                    self.label_tokens[targets].sum(),
+                ],
+                dtype=torch.float64,
+            )
         if not self.partitioned:
             sums = all_reduce(sums)
         norm, raw_nll, outside, n, tokens = (float(v) for v in sums)

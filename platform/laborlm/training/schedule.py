@@ -34,15 +34,17 @@ import math
 from collections.abc import Callable
 
 
-def linear_warmup(updates: int, *, warmup_steps: int, peak: float = 1.0, warmup_init: float = 0.0,
-                  warmup_offset: int = 0) -> float:
+def linear_warmup(
+    updates: int, *, warmup_steps: int, peak: float = 1.0, warmup_init: float = 0.0, warmup_offset: int = 0
+) -> float:
     """The warm-up of every schedule: linear from ``warmup_init`` (after 0 updates) to ``peak`` (after
     ``warmup_steps``), evaluated after ``updates + warmup_offset`` updates."""
     return warmup_init + (updates + warmup_offset) * (peak - warmup_init) / warmup_steps
 
 
-def inverse_sqrt(updates: int, *, warmup_steps: int, peak: float = 1.0, warmup_init: float = 0.0,
-                 warmup_offset: int = 0) -> float:
+def inverse_sqrt(
+    updates: int, *, warmup_steps: int, peak: float = 1.0, warmup_init: float = 0.0, warmup_offset: int = 0
+) -> float:
     """fairseq's ``inverse_sqrt`` learning rate after ``updates`` updates; see the module docstring.
 
     Args:
@@ -50,8 +52,13 @@ def inverse_sqrt(updates: int, *, warmup_steps: int, peak: float = 1.0, warmup_i
             counting; 1 is the language-model loop's (never a zero rate on the first update).
     """
     if warmup_steps > 0 and updates < warmup_steps:
-        return linear_warmup(updates, warmup_steps=warmup_steps, peak=peak, warmup_init=warmup_init,
-                             warmup_offset=warmup_offset)
+        return linear_warmup(
+            updates,
+            warmup_steps=warmup_steps,
+            peak=peak,
+            warmup_init=warmup_init,
+            warmup_offset=warmup_offset,
+        )
     if warmup_steps == 0:
         return peak / math.sqrt(max(updates + warmup_offset, 1))
     # peak * sqrt(W) / sqrt(updates): peak at the end of warm-up, then decaying as 1 / sqrt(updates).
@@ -76,5 +83,6 @@ def lr_factor(step: int, *, kind: str, warmup_steps: int, max_steps: int, min_lr
 def lr_lambda(*, kind: str, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> Callable[[int], float]:
     """``lr_factor`` with the phase's settings bound, for ``LambdaLR`` (a partial: its state_dict stays plain)."""
     lr_factor(0, kind=kind, warmup_steps=warmup_steps, max_steps=max_steps, min_lr_ratio=min_lr_ratio)
-    return functools.partial(lr_factor, kind=kind, warmup_steps=warmup_steps, max_steps=max_steps,
-                             min_lr_ratio=min_lr_ratio)
+    return functools.partial(
+        lr_factor, kind=kind, warmup_steps=warmup_steps, max_steps=max_steps, min_lr_ratio=min_lr_ratio
+    )

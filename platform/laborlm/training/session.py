@@ -55,8 +55,9 @@ def seed_for(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=keys).generate_state(1)[0])
 
 
-def all_reduce(values: torch.Tensor, device: torch.device | str = "cpu",
-               op: Literal["sum", "max"] = "sum") -> torch.Tensor:
+def all_reduce(
+    values: torch.Tensor, device: torch.device | str = "cpu", op: Literal["sum", "max"] = "sum"
+) -> torch.Tensor:
     """``values`` summed (or maxed) over every worker, returned on the CPU; unchanged without a process group.
 
     A collective: every rank calls it, in the same order. Callers pass float64 so that sums of many token
@@ -76,7 +77,9 @@ class MetricsWindow:
     whichever rank logs or reports them.
     """
 
-    loss_sum: float = 0.0  # summed loss terms: micro-batch mean losses (LM loop) or per-person-year NLLs (careers)
+    loss_sum: float = (
+        0.0  # summed loss terms: micro-batch mean losses (LM loop) or per-person-year NLLs (careers)
+    )
     loss_terms: int = 0  # how many terms ``loss_sum`` holds: the denominator of the mean loss
     tokens: int = 0  # training tokens (careers: person-years) seen, for throughput
     seconds: float = 0.0  # training time on this rank
@@ -88,7 +91,9 @@ class MetricsWindow:
 
     def reduced(self, device: torch.device | str = "cpu") -> MetricsWindow:
         """The window summed over every worker (a collective); ``seconds`` stays this rank's wall time."""
-        sums = all_reduce(torch.tensor([self.loss_sum, self.loss_terms, self.tokens], dtype=torch.float64), device)
+        sums = all_reduce(
+            torch.tensor([self.loss_sum, self.loss_terms, self.tokens], dtype=torch.float64), device
+        )
         return MetricsWindow(float(sums[0]), int(sums[1]), int(sums[2]), self.seconds)
 
     @property
@@ -127,8 +132,10 @@ def read_state(folder: Path, expected: Mapping[str, Any]) -> dict[str, Any]:
         raise CheckpointError(f"{folder}: unreadable {STATE_FILE}: {exc}") from None
     for key, value in expected.items():
         if saved.get(key) != value:
-            raise CheckpointError(f"{folder}: checkpoint has {key}={saved.get(key)!r}, this run {value!r}; "
-                                  "use another run_name or storage_path to start afresh")
+            raise CheckpointError(
+                f"{folder}: checkpoint has {key}={saved.get(key)!r}, this run {value!r}; "
+                "use another run_name or storage_path to start afresh"
+            )
     return saved
 
 
@@ -257,14 +264,18 @@ class RayTrainSession:
         if write is None:
             ray.train.report(metrics, checkpoint=None)
         elif self.local_folder is not None:
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(self.local_folder.write(write)))
+            ray.train.report(
+                metrics, checkpoint=ray.train.Checkpoint.from_directory(self.local_folder.write(write))
+            )
         else:
             # Every writing rank fills its own folder; Ray merges them (ZeRO shards: one per rank). A rank whose
             # folder stays empty (DDP ranks other than 0) reports without a checkpoint.
             with tempfile.TemporaryDirectory(prefix="laborlm-ckpt-") as tmp:
                 write(Path(tmp))
                 has_files = any(Path(tmp).iterdir())
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if has_files else None)
+                ray.train.report(
+                    metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if has_files else None
+                )
 
 
 LoopFunction = Callable[..., None]  # loop(session, *args): trains in the session it is given

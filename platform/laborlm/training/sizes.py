@@ -24,9 +24,22 @@ _SHAPES = {  # name: (hidden, layers, attention heads, key/value heads, MLP widt
     "llama-1b": (2048, 22, 32, 4, 5632),
 }
 SIZES: dict[str, dict[str, int]] = {
-    name: {"hidden_size": h, "num_hidden_layers": n, "num_attention_heads": a, "num_key_value_heads": kv,
-           "intermediate_size": ff}
+    name: {
+        "hidden_size": h,
+        "num_hidden_layers": n,
+        "num_attention_heads": a,
+        "num_key_value_heads": kv,
+        "intermediate_size": ff,
+    }
     for name, (h, n, a, kv, ff) in _SHAPES.items()
 }
-NOMINAL_PARAMS = {"llama-200k": 2e5, "llama-400k": 4e5, "llama-1m": 1e6, "llama-10m": 10e6, "llama-50m": 50e6,
-                  "llama-150m": 150e6, "llama-400m": 400e6, "llama-1b": 1e9}
+NOMINAL_PARAMS = {
+    "llama-200k": 2e5,
+    "llama-400k": 4e5,
+    "llama-1m": 1e6,
+    "llama-10m": 10e6,
+    "llama-50m": 50e6,
+    "llama-150m": 150e6,
+    "llama-400m": 400e6,
+    "llama-1b": 1e9,
+}

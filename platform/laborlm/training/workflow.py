@@ -69,18 +69,28 @@ class TrainResult:
         for name, p in self.phases.items():
             best = p.metrics.get(mn.VALID_BEST_LOSS)
             start = p.metrics.get(mn.VALID_INITIAL_LOSS)
-            loss = f", valid loss {start:.3f} -> best {best:.3f}" if best is not None and start is not None else ""
+            loss = (
+                f", valid loss {start:.3f} -> best {best:.3f}"
+                if best is not None and start is not None
+                else ""
+            )
             occupation = p.metrics.get(mn.VALID_BEST_OCCUPATION_PERPLEXITY)
             if occupation is not None:
-                loss += (f", best valid occupation perplexity {occupation:.2f} at step "
-                         f"{int(p.metrics.get(mn.VALID_BEST_STEP, 0))}")
+                loss += (
+                    f", best valid occupation perplexity {occupation:.2f} at step "
+                    f"{int(p.metrics.get(mn.VALID_BEST_STEP, 0))}"
+                )
             parts.append(f"{name}: step {int(p.metrics.get(mn.TRAIN_STEP, 0))}{loss} -> {p.model_dir}")
         return f"{self.run_name}: " + "; ".join(parts)
 
 
-def run_training(config: TrainConfig, *, parent_run_id: str | None = None,
-                 callbacks: Callable[[str], Sequence[Any]] | None = None,
-                 loop: Callable[[str], LoopFunction] | None = None) -> TrainResult:
+def run_training(
+    config: TrainConfig,
+    *,
+    parent_run_id: str | None = None,
+    callbacks: Callable[[str], Sequence[Any]] | None = None,
+    loop: Callable[[str], LoopFunction] | None = None,
+) -> TrainResult:
     """Run the enabled phases of ``config``; Ray must be initialised by the caller.
 
     Args:
@@ -109,8 +119,9 @@ def run_training(config: TrainConfig, *, parent_run_id: str | None = None,
     if config.tracking.enabled:
         from laborlm.tracking.mlflow_tracker import open_run
 
-        parent = open_run(config.tracking, out_dir, run_name, parent_run_id=parent_run_id,
-                          tags={"laborlm.kind": "train"})
+        parent = open_run(
+            config.tracking, out_dir, run_name, parent_run_id=parent_run_id, tags={"laborlm.kind": "train"}
+        )
         parent.log_artifact(out_dir / "config.yaml")
     results: dict[str, PhaseResult] = {}
     previous: Path | None = None
@@ -119,10 +130,17 @@ def run_training(config: TrainConfig, *, parent_run_id: str | None = None,
             init = None
             if phase.init == "previous":
                 init = previous
-            result = run_phase(config, name, corpora[name], tokenizer, init, run_name=f"{run_name}-{name}",
-                               parent_run_id=parent.run_id if parent else None,
-                               callbacks=list(callbacks(name)) if callbacks else [],
-                               loop=loop(name) if loop is not None else run_phase_loop)
+            result = run_phase(
+                config,
+                name,
+                corpora[name],
+                tokenizer,
+                init,
+                run_name=f"{run_name}-{name}",
+                parent_run_id=parent.run_id if parent else None,
+                callbacks=list(callbacks(name)) if callbacks else [],
+                loop=loop(name) if loop is not None else run_phase_loop,
+            )
             results[name] = result
             previous = result.init_dir
     except BaseException:
@@ -130,11 +148,18 @@ def run_training(config: TrainConfig, *, parent_run_id: str | None = None,
             parent.finish("FAILED")
         raise
     if parent is not None:
-        parent.log_metrics({f"{name}/{k}": v for name, r in results.items() for k, v in r.metrics.items()
-                            if isinstance(v, (int, float))})
+        parent.log_metrics(
+            {
+                f"{name}/{k}": v
+                for name, r in results.items()
+                for k, v in r.metrics.items()
+                if isinstance(v, (int, float))
+            }
+        )
         parent.finish()
-    return TrainResult(run_name, out_dir, results, parent.run_id if parent else None,
-                       parent.tracking_uri if parent else None)
+    return TrainResult(
+        run_name, out_dir, results, parent.run_id if parent else None, parent.tracking_uri if parent else None
+    )
 
 
 def prepare_corpus(config: TrainConfig, name: str, phase: PhaseConfig) -> Path:
@@ -147,14 +172,20 @@ def prepare_corpus(config: TrainConfig, name: str, phase: PhaseConfig) -> Path:
     if read_manifest(corpus) is not None:
         return corpus
     if phase.synthesize is None:
-        raise LaborLMError(f"{name}.corpus: {corpus} is not a built corpus (laborlm corpus build), and "
-                           f"{name}.synthesize is null")
+        raise LaborLMError(
+            f"{name}.corpus: {corpus} is not a built corpus (laborlm corpus build), and "
+            f"{name}.synthesize is null"
+        )
     from laborlm.synthetic import generate_panel, load_preset
 
     panel = out_dir / "data" / name / phase.synthesize
     if not (panel / "synth.yaml").is_file():
-        synth = dataclasses.replace(load_preset(phase.synthesize), people=phase.synth_people, seed=config.seed)
-        logger.info("%s: synthesising %d %s careers into %s", name, phase.synth_people, phase.synthesize, panel)
+        synth = dataclasses.replace(
+            load_preset(phase.synthesize), people=phase.synth_people, seed=config.seed
+        )
+        logger.info(
+            "%s: synthesising %d %s careers into %s", name, phase.synth_people, phase.synthesize, panel
+        )
         generate_panel(synth, panel)
     build_corpus(CorpusConfig(inputs=(panel,), out_dir=corpus, template=phase.template))
     return corpus
@@ -171,8 +202,10 @@ def prepare_tokenizer(config: TrainConfig, corpora: Sequence[Path]) -> str:
             from laborlm.llm.stay_move import stay_token_id
 
             if stay_token_id(load_tokenizer(tokenizer)) is None:
-                raise ConfigError(f"stay_move: tokenizer {config.tokenizer!r} has no stay token; train it with "
-                                  "`laborlm corpus tokenizer` (it adds one by default) or set stay_move: null")
+                raise ConfigError(
+                    f"stay_move: tokenizer {config.tokenizer!r} has no stay token; train it with "
+                    "`laborlm corpus tokenizer` (it adds one by default) or set stay_move: null"
+                )
         return tokenizer
     if config.model.path is not None and not config.tokenizer_label_tokens:
         return config.model.path
@@ -183,15 +216,30 @@ def prepare_tokenizer(config: TrainConfig, corpora: Sequence[Path]) -> str:
         if config.model.path is not None:
             extend_tokenizer(config.model.path, corpora, folder, stay_token=config.uses_stay_move)
         else:
-            train_tokenizer(corpora, folder, TokenizerConfig(vocab_size=config.tokenizer_vocab_size,
-                                                             label_tokens=config.tokenizer_label_tokens,
-                                                             stay_token=config.uses_stay_move))
+            train_tokenizer(
+                corpora,
+                folder,
+                TokenizerConfig(
+                    vocab_size=config.tokenizer_vocab_size,
+                    label_tokens=config.tokenizer_label_tokens,
+                    stay_token=config.uses_stay_move,
+                ),
+            )
     return str(folder)
 
 
-def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init: Path | None, *,
-              run_name: str, parent_run_id: str | None = None, callbacks: Sequence[Any] = (),
-              loop: LoopFunction = run_phase_loop) -> PhaseResult:
+def run_phase(
+    config: TrainConfig,
+    name: str,
+    corpus: Path,
+    tokenizer: str,
+    init: Path | None,
+    *,
+    run_name: str,
+    parent_run_id: str | None = None,
+    callbacks: Sequence[Any] = (),
+    loop: LoopFunction = run_phase_loop,
+) -> PhaseResult:
     """One phase as one Ray Train fit (resuming its latest checkpoint if the run exists).
 
     Args:
@@ -211,12 +259,19 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
     has_valid = sum(s.get("valid", 0) for s in manifest.people.values()) > 0
     datasets = _phase_datasets(config, name, corpus, tokenizer, has_valid)
     child = _open_phase_run(config, name, run_name, parent_run_id)
-    job = _phase_job(config, name, corpus, manifest, tokenizer, init, run_name=run_name, has_valid=has_valid,
-                     child=child)
+    job = _phase_job(
+        config, name, corpus, manifest, tokenizer, init, run_name=run_name, has_valid=has_valid, child=child
+    )
     storage = _storage_path(config)
     trainer = _phase_trainer(config, job, datasets, storage, loop, callbacks)
-    logger.info("%s: Ray Train run %s (%s, %d workers) -> %s", name, run_name, config.strategy.kind,
-                config.strategy.num_workers, storage)
+    logger.info(
+        "%s: Ray Train run %s (%s, %d workers) -> %s",
+        name,
+        run_name,
+        config.strategy.kind,
+        config.strategy.num_workers,
+        storage,
+    )
     try:
         result = trainer.fit()
     except BaseException:
@@ -232,8 +287,9 @@ def run_phase(config: TrainConfig, name: str, corpus: Path, tokenizer: str, init
     if child is not None:
         child.finish()
     logger.info("%s: done at step %d; best model in %s", name, step, phase_dir / MODEL_DIR)
-    return PhaseResult(name, run_name, phase_dir / MODEL_DIR, init_dir, metrics, result.checkpoint.path,
-                       mlflow_run_id)
+    return PhaseResult(
+        name, run_name, phase_dir / MODEL_DIR, init_dir, metrics, result.checkpoint.path, mlflow_run_id
+    )
 
 
 def _finished_phase(config: TrainConfig, name: str, run_name: str, init: Path | None) -> PhaseResult | None:
@@ -242,15 +298,29 @@ def _finished_phase(config: TrainConfig, name: str, run_name: str, init: Path | 
     phase_dir = Path(config.out_dir).resolve() / name
     model_dir = phase_dir / MODEL_DIR
     done = read_model_info(model_dir)
-    if not (done.get("run_name") == run_name and done.get("completed") and done.get("max_steps") == phase.max_steps):
+    if not (
+        done.get("run_name") == run_name
+        and done.get("completed")
+        and done.get("max_steps") == phase.max_steps
+    ):
         return None
-    logger.info("%s: %s already trained (step %d); reusing %s", name, run_name, done.get("final_step"), model_dir)
-    return PhaseResult(name, run_name, model_dir, _init_dir(phase_dir, model_dir, init, config),
-                       dict(done.get("metrics", {})), None, done.get("mlflow_run_id"))
+    logger.info(
+        "%s: %s already trained (step %d); reusing %s", name, run_name, done.get("final_step"), model_dir
+    )
+    return PhaseResult(
+        name,
+        run_name,
+        model_dir,
+        _init_dir(phase_dir, model_dir, init, config),
+        dict(done.get("metrics", {})),
+        None,
+        done.get("mlflow_run_id"),
+    )
 
 
-def _phase_datasets(config: TrainConfig, name: str, corpus: Path, tokenizer: str, has_valid: bool
-                    ) -> dict[str, Any]:
+def _phase_datasets(
+    config: TrainConfig, name: str, corpus: Path, tokenizer: str, has_valid: bool
+) -> dict[str, Any]:
     """The packed train (and, where the corpus has one, valid) Ray datasets of the phase, streamed."""
     from laborlm.corpus import PackConfig, packed_dataset
 
@@ -272,23 +342,50 @@ def _open_phase_run(config: TrainConfig, name: str, run_name: str, parent_run_id
         return None
     from laborlm.tracking.mlflow_tracker import open_run
 
-    return open_run(config.tracking, Path(config.out_dir).resolve(), run_name, parent_run_id=parent_run_id,
-                    tags={"laborlm.kind": "train", "laborlm.phase": name})
+    return open_run(
+        config.tracking,
+        Path(config.out_dir).resolve(),
+        run_name,
+        parent_run_id=parent_run_id,
+        tags={"laborlm.kind": "train", "laborlm.phase": name},
+    )
 
 
-def _phase_job(config: TrainConfig, name: str, corpus: Path, manifest: Any, tokenizer: str, init: Path | None,
-               *, run_name: str, has_valid: bool, child: Any) -> PhaseJob:
+def _phase_job(
+    config: TrainConfig,
+    name: str,
+    corpus: Path,
+    manifest: Any,
+    tokenizer: str,
+    init: Path | None,
+    *,
+    run_name: str,
+    has_valid: bool,
+    child: Any,
+) -> PhaseJob:
     """What every worker of the phase gets: config, corpus files (``manifest``: the corpus's), tracking run."""
     phase: PhaseConfig = getattr(config, name)
     return PhaseJob(
-        config=config, phase=name, run_name=run_name, tokenizer=tokenizer,
-        init_path=str(init) if init is not None else None, has_valid=has_valid,
-        model_info={"template": manifest.template.get("name"), "taxonomy": manifest.taxonomy.get("name"),
-                    "corpus_config_hash": manifest.config_hash},
-        taxonomy_file=str(corpus / "taxonomy.csv"), template_file=str(corpus / "template.yaml"),
-        occupation_eval=(OccupationEvalSpec(str(corpus), phase.occupation_eval_people)
-                         if has_valid and phase.occupation_eval_people else None),
-        tracking_uri=child.tracking_uri if child else None, mlflow_run_id=child.run_id if child else None,
+        config=config,
+        phase=name,
+        run_name=run_name,
+        tokenizer=tokenizer,
+        init_path=str(init) if init is not None else None,
+        has_valid=has_valid,
+        model_info={
+            "template": manifest.template.get("name"),
+            "taxonomy": manifest.taxonomy.get("name"),
+            "corpus_config_hash": manifest.config_hash,
+        },
+        taxonomy_file=str(corpus / "taxonomy.csv"),
+        template_file=str(corpus / "template.yaml"),
+        occupation_eval=(
+            OccupationEvalSpec(str(corpus), phase.occupation_eval_people)
+            if has_valid and phase.occupation_eval_people
+            else None
+        ),
+        tracking_uri=child.tracking_uri if child else None,
+        mlflow_run_id=child.run_id if child else None,
     )
 
 
@@ -300,8 +397,14 @@ def _storage_path(config: TrainConfig) -> str:
     return storage
 
 
-def _phase_trainer(config: TrainConfig, job: PhaseJob, datasets: dict[str, Any], storage: str,
-                   loop: LoopFunction, callbacks: Sequence[Any]) -> Any:
+def _phase_trainer(
+    config: TrainConfig,
+    job: PhaseJob,
+    datasets: dict[str, Any],
+    storage: str,
+    loop: LoopFunction,
+    callbacks: Sequence[Any],
+) -> Any:
     """The phase's ``TorchTrainer``; its run name and storage make a re-run resume the latest checkpoint."""
     import ray.train
     import ray.train.torch
@@ -313,10 +416,15 @@ def _phase_trainer(config: TrainConfig, job: PhaseJob, datasets: dict[str, Any],
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"loop": loop, "args": [job], "use_gpu": strategy.use_gpu},
-        scaling_config=ray.train.ScalingConfig(num_workers=strategy.num_workers, use_gpu=strategy.use_gpu,
-                                               resources_per_worker=resources, placement_strategy=strategy.placement),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=strategy.num_workers,
+            use_gpu=strategy.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=strategy.placement,
+        ),
         run_config=ray.train.RunConfig(
-            name=job.run_name, storage_path=storage,
+            name=job.run_name,
+            storage_path=storage,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
             failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
             callbacks=list(callbacks),
@@ -325,18 +433,25 @@ def _phase_trainer(config: TrainConfig, job: PhaseJob, datasets: dict[str, Any],
     )
 
 
-def _keep_best_model(checkpoint: Any, model_dir: Path, phase: PhaseConfig, metrics: dict[str, float],
-                     mlflow_run_id: str | None) -> int:
+def _keep_best_model(
+    checkpoint: Any, model_dir: Path, phase: PhaseConfig, metrics: dict[str, float], mlflow_run_id: str | None
+) -> int:
     """Copy the last checkpoint's best model to ``model_dir`` and record the phase as done; the final step."""
     with checkpoint.as_directory() as folder:
         state = json.loads((Path(folder) / STATE_FILE).read_text())
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.copytree(Path(folder) / MODEL_DIR, model_dir)
     info = read_model_info(model_dir)
-    info.update({"final_step": state["state"]["step"], "completed": True, "max_steps": phase.max_steps,
-                 "metrics": metrics,
-                 "stopped_early": state["state"].get("stopped_early", False),
-                 "mlflow_run_id": mlflow_run_id})
+    info.update(
+        {
+            "final_step": state["state"]["step"],
+            "completed": True,
+            "max_steps": phase.max_steps,
+            "metrics": metrics,
+            "stopped_early": state["state"].get("stopped_early", False),
+            "mlflow_run_id": mlflow_run_id,
+        }
+    )
     write_model_info(model_dir, info)
     step: int = state["state"]["step"]
     return step
@@ -360,7 +475,8 @@ def _fresh_base(config: TrainConfig, model_dir: Path, out: Path) -> Path:
     from laborlm.corpus.tokenizer import load_tokenizer
     from laborlm.training.models import build_model
 
-    model = build_model(config.model, load_tokenizer(model_dir), block_size=config.block_size,
-                        seed=seed_for(config.seed, 0))
+    model = build_model(
+        config.model, load_tokenizer(model_dir), block_size=config.block_size, seed=seed_for(config.seed, 0)
+    )
     model.save_pretrained(str(out))
     return out

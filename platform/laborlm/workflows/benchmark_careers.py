@@ -90,7 +90,9 @@ LABELS = {
 
 
 def label(name: str) -> str:
-    base, pretrained = (name[: -len(PRETRAINED_SUFFIX)], True) if name.endswith(PRETRAINED_SUFFIX) else (name, False)
+    base, pretrained = (
+        (name[: -len(PRETRAINED_SUFFIX)], True) if name.endswith(PRETRAINED_SUFFIX) else (name, False)
+    )
     if base.startswith("career-"):
         arch = base.split("-")[1]
         text = f"CAREER-{arch} ({'two-stage' if base.endswith('two_stage') else 'vanilla'}{' + pretrain' if pretrained else ''})"
@@ -102,7 +104,9 @@ def label(name: str) -> str:
 class CareersBenchmarkConfig:
     presets: tuple[str, ...] | None = None  # synthetic survey presets, one table column each; None: psid, or
     #   none when panels are given
-    panels: tuple[Path, ...] = ()  # users' panels (`laborlm data import` folders), one column each, named after it
+    panels: tuple[
+        Path, ...
+    ] = ()  # users' panels (`laborlm data import` folders), one column each, named after it
     resumes: Path | None = None  # resume panel for the "+pretrain" rows; None: the synthetic resume corpus
     #   (a user panel's +pretrain rows need one in the panel's taxonomy)
     survey_people: int | None = 3000  # people per survey; None: the preset's full size (~9-12k)
@@ -129,7 +133,9 @@ class CareersBenchmarkConfig:
     fit: FitOverrides = field(default_factory=FitOverrides)
     out_dir: Path = Path("runs/benchmark_careers")
     workers: int = 2  # Ray Data workers for data generation
-    test_people: int | None = None  # score on the first N test persons (by id) only; None: the whole test split.
+    test_people: int | None = (
+        None  # score on the first N test persons (by id) only; None: the whole test split.
+    )
     #   Every model is scored on the same persons; a cap keeps direct LLM scoring (every label) quick on CPU.
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -164,28 +170,40 @@ class CareersBenchmarkConfig:
             if preset in PRESETS:
                 continue
             if looks_like_path(preset):
-                problems.append(f"presets: {preset!r} is a path, not a synthetic preset ({', '.join(PRESETS)}); "
-                                f"give a panel with --panel {preset} (panels=...)")
+                problems.append(
+                    f"presets: {preset!r} is a path, not a synthetic preset ({', '.join(PRESETS)}); "
+                    f"give a panel with --panel {preset} (panels=...)"
+                )
             else:
                 problems.append(f"presets: unknown synthetic preset {preset!r}; known: {', '.join(PRESETS)}")
         for panel in self.panels:
             if str(panel) in PRESETS and not panel.exists():
-                problems.append(f"panels: {str(panel)!r} is a synthetic preset name, not a panel folder (there is no "
-                                f"{panel}); use --preset {panel} (presets=...), or give the folder's path")
+                problems.append(
+                    f"panels: {str(panel)!r} is a synthetic preset name, not a panel folder (there is no "
+                    f"{panel}); use --preset {panel} (presets=...), or give the folder's path"
+                )
         if self.resumes is not None and str(self.resumes) in PRESETS and not self.resumes.exists():
-            problems.append(f"resumes: {str(self.resumes)!r} is a synthetic preset name, not a resume panel folder; "
-                            "leave resumes unset to pretrain on the synthetic resume corpus")
+            problems.append(
+                f"resumes: {str(self.resumes)!r} is a synthetic preset name, not a resume panel folder; "
+                "leave resumes unset to pretrain on the synthetic resume corpus"
+            )
         names = self.datasets
         if not names:
             problems.append("presets, panels: nothing to compare; give --preset NAME or --panel DIR")
         for name in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"panels: two datasets would both be column {name!r}; give panels folders of other names")
+            problems.append(
+                f"panels: two datasets would both be column {name!r}; give panels folders of other names"
+            )
         for name in (n for n in names if n in _RESERVED):
-            problems.append(f"panels: a panel may not be named {name!r} (out_dir/{name} holds the benchmark's own files)")
+            problems.append(
+                f"panels: a panel may not be named {name!r} (out_dir/{name} holds the benchmark's own files)"
+            )
         pretrained = [m for m in self.models if m.endswith(PRETRAINED_SUFFIX)]
         if pretrained and self.panels and self.resumes is None:
-            problems.append(f"resumes: {', '.join(map(repr, pretrained))} pretrain on resumes; a user panel needs a "
-                            "resume panel in its taxonomy (--resumes DIR), or drop the +pretrain rows")
+            problems.append(
+                f"resumes: {', '.join(map(repr, pretrained))} pretrain on resumes; a user panel needs a "
+                "resume panel in its taxonomy (--resumes DIR), or drop the +pretrain rows"
+            )
         for name in self.models:
             base = name.removesuffix(PRETRAINED_SUFFIX)
             if base not in REGISTRY:
@@ -236,8 +254,13 @@ def _prepare(cfg: CareersBenchmarkConfig) -> dict[str, _UserPanel]:
         read = read_panel(path)
         for name in ("train", "test"):
             if select_split(read.table, name, split).num_rows == 0:
-                raise InputDataError(str(path), None, "split", f"no person in the {name} split (of "
-                                     f"{read.table.num_rows} person-years; data_seed {cfg.data_seed})")
+                raise InputDataError(
+                    str(path),
+                    None,
+                    "split",
+                    f"no person in the {name} split (of "
+                    f"{read.table.num_rows} person-years; data_seed {cfg.data_seed})",
+                )
         panels[panel_name(path)] = _UserPanel(path, read)
     if cfg.resumes is not None and any(m.endswith(PRETRAINED_SUFFIX) for m in cfg.models):
         resumes = read_panel(cfg.resumes).taxonomy
@@ -247,7 +270,9 @@ def _prepare(cfg: CareersBenchmarkConfig) -> dict[str, _UserPanel]:
         for what, taxonomy in others.items():
             diff = taxonomy_difference(taxonomy, resumes, what, f"resumes {cfg.resumes}")
             if diff is not None:
-                raise ConfigError(f"resumes: the +pretrain rows need the resume panel's codes to be the panel's: {diff}")
+                raise ConfigError(
+                    f"resumes: the +pretrain rows need the resume panel's codes to be the panel's: {diff}"
+                )
     return panels
 
 
@@ -263,7 +288,9 @@ def _pretrain(name: str, cfg: CareersBenchmarkConfig, resumes: Path, taxonomy: T
         return folder
     read = read_panel(resumes, taxonomy=taxonomy)
     split = SplitConfig(seed=cfg.data_seed)
-    fit = fit_config(name, cfg.fit, lr=cfg.pretrain_lr, epochs=cfg.pretrain_epochs, max_tokens=cfg.pretrain_max_tokens)
+    fit = fit_config(
+        name, cfg.fit, lr=cfg.pretrain_lr, epochs=cfg.pretrain_epochs, max_tokens=cfg.pretrain_max_tokens
+    )
     model = create_model(name, read.taxonomy, fit=fit, seed=seed)
     logger.info("pretraining %s (seed %d) on %d resume person-years", name, seed, read.table.num_rows)
     model.fit(select_split(read.table, "train", split), select_split(read.table, "valid", split))
@@ -274,7 +301,9 @@ def _pretrain(name: str, cfg: CareersBenchmarkConfig, resumes: Path, taxonomy: T
 def _tracker(cfg: CareersBenchmarkConfig) -> Tracker:
     if not cfg.tracking.enabled:
         return NullTracker()
-    return MlflowTracker(cfg.tracking, run_name=f"benchmark-careers-{config_hash(cfg, 6)}", run_dir=cfg.out_dir)
+    return MlflowTracker(
+        cfg.tracking, run_name=f"benchmark-careers-{config_hash(cfg, 6)}", run_dir=cfg.out_dir
+    )
 
 
 def run_careers_benchmark(
@@ -295,7 +324,11 @@ def run_careers_benchmark(
     all_metrics: dict[str, dict[str, list[dict[str, Any]]]] = {}
     split = SplitConfig(seed=cfg.data_seed)
     needs_resumes = any(m.endswith(PRETRAINED_SUFFIX) for m in cfg.models)
-    resumes = cfg.resumes if cfg.resumes is not None or not needs_resumes else _generate("resumes", cfg.resume_people, cfg, out)
+    resumes = (
+        cfg.resumes
+        if cfg.resumes is not None or not needs_resumes
+        else _generate("resumes", cfg.resume_people, cfg, out)
+    )
     started = time.monotonic()
     for preset in cfg.datasets:
         if preset in user_panels:
@@ -306,7 +339,13 @@ def run_careers_benchmark(
         train, valid, test = (select_split(read.table, s, split) for s in ("train", "valid", "test"))
         if cfg.test_people is not None:
             test = first_people(test, cfg.test_people)
-        logger.info("%s: %d train / %d valid / %d test person-years", preset, train.num_rows, valid.num_rows, test.num_rows)
+        logger.info(
+            "%s: %d train / %d valid / %d test person-years",
+            preset,
+            train.num_rows,
+            valid.num_rows,
+            test.num_rows,
+        )
         per_model: dict[str, list[dict[str, Any]]] = {}
         table.labels = len(read.taxonomy)
         oracle = _oracle(panel_dir, test, read.taxonomy)
@@ -322,15 +361,27 @@ def run_careers_benchmark(
             base = name.removesuffix(PRETRAINED_SUFFIX)
             deterministic = is_counted(base)
             for seed in cfg.seeds[:1] if deterministic else cfg.seeds:
-                metrics = _fit_and_score(name, base, seed, cfg, read.taxonomy, train, valid, test, resumes, out / preset)
+                metrics = _fit_and_score(
+                    name, base, seed, cfg, read.taxonomy, train, valid, test, resumes, out / preset
+                )
                 table.add(label(name), preset, metrics.perplexity)
                 per_model.setdefault(name, []).append(metrics.to_json())
                 tracker.log_metrics({f"{preset}/{name}/s{seed}/{k}": v for k, v in metrics.flat().items()})
         all_metrics[preset] = per_model
-    md = "\n\n".join([table.to_markdown(), _transition_table(all_metrics), f"_{time.monotonic() - started:.0f} s on this machine; config {config_hash(cfg, 6)}_"])
+    md = "\n\n".join(
+        [
+            table.to_markdown(),
+            _transition_table(all_metrics),
+            f"_{time.monotonic() - started:.0f} s on this machine; config {config_hash(cfg, 6)}_",
+        ]
+    )
     md_path, json_path = out / "comparison.md", out / "comparison.json"
     md_path.write_text(md + "\n")
-    json_path.write_text(jsonsafe.dumps({"config": to_dict(cfg), "table": table.to_json(), "metrics": all_metrics}, indent=2, default=str))
+    json_path.write_text(
+        jsonsafe.dumps(
+            {"config": to_dict(cfg), "table": table.to_json(), "metrics": all_metrics}, indent=2, default=str
+        )
+    )
     tracker.log_artifact(md_path)
     tracker.log_artifact(json_path)
     tracker.finish()
@@ -355,15 +406,27 @@ def _oracle(panel: Path, test: pa.Table, taxonomy: Taxonomy) -> dict[str, Any] |
     arrays = panel_arrays(test, taxonomy)
     # Perplexity over every test person-year (first years included), as for every other row.
     return {
-        "perplexity": perplexity(logp), "person_years": len(logp),
-        "by_transition": {name: perplexity(logp, arrays.transition == k) for k, name in TRANSITION_NAMES.items()},
-        "stay_auc": float("nan"), "source": "oracle_logp column",
+        "perplexity": perplexity(logp),
+        "person_years": len(logp),
+        "by_transition": {
+            name: perplexity(logp, arrays.transition == k) for k, name in TRANSITION_NAMES.items()
+        },
+        "stay_auc": float("nan"),
+        "source": "oracle_logp column",
     }
 
 
 def _fit_and_score(
-    name: str, base: str, seed: int, cfg: CareersBenchmarkConfig, taxonomy: Any, train: Any, valid: Any, test: Any,
-    resumes: Path | None, out: Path,
+    name: str,
+    base: str,
+    seed: int,
+    cfg: CareersBenchmarkConfig,
+    taxonomy: Any,
+    train: Any,
+    valid: Any,
+    test: Any,
+    resumes: Path | None,
+    out: Path,
 ) -> Metrics:
     fit = fit_config(base, cfg.fit, lr=cfg.finetune_lr if name.endswith(PRETRAINED_SUFFIX) else None)
     model = create_model(base, taxonomy, fit=fit, seed=seed)
@@ -376,7 +439,9 @@ def _fit_and_score(
     folder = out / f"{name}-s{seed}"
     model.save(folder / "model")
     (folder / "metrics.json").write_text(jsonsafe.dumps(metrics.to_json(), indent=2))
-    logger.info("%s seed %d: test perplexity %.3f (%.0f s)", name, seed, metrics.perplexity, time.monotonic() - t0)
+    logger.info(
+        "%s seed %d: test perplexity %.3f (%.0f s)", name, seed, metrics.perplexity, time.monotonic() - t0
+    )
     return metrics
 
 
@@ -384,11 +449,17 @@ def _transition_table(all_metrics: dict[str, dict[str, list[dict[str, Any]]]]) -
     """CAREER Tables 4 and 5: perplexity by transition type and stay-vs-move AUC (mean over seeds)."""
     lines = []
     for preset, per_model in all_metrics.items():
-        lines += [f"**{preset}**: perplexity by transition type, stay-vs-move AUC (means over seeds)", "",
-                  "| model | first year | consecutive repeat | non-consecutive repeat | new job | stay AUC |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"**{preset}**: perplexity by transition type, stay-vs-move AUC (means over seeds)",
+            "",
+            "| model | first year | consecutive repeat | non-consecutive repeat | new job | stay AUC |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, runs in per_model.items():
-            columns = [[r["by_transition"][k] for r in runs] for k in ("first", "consecutive_repeat", "nonconsecutive_repeat", "new_job")]
+            columns = [
+                [r["by_transition"][k] for r in runs]
+                for k in ("first", "consecutive_repeat", "nonconsecutive_repeat", "new_job")
+            ]
             columns.append([r["stay_auc"] for r in runs])
             lines.append(f"| {label(name)} | " + " | ".join(_mean(c) for c in columns) + " |")
         lines.append("")

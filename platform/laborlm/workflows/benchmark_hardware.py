@@ -58,8 +58,12 @@ logger = logging.getLogger(__name__)
 
 CELL_FILE = "cell.json"  # rank 0's figures, in the checkpoint a cell's run reports
 # strategy name -> (StrategyConfig.kind, offload)
-STRATEGIES: dict[str, tuple[str, bool]] = {"ddp": ("ddp", False), "zero2": ("zero2", False),
-                                          "zero3": ("zero3", False), "zero3_offload": ("zero3", True)}
+STRATEGIES: dict[str, tuple[str, bool]] = {
+    "ddp": ("ddp", False),
+    "zero2": ("zero2", False),
+    "zero3": ("zero3", False),
+    "zero3_offload": ("zero3", True),
+}
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,20 @@ class CellLimits:
 # so the quick table (4 cells + scorer) fits in 2 minutes. CUDA: ~25 s per cell on one H100; 16 cells ~7 min.
 LIMITS: dict[tuple[str, bool], CellLimits] = {
     ("cpu", True): CellLimits(("llama-400k", "llama-1m"), ("ddp", "zero2"), 3.0, 2, 64, 8, 6, 2),
-    ("cpu", False): CellLimits(("llama-400k", "llama-1m", "llama-10m"), ("ddp", "zero2", "zero3"), 4.0, 2, 64, 8,
-                               12, 4),
+    ("cpu", False): CellLimits(
+        ("llama-400k", "llama-1m", "llama-10m"), ("ddp", "zero2", "zero3"), 4.0, 2, 64, 8, 12, 4
+    ),
     ("cuda", True): CellLimits(("llama-150m", "llama-1b"), ("ddp", "zero3"), 5.0, 3, 1024, 8, 200, 20),
-    ("cuda", False): CellLimits(("llama-50m", "llama-150m", "llama-400m", "llama-1b"),
-                                ("ddp", "zero2", "zero3", "zero3_offload"), 6.0, 3, 1024, 8, 400, 40),
+    ("cuda", False): CellLimits(
+        ("llama-50m", "llama-150m", "llama-400m", "llama-1b"),
+        ("ddp", "zero2", "zero3", "zero3_offload"),
+        6.0,
+        3,
+        1024,
+        8,
+        400,
+        40,
+    ),
 }
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from the vendors' data sheets; matched in order against
@@ -108,7 +121,9 @@ class HardwareBenchmarkConfig:
     quick: bool = False  # the small first-look set of the device
     sizes: tuple[str, ...] | None = None  # training.models.SIZES
     strategies: tuple[str, ...] | None = None  # ddp, zero2, zero3, zero3_offload
-    mode: Literal["full", "lora", "qlora"] = "full"  # train every weight, a LoRA adapter, or QLoRA (CUDA, ddp)
+    mode: Literal["full", "lora", "qlora"] = (
+        "full"  # train every weight, a LoRA adapter, or QLoRA (CUDA, ddp)
+    )
     seconds: float | None = None  # timed seconds per cell after warm-up
     warmup_steps: int | None = None  # untimed optimiser steps first
     max_steps: int = 10_000  # cap on timed steps of a cell
@@ -116,7 +131,9 @@ class HardwareBenchmarkConfig:
     micro_batch_size: int | None = None  # blocks per device per step
     vocab_size: int = 4096  # the corpus tokenizer's default vocabulary
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it, else fp32
-    optim_impl: Literal["torch", "deepspeed"] = "torch"  # deepspeed: FusedAdam (GPU) / DeepSpeedCPUAdam (offload)
+    optim_impl: Literal["torch", "deepspeed"] = (
+        "torch"  # deepspeed: FusedAdam (GPU) / DeepSpeedCPUAdam (offload)
+    )
     #   on the ZeRO cells; DDP cells always use torch AdamW
     gradient_checkpointing: bool = False
     num_workers: int | None = None  # null: 2 on CPU, every GPU of the Ray cluster on CUDA
@@ -161,13 +178,19 @@ class HardwareBenchmarkConfig:
         if self.device == "cpu":
             # GPU-only options, refused here rather than failing inside a worker (or silently doing nothing).
             if self.mode == "qlora":
-                problems.append("mode: QLoRA needs CUDA (bitsandbytes 4-bit kernels); use --device cuda or --lora")
+                problems.append(
+                    "mode: QLoRA needs CUDA (bitsandbytes 4-bit kernels); use --device cuda or --lora"
+                )
             if self.precision == "fp16":
-                problems.append("precision: fp16 needs CUDA (DeepSpeed's loss scaling); use bf16 or fp32 on CPU")
+                problems.append(
+                    "precision: fp16 needs CUDA (DeepSpeed's loss scaling); use bf16 or fp32 on CPU"
+                )
             fused = [s for s in strategies if s in ("zero2", "zero3")]
             if self.optim_impl == "deepspeed" and fused:
-                problems.append(f"optim_impl: 'deepspeed' means FusedAdam on {', '.join(fused)}, a CUDA kernel; "
-                                "on CPU use optim_impl=torch (or only zero3_offload, which uses DeepSpeedCPUAdam)")
+                problems.append(
+                    f"optim_impl: 'deepspeed' means FusedAdam on {', '.join(fused)}, a CUDA kernel; "
+                    "on CPU use optim_impl=torch (or only zero3_offload, which uses DeepSpeedCPUAdam)"
+                )
         if problems:
             raise ConfigError(problems)
 
@@ -181,7 +204,9 @@ class HardwareBenchmarkConfig:
             seconds=self.seconds if self.seconds is not None else base.seconds,
             warmup_steps=self.warmup_steps if self.warmup_steps is not None else base.warmup_steps,
             block_size=self.block_size if self.block_size is not None else base.block_size,
-            micro_batch_size=self.micro_batch_size if self.micro_batch_size is not None else base.micro_batch_size,
+            micro_batch_size=self.micro_batch_size
+            if self.micro_batch_size is not None
+            else base.micro_batch_size,
         )
 
 
@@ -215,8 +240,9 @@ def model_shape(size: str, vocab_size: int) -> ModelShape:
     return ModelShape(total, total - embed - head, head, shape["num_hidden_layers"], shape["hidden_size"])
 
 
-def flops_per_token(non_embedding: int, head: int, layers: int, hidden: int, seq: int,
-                    trainable: int | None = None) -> float:
+def flops_per_token(
+    non_embedding: int, head: int, layers: int, hidden: int, seq: int, trainable: int | None = None
+) -> float:
     """Training FLOPs per token (forward + backward) of a decoder at sequence length ``seq``.
 
     Matrix multiplies: each weight costs 2 FLOPs per token forward, 2 for the gradient of its input and 2 for
@@ -288,7 +314,9 @@ class StrategyJob:
     and engine and frees them before the next.
     """
 
-    cells: tuple[tuple[str, Any], ...]  # (size, training.TrainConfig): model, strategy, precision, optimizer, LoRA
+    cells: tuple[
+        tuple[str, Any], ...
+    ]  # (size, training.TrainConfig): model, strategy, precision, optimizer, LoRA
     strategy: str
     mode: str
     vocab_size: int
@@ -363,9 +391,13 @@ def _quantize_4bit(model: Any, device: Any) -> Any:
     with tempfile.TemporaryDirectory(prefix="laborlm-qlora-") as tmp:
         model.to(torch.bfloat16).save_pretrained(tmp)
         quantized = LlamaForCausalLM.from_pretrained(
-            tmp, local_files_only=True, device_map={"": device},
-            quantization_config=bnb(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                   bnb_4bit_compute_dtype=torch.bfloat16))
+            tmp,
+            local_files_only=True,
+            device_map={"": device},
+            quantization_config=bnb(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            ),
+        )
     return prepare(quantized, use_gradient_checkpointing=False)
 
 
@@ -432,8 +464,10 @@ def _measure_cell(job: StrategyJob, size: str, cfg: Any) -> dict[str, Any]:
     def step(engine: Engine) -> None:
         for micro in range(cfg.grad_accum_steps):
             ids = torch.randint(0, job.vocab_size, shape, device=device, generator=generator)
-            engine.micro_step({"input_ids": ids, "attention_mask": mask, "labels": ids},
-                              last=micro == cfg.grad_accum_steps - 1)
+            engine.micro_step(
+                {"input_ids": ids, "attention_mask": mask, "labels": ids},
+                last=micro == cfg.grad_accum_steps - 1,
+            )
         engine.optimizer_step()
         if cuda:
             torch.cuda.synchronize(device)
@@ -457,7 +491,9 @@ def _measure_cell(job: StrategyJob, size: str, cfg: Any) -> dict[str, Any]:
         if largest(time.perf_counter() - started) >= job.seconds and len(times) >= 2:
             break
     elapsed = largest(time.perf_counter() - started)
-    peak = int(largest(float(torch.cuda.max_memory_allocated(device) if cuda else sampler.stop() if sampler else 0)))
+    peak = int(
+        largest(float(torch.cuda.max_memory_allocated(device) if cuda else sampler.stop() if sampler else 0))
+    )
     tokens = len(times) * cfg.grad_accum_steps * cfg.micro_batch_size * cfg.block_size * world
     engine.close()  # DeepSpeed's hooks and buffers, before the next cell's engine
     del engine, model  # the last references: the next cell starts from free memory
@@ -525,7 +561,9 @@ def run_hardware_benchmark(cfg: HardwareBenchmarkConfig) -> HardwareBenchmarkRes
     from laborlm.tracking.tracker import NullTracker, Tracker
 
     if not ray.is_initialized():
-        raise LaborLMError("the hardware benchmark needs Ray initialised by the caller (ray.init or --address)")
+        raise LaborLMError(
+            "the hardware benchmark needs Ray initialised by the caller (ray.init or --address)"
+        )
     if cfg.mode == "qlora":
         import importlib.util
 
@@ -534,18 +572,32 @@ def run_hardware_benchmark(cfg: HardwareBenchmarkConfig) -> HardwareBenchmarkRes
     limits = cfg.resolved()
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     workers, cpus_per_worker = _workers(cfg, resources)
-    plans = {strategy: [(size, _train_config(cfg, limits, size, strategy, workers, cpus_per_worker))
-                        for size in limits.sizes]
-             for strategy in limits.strategies}  # a bad combination is a ConfigError here, before any run
+    plans = {
+        strategy: [
+            (size, _train_config(cfg, limits, size, strategy, workers, cpus_per_worker))
+            for size in limits.sizes
+        ]
+        for strategy in limits.strategies
+    }  # a bad combination is a ConfigError here, before any run
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run_name = f"benchmark-hardware-{cfg.device}-{config_hash(cfg, 6)}"
-    tracker: Tracker = (MlflowTracker(cfg.tracking, run_name=run_name, run_dir=out, tags={"laborlm.kind": "benchmark"})
-                        if cfg.tracking.enabled else NullTracker())
-    tracker.log_params({**flatten(cfg), "resolved.sizes": ",".join(limits.sizes),
-                        "resolved.strategies": ",".join(limits.strategies), "resolved.seconds": limits.seconds,
-                        "resolved.num_workers": workers, "resolved.block_size": limits.block_size,
-                        "resolved.micro_batch_size": limits.micro_batch_size})
+    tracker: Tracker = (
+        MlflowTracker(cfg.tracking, run_name=run_name, run_dir=out, tags={"laborlm.kind": "benchmark"})
+        if cfg.tracking.enabled
+        else NullTracker()
+    )
+    tracker.log_params(
+        {
+            **flatten(cfg),
+            "resolved.sizes": ",".join(limits.sizes),
+            "resolved.strategies": ",".join(limits.strategies),
+            "resolved.seconds": limits.seconds,
+            "resolved.num_workers": workers,
+            "resolved.block_size": limits.block_size,
+            "resolved.micro_batch_size": limits.micro_batch_size,
+        }
+    )
     try:
         peak, peak_source = _peak(cfg, cpus_per_worker)
         cells = []
@@ -556,30 +608,59 @@ def run_hardware_benchmark(cfg: HardwareBenchmarkConfig) -> HardwareBenchmarkRes
                 cells.append(cell)
                 logger.info("%s %s %s: %s", cell.size, strategy, cfg.mode, _cell_line(cell))
                 if cell.status == "ok":
-                    tracker.log_metrics({f"{cell.size}/{strategy}/{k}": float(v)
-                                         for k, v in _cell_metrics(cell).items()})
-        order = {(s, t): i for i, (s, t) in enumerate((s, t) for s in limits.sizes for t in limits.strategies)}
+                    tracker.log_metrics(
+                        {f"{cell.size}/{strategy}/{k}": float(v) for k, v in _cell_metrics(cell).items()}
+                    )
+        order = {
+            (s, t): i for i, (s, t) in enumerate((s, t) for s in limits.sizes for t in limits.strategies)
+        }
         cells.sort(key=lambda c: order[(c.size, c.strategy)])  # the table: by size, then strategy
         card = next((str(c.metrics["device_name"]) for c in cells if c.metrics.get("device_name")), None)
         if peak is None and card is not None:
             peak = gpu_peak_flops(card)
-            peak_source = (f"{card}: {peak / 1e12:g} TFLOP/s dense bf16 (data sheet, PEAK_BF16_TFLOPS)" if peak
-                           else f"{card}: not in the peak table (PEAK_BF16_TFLOPS); set peak_tflops for MFU")
+            peak_source = (
+                f"{card}: {peak / 1e12:g} TFLOP/s dense bf16 (data sheet, PEAK_BF16_TFLOPS)"
+                if peak
+                else f"{card}: not in the peak table (PEAK_BF16_TFLOPS); set peak_tflops for MFU"
+            )
         scoring = _run_scoring(cfg, limits) if cfg.scoring else None
         if scoring is not None:
-            tracker.log_metrics({mn.SCORING_FAST_PERSON_YEARS_PER_S: scoring["fast_person_years_per_s"],
-                                 mn.SCORING_NAIVE_PERSON_YEARS_PER_S: scoring["naive_person_years_per_s"]})
-        device_name = card if cfg.device == "cuda" and card else f"CPU ({max(1, int(cpus_per_worker))} thread(s) per worker)"
-        md = _markdown(cfg, limits, workers, device_name, peak, peak_source, cells, scoring,
-                       time.monotonic() - started)
+            tracker.log_metrics(
+                {
+                    mn.SCORING_FAST_PERSON_YEARS_PER_S: scoring["fast_person_years_per_s"],
+                    mn.SCORING_NAIVE_PERSON_YEARS_PER_S: scoring["naive_person_years_per_s"],
+                }
+            )
+        device_name = (
+            card
+            if cfg.device == "cuda" and card
+            else f"CPU ({max(1, int(cpus_per_worker))} thread(s) per worker)"
+        )
+        md = _markdown(
+            cfg, limits, workers, device_name, peak, peak_source, cells, scoring, time.monotonic() - started
+        )
         md_path, json_path = out / "hardware.md", out / "hardware.json"
         md_path.write_text(md)
-        json_path.write_text(jsonsafe.dumps({
-            "config": to_dict(cfg), "device": device_name, "num_workers": workers,
-            "peak_flops_per_s": peak, "peak_source": peak_source, "formula": FORMULA,
-            "block_size": limits.block_size, "micro_batch_size": limits.micro_batch_size,
-            "seconds_per_cell": limits.seconds, "warmup_steps": limits.warmup_steps,
-            "cells": [vars(c) for c in cells], "scoring": scoring}, indent=2, default=str))
+        json_path.write_text(
+            jsonsafe.dumps(
+                {
+                    "config": to_dict(cfg),
+                    "device": device_name,
+                    "num_workers": workers,
+                    "peak_flops_per_s": peak,
+                    "peak_source": peak_source,
+                    "formula": FORMULA,
+                    "block_size": limits.block_size,
+                    "micro_batch_size": limits.micro_batch_size,
+                    "seconds_per_cell": limits.seconds,
+                    "warmup_steps": limits.warmup_steps,
+                    "cells": [vars(c) for c in cells],
+                    "scoring": scoring,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         plot_path = _plot(cells, limits, out / "hardware.png", device_name)
         for path in (md_path, json_path, plot_path):
             if path is not None:
@@ -588,14 +669,17 @@ def run_hardware_benchmark(cfg: HardwareBenchmarkConfig) -> HardwareBenchmarkRes
         tracker.finish("FAILED")
         raise
     tracker.finish()
-    return HardwareBenchmarkResult(device_name, cells, scoring, md_path, json_path, plot_path,
-                                   getattr(tracker, "run_id", None))
+    return HardwareBenchmarkResult(
+        device_name, cells, scoring, md_path, json_path, plot_path, getattr(tracker, "run_id", None)
+    )
 
 
-FORMULA = ("MFU = tokens/s per device x FLOPs per token / peak FLOP/s of the device; FLOPs per token = "
-           "4 x (N + head) + 2 x trainable + 12 x layers x hidden x seq, i.e. 6 x (N + head) + 12 x layers x hidden "
-           "x seq when every weight trains (N: non-embedding parameters; head: the vocab x hidden output "
-           "projection; trainable: matmul parameters with gradients, the adapters under LoRA; seq: block size)")
+FORMULA = (
+    "MFU = tokens/s per device x FLOPs per token / peak FLOP/s of the device; FLOPs per token = "
+    "4 x (N + head) + 2 x trainable + 12 x layers x hidden x seq, i.e. 6 x (N + head) + 12 x layers x hidden "
+    "x seq when every weight trains (N: non-embedding parameters; head: the vocab x hidden output "
+    "projection; trainable: matmul parameters with gradients, the adapters under LoRA; seq: block size)"
+)
 
 
 def _workers(cfg: HardwareBenchmarkConfig, resources: dict[str, float]) -> tuple[int, float]:
@@ -603,7 +687,9 @@ def _workers(cfg: HardwareBenchmarkConfig, resources: dict[str, float]) -> tuple
     if cfg.device == "cuda":
         gpus = int(resources.get("GPU", 0))
         if gpus < 1:
-            raise LaborLMError("device cuda: the Ray cluster has no GPU (use --device cpu, or --address a GPU cluster)")
+            raise LaborLMError(
+                "device cuda: the Ray cluster has no GPU (use --device cpu, or --address a GPU cluster)"
+            )
         workers = cfg.num_workers or gpus
         per = cfg.cpus_per_worker or max(1.0, min(8.0, math.floor(cpus / workers)))
         return workers, per
@@ -611,8 +697,14 @@ def _workers(cfg: HardwareBenchmarkConfig, resources: dict[str, float]) -> tuple
     return workers, cfg.cpus_per_worker or 1.0
 
 
-def _train_config(cfg: HardwareBenchmarkConfig, limits: CellLimits, size: str, strategy: str, workers: int,
-                  cpus_per_worker: float) -> Any:
+def _train_config(
+    cfg: HardwareBenchmarkConfig,
+    limits: CellLimits,
+    size: str,
+    strategy: str,
+    workers: int,
+    cpus_per_worker: float,
+) -> Any:
     """The training config of one cell (its own validation runs here: a bad combination is a ConfigError)."""
     from laborlm.training.config import (
         FinetuneConfig,
@@ -627,16 +719,29 @@ def _train_config(cfg: HardwareBenchmarkConfig, limits: CellLimits, size: str, s
     kind, offload = STRATEGIES[strategy]
     deepspeed_optim = cfg.optim_impl == "deepspeed" and kind != "ddp"
     return TrainConfig(
-        out_dir=Path(cfg.out_dir), seed=cfg.seed, block_size=limits.block_size,
+        out_dir=Path(cfg.out_dir),
+        seed=cfg.seed,
+        block_size=limits.block_size,
         micro_batch_size=limits.micro_batch_size,
         model=ModelConfig(size=size, gradient_checkpointing=cfg.gradient_checkpointing),
         lora=LoraConfig(quantize_4bit=cfg.mode == "qlora"),
         optim=OptimConfig(impl="deepspeed" if deepspeed_optim else "torch"),
-        strategy=StrategyConfig(kind=kind, offload=offload, precision=cfg.precision, num_workers=workers,  # type: ignore[arg-type]
-                                use_gpu=cfg.device == "cuda", cpus_per_worker=cpus_per_worker),
+        strategy=StrategyConfig(
+            kind=kind,  # type: ignore[arg-type]
+            offload=offload,
+            precision=cfg.precision,
+            num_workers=workers,
+            use_gpu=cfg.device == "cuda",
+            cpus_per_worker=cpus_per_worker,
+        ),
         # A flat, small learning rate: throughput does not depend on it, and random tokens must not diverge.
-        pretrain=PhaseConfig(lr=1e-4, schedule="constant", warmup_steps=0, lora=cfg.mode != "full",
-                             max_steps=cfg.max_steps + limits.warmup_steps),
+        pretrain=PhaseConfig(
+            lr=1e-4,
+            schedule="constant",
+            warmup_steps=0,
+            lora=cfg.mode != "full",
+            max_steps=cfg.max_steps + limits.warmup_steps,
+        ),
         finetune=FinetuneConfig(enabled=False),
         tracking=TrackingConfig(enabled=False),
     )
@@ -651,12 +756,20 @@ def _peak(cfg: HardwareBenchmarkConfig, cpus_per_worker: float) -> tuple[float |
     threads = max(1, int(cpus_per_worker))
     dtype = "bf16" if cfg.precision == "bf16" else "fp32"
     peak = measure_cpu_peak_flops(threads, dtype)
-    return peak, (f"{peak / 1e9:.1f} GFLOP/s: the best {dtype} 512x512 matmul measured once on this host with "
-                  f"{threads} torch thread(s), a worker's share (no data-sheet peak for CPUs)")
+    return peak, (
+        f"{peak / 1e9:.1f} GFLOP/s: the best {dtype} 512x512 matmul measured once on this host with "
+        f"{threads} torch thread(s), a worker's share (no data-sheet peak for CPUs)"
+    )
 
 
-def _run_strategy(cfg: HardwareBenchmarkConfig, limits: CellLimits, strategy: str, plan: list[tuple[str, Any]],
-                  out: Path, run_name: str) -> list[CellResult]:
+def _run_strategy(
+    cfg: HardwareBenchmarkConfig,
+    limits: CellLimits,
+    strategy: str,
+    plan: list[tuple[str, Any]],
+    out: Path,
+    run_name: str,
+) -> list[CellResult]:
     """Every size of one strategy: one Ray Train run for all of them, another after a cell that failed.
 
     A failed cell (out of memory, or an error) ends its run; the cells finished before it come back from the
@@ -676,8 +789,15 @@ def _run_strategy(cfg: HardwareBenchmarkConfig, limits: CellLimits, strategy: st
             pending.append((size, train))
     attempt = 0
     while pending:
-        job = StrategyJob(cells=tuple(pending), strategy=strategy, mode=cfg.mode, vocab_size=cfg.vocab_size,
-                          warmup_steps=limits.warmup_steps, seconds=limits.seconds, max_steps=cfg.max_steps)
+        job = StrategyJob(
+            cells=tuple(pending),
+            strategy=strategy,
+            mode=cfg.mode,
+            vocab_size=cfg.vocab_size,
+            warmup_steps=limits.warmup_steps,
+            seconds=limits.seconds,
+            max_steps=cfg.max_steps,
+        )
         s = pending[0][1].strategy
         resources: dict[str, float] = {"CPU": s.cpus_per_worker}
         if s.use_gpu:
@@ -687,14 +807,25 @@ def _run_strategy(cfg: HardwareBenchmarkConfig, limits: CellLimits, strategy: st
         trainer = ray.train.torch.TorchTrainer(
             strategy_loop_per_worker,
             train_loop_config={"job": job},
-            scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                                                   resources_per_worker=resources),
-            run_config=ray.train.RunConfig(name=name, storage_path=str(out / "ray"),
-                                           checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-                                           failure_config=ray.train.FailureConfig(max_failures=0)),
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
+            ),
+            run_config=ray.train.RunConfig(
+                name=name,
+                storage_path=str(out / "ray"),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+                failure_config=ray.train.FailureConfig(max_failures=0),
+            ),
         )
-        logger.info("%s (%s): %s on %d worker(s), each %.0f s timed after %d warm-up steps", strategy, cfg.mode,
-                    ", ".join(size for size, _ in pending), s.num_workers, limits.seconds, limits.warmup_steps)
+        logger.info(
+            "%s (%s): %s on %d worker(s), each %.0f s timed after %d warm-up steps",
+            strategy,
+            cfg.mode,
+            ", ".join(size for size, _ in pending),
+            s.num_workers,
+            limits.seconds,
+            limits.warmup_steps,
+        )
         failure: BaseException | None = None
         try:
             trainer.fit()
@@ -702,17 +833,27 @@ def _run_strategy(cfg: HardwareBenchmarkConfig, limits: CellLimits, strategy: st
             failure = exc
         done = _finished_cells(out / "ray" / name)
         results += [CellResult(m.pop("size"), strategy, cfg.mode, "ok", metrics=m) for m in done]
-        pending = pending[len(done):]
+        pending = pending[len(done) :]
         if failure is None or not pending:
             if pending:  # a run that ended without reporting every cell
-                results += [CellResult(size, strategy, cfg.mode, "error", reason="no figures reported")
-                            for size, _ in pending]
+                results += [
+                    CellResult(size, strategy, cfg.mode, "error", reason="no figures reported")
+                    for size, _ in pending
+                ]
             break
         size, _ = pending.pop(0)
         if _is_oom(failure):
             results.append(CellResult(size, strategy, cfg.mode, "out of memory", reason=_first_line(failure)))
-            results += [CellResult(larger, strategy, cfg.mode, "out of memory",
-                                   reason=f"not run: {size} did not fit with {strategy}") for larger, _ in pending]
+            results += [
+                CellResult(
+                    larger,
+                    strategy,
+                    cfg.mode,
+                    "out of memory",
+                    reason=f"not run: {size} did not fit with {strategy}",
+                )
+                for larger, _ in pending
+            ]
             break
         logger.warning("%s %s failed: %s", size, strategy, failure)
         results.append(CellResult(size, strategy, cfg.mode, "error", reason=_first_line(failure)))
@@ -743,8 +884,9 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
 
 
-def _cpu_memory_check(cfg: HardwareBenchmarkConfig, limits: CellLimits, size: str, strategy: str,
-                      train: Any) -> str | None:
+def _cpu_memory_check(
+    cfg: HardwareBenchmarkConfig, limits: CellLimits, size: str, strategy: str, train: Any
+) -> str | None:
     """A reason to skip a CPU cell whose estimated footprint (all workers share this host) exceeds the memory
     available now; None when it fits. Deliberately rough: weights, gradients and Adam's two moments in fp32
     (16 bytes a parameter, ZeRO's partitioned share divided by the workers), the logits (3 float copies of
@@ -753,7 +895,12 @@ def _cpu_memory_check(cfg: HardwareBenchmarkConfig, limits: CellLimits, size: st
 
     shape = model_shape(size, cfg.vocab_size)
     w = train.strategy.num_workers
-    per_param = {"ddp": 16.0, "zero2": 4.0 + 4.0 + 8.0 / w, "zero3": 16.0 / w + 4.0, "zero3_offload": 16.0 / w + 4.0}
+    per_param = {
+        "ddp": 16.0,
+        "zero2": 4.0 + 4.0 + 8.0 / w,
+        "zero3": 16.0 / w + 4.0,
+        "zero3_offload": 16.0 / w + 4.0,
+    }
     trainable_share = 1.0 if cfg.mode == "full" else 0.02
     states = shape.parameters * (4.0 + (per_param[strategy] - 4.0) * trainable_share)
     logits = 3 * 4 * limits.micro_batch_size * limits.block_size * cfg.vocab_size
@@ -770,20 +917,36 @@ def _add_mfu(cell: CellResult, cfg: HardwareBenchmarkConfig, limits: CellLimits,
     shape = model_shape(cell.size, cfg.vocab_size)
     # Under LoRA the adapters (all of the trainable weights) are matmuls on top of the frozen ones.
     trainable = None if cfg.mode == "full" else int(cell.metrics.get("trainable_parameters", 0))
-    per_token = flops_per_token(shape.non_embedding + (trainable or 0), shape.head, shape.layers, shape.hidden,
-                                limits.block_size, trainable=trainable)
+    per_token = flops_per_token(
+        shape.non_embedding + (trainable or 0),
+        shape.head,
+        shape.layers,
+        shape.hidden,
+        limits.block_size,
+        trainable=trainable,
+    )
     device_peak = peak if peak is not None else gpu_peak_flops(str(cell.metrics.get("device_name", "")))
     # The peak is per device: one GPU, or on CPU one worker's share of the cores (its torch threads).
-    cell.metrics.update({"non_embedding_parameters": shape.non_embedding, "flops_per_token": per_token,
-                         "peak_flops_per_s": device_peak,
-                         "mfu": mfu(float(cell.metrics["tokens_per_s_per_device"]), per_token, device_peak)
-                         if device_peak else None})
+    cell.metrics.update(
+        {
+            "non_embedding_parameters": shape.non_embedding,
+            "flops_per_token": per_token,
+            "peak_flops_per_s": device_peak,
+            "mfu": mfu(float(cell.metrics["tokens_per_s_per_device"]), per_token, device_peak)
+            if device_peak
+            else None,
+        }
+    )
 
 
 def _cell_metrics(cell: CellResult) -> dict[str, float]:
     m = cell.metrics
-    out = {mn.THROUGHPUT_TOKENS_PER_S: m["tokens_per_s"], mn.THROUGHPUT_TOKENS_PER_S_PER_DEVICE: m["tokens_per_s_per_device"],
-           mn.THROUGHPUT_STEP_TIME_S: m["step_time_s"], mn.MEMORY_PEAK_BYTES_PER_DEVICE: m["peak_memory_bytes"]}
+    out = {
+        mn.THROUGHPUT_TOKENS_PER_S: m["tokens_per_s"],
+        mn.THROUGHPUT_TOKENS_PER_S_PER_DEVICE: m["tokens_per_s_per_device"],
+        mn.THROUGHPUT_STEP_TIME_S: m["step_time_s"],
+        mn.MEMORY_PEAK_BYTES_PER_DEVICE: m["peak_memory_bytes"],
+    }
     if m.get("mfu") is not None:
         out[mn.THROUGHPUT_MFU] = m["mfu"]
     return out
@@ -794,8 +957,10 @@ def _cell_line(cell: CellResult) -> str:
         return f"{cell.status} ({cell.reason})"
     m = cell.metrics
     mfu_text = f"{100 * m['mfu']:.1f}%" if m.get("mfu") is not None else "n/a"
-    return (f"{m['tokens_per_s_per_device']:,.0f} tokens/s per device, step {1000 * m['step_time_s']:.0f} ms, "
-            f"peak {m['peak_memory_bytes'] / 2**20:,.0f} MiB, MFU {mfu_text}")
+    return (
+        f"{m['tokens_per_s_per_device']:,.0f} tokens/s per device, step {1000 * m['step_time_s']:.0f} ms, "
+        f"peak {m['peak_memory_bytes'] / 2**20:,.0f} MiB, MFU {mfu_text}"
+    )
 
 
 # --- the scorer -----------------------------------------------------------------------------------------
@@ -808,12 +973,29 @@ def _run_scoring(cfg: HardwareBenchmarkConfig, limits: CellLimits) -> dict[str, 
     if cfg.device == "cuda":
         options["num_gpus"] = 1
     task = ray.remote(score_throughput).options(**options)
-    return dict(ray.get(task.remote(cfg.scoring_size, cfg.device, limits.scoring_people,
-                                    limits.scoring_naive_person_years, cfg.seed)))
+    return dict(
+        ray.get(
+            task.remote(
+                cfg.scoring_size,
+                cfg.device,
+                limits.scoring_people,
+                limits.scoring_naive_person_years,
+                cfg.seed,
+            )
+        )
+    )
 
 
-def score_throughput(size: str, device: str, people: int, naive_person_years: int, seed: int,
-                     years: int = 5, vocab: int = 2048, tokenizer_people: int = 300) -> dict[str, Any]:
+def score_throughput(
+    size: str,
+    device: str,
+    people: int,
+    naive_person_years: int,
+    seed: int,
+    years: int = 5,
+    vocab: int = 2048,
+    tokenizer_people: int = 300,
+) -> dict[str, Any]:
     """Person-years/s of ``LlmScorer.score`` (fast) and ``score_naive`` on random careers (module docstring).
 
     Both methods score the same whole people (the naive one the first ``naive_person_years`` of them), after
@@ -838,8 +1020,11 @@ def score_throughput(size: str, device: str, people: int, naive_person_years: in
     model: Any
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(llama_config(size, vocab_size=len(tokenizer), max_positions=2048,
-                                              pad_token_id=tokenizer.pad_token_id))
+        model = LlamaForCausalLM(
+            llama_config(
+                size, vocab_size=len(tokenizer), max_positions=2048, pad_token_id=tokenizer.pad_token_id
+            )
+        )
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = model.to(device=device, dtype=dtype).eval()
     scorer = LlmScorer(model, tokenizer, template, taxonomy, ScoringConfig())
@@ -860,11 +1045,18 @@ def score_throughput(size: str, device: str, people: int, naive_person_years: in
     fast, fast_s = timed(scorer.score, careers)
     slow, slow_s = timed(scorer.score_naive, naive)
     both = fast[: len(slow)]  # the same person-years, in the same order
-    return {"model": size, "parameters": sum(p.numel() for p in model.parameters()), "dtype": str(dtype),
-            "labels": len(taxonomy), "fast_person_years": len(fast), "naive_person_years": len(slow),
-            "fast_person_years_per_s": len(fast) / fast_s, "naive_person_years_per_s": len(slow) / slow_s,
-            "speedup": (len(fast) / fast_s) / (len(slow) / slow_s),
-            "max_abs_diff": float(np.abs(both - slow).max())}
+    return {
+        "model": size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(dtype),
+        "labels": len(taxonomy),
+        "fast_person_years": len(fast),
+        "naive_person_years": len(slow),
+        "fast_person_years_per_s": len(fast) / fast_s,
+        "naive_person_years_per_s": len(slow) / slow_s,
+        "speedup": (len(fast) / fast_s) / (len(slow) / slow_s),
+        "max_abs_diff": float(np.abs(both - slow).max()),
+    }
 
 
 def random_panel(people: int, years: int, prefix: str, seed: int, source: str = "bench") -> Any:
@@ -885,17 +1077,21 @@ def random_panel(people: int, years: int, prefix: str, seed: int, source: str = 
         occ[:, t] = np.where(stay[:, t], occ[:, t - 1], occ[:, t])
     n = people * years
     person = np.repeat(np.arange(people), years)
-    return conform(pa.table({
-        "person_id": [f"{prefix}{p:07d}" for p in person],
-        "year": pa.array(np.tile(np.arange(2000, 2000 + years), people), pa.int32()),
-        "occupation": codes[occ.ravel()],
-        "education": np.array(EDUCATION_LEVELS)[np.minimum(np.arange(n) % years // 3, 7)],
-        "region": np.array(REGIONS)[person % len(REGIONS)],
-        "gender": np.array(GENDERS)[person % len(GENDERS)],
-        "race": np.array(RACES)[person % len(RACES)],
-        "birth_year": pa.array(1975 + person % 10, pa.int32()),
-        "source": [source] * n,
-    }))
+    return conform(
+        pa.table(
+            {
+                "person_id": [f"{prefix}{p:07d}" for p in person],
+                "year": pa.array(np.tile(np.arange(2000, 2000 + years), people), pa.int32()),
+                "occupation": codes[occ.ravel()],
+                "education": np.array(EDUCATION_LEVELS)[np.minimum(np.arange(n) % years // 3, 7)],
+                "region": np.array(REGIONS)[person % len(REGIONS)],
+                "gender": np.array(GENDERS)[person % len(GENDERS)],
+                "race": np.array(RACES)[person % len(RACES)],
+                "birth_year": pa.array(1975 + person % 10, pa.int32()),
+                "source": [source] * n,
+            }
+        )
+    )
 
 
 def tokenizer_on(panel: Any, taxonomy: Any, vocab: int, root: Path) -> Path:
@@ -912,14 +1108,28 @@ def tokenizer_on(panel: Any, taxonomy: Any, vocab: int, root: Path) -> Path:
     corpus = root / "corpus"
     corpus.mkdir(parents=True)
     rendered = render_table(panel, taxonomy, load_template("labor-llm"))
-    rendered = rendered.set_column(rendered.schema.get_field_index("split"), "split",
-                                   pa.array(["train"] * rendered.num_rows, pa.string()))
+    rendered = rendered.set_column(
+        rendered.schema.get_field_index("split"),
+        "split",
+        pa.array(["train"] * rendered.num_rows, pa.string()),
+    )
     pq.write_table(rendered, corpus / "part-00000.parquet")
     CorpusManifest(
-        config_hash="bench", config={}, template={"name": "labor-llm"}, taxonomy={"name": taxonomy.name},
-        inputs=(), rows_in=panel.num_rows, rows_kept=panel.num_rows, rows_rejected=0,
-        people={"psid": {"train": rendered.num_rows}}, chars=0,
-        files=(OutputShard("part-00000.parquet", rendered.num_rows, (corpus / "part-00000.parquet").stat().st_size),),
+        config_hash="bench",
+        config={},
+        template={"name": "labor-llm"},
+        taxonomy={"name": taxonomy.name},
+        inputs=(),
+        rows_in=panel.num_rows,
+        rows_kept=panel.num_rows,
+        rows_rejected=0,
+        people={"psid": {"train": rendered.num_rows}},
+        chars=0,
+        files=(
+            OutputShard(
+                "part-00000.parquet", rendered.num_rows, (corpus / "part-00000.parquet").stat().st_size
+            ),
+        ),
     ).write(corpus)
     return train_tokenizer(corpus, root / "tokenizer", TokenizerConfig(vocab_size=vocab, label_tokens=False))
 
@@ -927,41 +1137,66 @@ def tokenizer_on(panel: Any, taxonomy: Any, vocab: int, root: Path) -> Path:
 # --- outputs --------------------------------------------------------------------------------------------
 
 
-def _markdown(cfg: HardwareBenchmarkConfig, limits: CellLimits, workers: int, device_name: str, peak: float | None,
-              peak_source: str, cells: list[CellResult], scoring: dict[str, Any] | None, seconds: float) -> str:
+def _markdown(
+    cfg: HardwareBenchmarkConfig,
+    limits: CellLimits,
+    workers: int,
+    device_name: str,
+    peak: float | None,
+    peak_source: str,
+    cells: list[CellResult],
+    scoring: dict[str, Any] | None,
+    seconds: float,
+) -> str:
     lines = [
-        (f"**Training throughput on {device_name}**, {workers} worker(s), {cfg.mode} training, "
-        f"blocks of {limits.block_size} random tokens x {limits.micro_batch_size} per device per step, "
-        f"{limits.warmup_steps} warm-up steps then ~{limits.seconds:g} s timed per cell"),
+        (
+            f"**Training throughput on {device_name}**, {workers} worker(s), {cfg.mode} training, "
+            f"blocks of {limits.block_size} random tokens x {limits.micro_batch_size} per device per step, "
+            f"{limits.warmup_steps} warm-up steps then ~{limits.seconds:g} s timed per cell"
+        ),
         "",
-        ("| size | parameters | N (non-emb.) | strategy | precision | tokens/s per device | tokens/s (all) "
-        "| step time (ms) | peak memory per device (MiB) | MFU |"),
+        (
+            "| size | parameters | N (non-emb.) | strategy | precision | tokens/s per device | tokens/s (all) "
+            "| step time (ms) | peak memory per device (MiB) | MFU |"
+        ),
         "|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         m = c.metrics
         if c.status != "ok":
             shape = model_shape(c.size, cfg.vocab_size)
-            lines.append(f"| {c.size} | {shape.parameters:,} | {shape.non_embedding:,} | {c.strategy} | | "
-                         f"**{c.status}** | | | | |")
+            lines.append(
+                f"| {c.size} | {shape.parameters:,} | {shape.non_embedding:,} | {c.strategy} | | "
+                f"**{c.status}** | | | | |"
+            )
             continue
         mfu_text = f"{100 * m['mfu']:.2f}%" if m.get("mfu") is not None else "n/a"
         lines.append(
             f"| {c.size} | {m['parameters']:,} | {m['non_embedding_parameters']:,} | {c.strategy} | {m['precision']} "
             f"| {m['tokens_per_s_per_device']:,.0f} | {m['tokens_per_s']:,.0f} | {1000 * m['step_time_s']:,.1f} "
-            f"| {m['peak_memory_bytes'] / 2**20:,.0f} | {mfu_text} |")
+            f"| {m['peak_memory_bytes'] / 2**20:,.0f} | {mfu_text} |"
+        )
     notes = [f"- {c.size} {c.strategy}: {c.status}: {c.reason}" for c in cells if c.status != "ok"]
-    lines += ["", f"Peak: {peak_source}.", f"{FORMULA}.",
-              "Memory: " + ("torch.cuda.max_memory_allocated, the largest over devices."
-                            if cfg.device == "cuda" else
-                            "peak RSS of each worker process (libraries included), the largest over workers."),
-              *notes]
+    lines += [
+        "",
+        f"Peak: {peak_source}.",
+        f"{FORMULA}.",
+        "Memory: "
+        + (
+            "torch.cuda.max_memory_allocated, the largest over devices."
+            if cfg.device == "cuda"
+            else "peak RSS of each worker process (libraries included), the largest over workers."
+        ),
+        *notes,
+    ]
     if scoring is not None:
         s = scoring
         lines += [
             "",
-            (f"**Scorer** ({s['model']}, {s['parameters']:,} parameters, {s['dtype']}, K = {s['labels']} labels, "
-            "multi-token titles)"),
+            (
+                f"**Scorer** ({s['model']}, {s['parameters']:,} parameters, {s['dtype']}, K = {s['labels']} labels, "
+                "multi-token titles)"
+            ),
             "",
             "| method | person-years | person-years/s |",
             "|---|---:|---:|",
@@ -987,8 +1222,10 @@ def _plot(cells: list[CellResult], limits: CellLimits, path: Path, device_name: 
     sizes, strategies = list(limits.sizes), list(limits.strategies)
     width = 0.8 / len(strategies)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
-    for ax, key, title in ((axes[0], "tokens_per_s_per_device", "tokens/s per device"),
-                           (axes[1], "mfu", "MFU (%)")):
+    for ax, key, title in (
+        (axes[0], "tokens_per_s_per_device", "tokens/s per device"),
+        (axes[1], "mfu", "MFU (%)"),
+    ):
         for j, strategy in enumerate(strategies):
             xs, ys = [], []
             for i, size in enumerate(sizes):

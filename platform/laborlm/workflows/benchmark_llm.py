@@ -68,13 +68,17 @@ ARMS: dict[str, Arm] = {
     "fine-tuned": Arm("titles, pretrained on resumes, fine-tuned"),
     "not-fine-tuned": Arm("titles, pretrained on resumes, not fine-tuned", finetune=False),
     "codes": Arm("numeric codes, pretrained on resumes, fine-tuned", template="codes"),
-    "multi-token-titles": Arm("multi-token titles (no label tokens), pretrained on resumes, fine-tuned",
-                              label_tokens=False),
+    "multi-token-titles": Arm(
+        "multi-token titles (no label tokens), pretrained on resumes, fine-tuned", label_tokens=False
+    ),
     "survey-only": Arm("titles, survey only (no pretraining)", pretrain_on=()),
-    "pooled": Arm("titles, pretrained on resumes + NLSY79 + NLSY97, fine-tuned",
-                  pretrain_on=("resumes", "nlsy79", "nlsy97")),
-    "larger-less-data": Arm("titles, 10x larger model, 1/5 of the resumes, fine-tuned", model="llama-10m",
-                            resume_fraction=0.2),
+    "pooled": Arm(
+        "titles, pretrained on resumes + NLSY79 + NLSY97, fine-tuned",
+        pretrain_on=("resumes", "nlsy79", "nlsy97"),
+    ),
+    "larger-less-data": Arm(
+        "titles, 10x larger model, 1/5 of the resumes, fine-tuned", model="llama-10m", resume_fraction=0.2
+    ),
 }
 
 
@@ -88,11 +92,17 @@ class LlmBenchmarkConfig:
     other_survey_people: int = 3000  # people of each other survey in the pooled arm
     seed: int = 0
     arms: tuple[str, ...] = tuple(ARMS)
-    careers_models: tuple[str, ...] = ("unigram", "markov1", "career-small-two_stage",
-                                       "career-small-two_stage+pretrain")
+    careers_models: tuple[str, ...] = (
+        "unigram",
+        "markov1",
+        "career-small-two_stage",
+        "career-small-two_stage+pretrain",
+    )
     pretrain_steps: int | None = None  # null: the recipe's (500)
     finetune_steps: int | None = None  # null: the recipe's (up to 1000, early stopping)
-    block_size: int = 256  # covers a whole survey career text, so models are scored on contexts they trained on
+    block_size: int = (
+        256  # covers a whole survey career text, so models are scored on contexts they trained on
+    )
     train_overrides: tuple[str, ...] = ()  # applied to every arm's training config
     test_people: int | None = 150  # test persons every model is scored on; None: the whole test split
     workers: int = 2
@@ -106,24 +116,36 @@ class LlmBenchmarkConfig:
         if not self.arms:
             raise ConfigError("arms: at least one arm")
         problems = preset_problems("survey", self.survey, known=SURVEY_PRESETS, path_key="survey_panel")
-        problems += panel_problems("survey_panel", self.survey_panel,
-                                   preset_hint="for a synthetic survey give survey=NAME and leave survey_panel unset")
-        problems += panel_problems("resume_panel", self.resume_panel, preset_hint="leave resume_panel unset to "
-                                   f"pretrain on the synthetic {RESUMES} (resume_people=N)")
+        problems += panel_problems(
+            "survey_panel",
+            self.survey_panel,
+            preset_hint="for a synthetic survey give survey=NAME and leave survey_panel unset",
+        )
+        problems += panel_problems(
+            "resume_panel",
+            self.resume_panel,
+            preset_hint=f"leave resume_panel unset to pretrain on the synthetic {RESUMES} (resume_people=N)",
+        )
         if self.survey_panel is not None:
             pooled = [a for a in self.arms if set(ARMS[a].pretrain_on) - {RESUMES}]
             if pooled:
-                problems.append(f"arms: {', '.join(pooled)} pool the synthetic surveys into pretraining; with a "
-                                "survey_panel leave them out")
+                problems.append(
+                    f"arms: {', '.join(pooled)} pool the synthetic surveys into pretraining; with a "
+                    "survey_panel leave them out"
+                )
             if self.resume_panel is None:
                 pretraining = [a for a in self.arms if ARMS[a].pretrain_on and a not in pooled]
                 if pretraining:
-                    problems.append(f"arms: {', '.join(pretraining)} pretrain on resumes; with a survey_panel give "
-                                    "resume_panel=DIR (in any taxonomy) or arms=survey-only")
+                    problems.append(
+                        f"arms: {', '.join(pretraining)} pretrain on resumes; with a survey_panel give "
+                        "resume_panel=DIR (in any taxonomy) or arms=survey-only"
+                    )
                 career = [m for m in self.careers_models if m.endswith("+pretrain")]
                 if career:
-                    problems.append(f"careers_models: {', '.join(career)} pretrain on resumes in the survey's codes; "
-                                    "with a survey_panel give resume_panel=DIR or leave them out")
+                    problems.append(
+                        f"careers_models: {', '.join(career)} pretrain on resumes in the survey's codes; "
+                        "with a survey_panel give resume_panel=DIR or leave them out"
+                    )
         if problems:
             raise ConfigError(problems)
 
@@ -131,7 +153,8 @@ class LlmBenchmarkConfig:
     def needs_resumes(self) -> bool:
         """Whether an arm pretrains on resumes (or a CAREER row on the user's resume panel)."""
         return any(RESUMES in ARMS[a].pretrain_on for a in self.arms) or (
-            self.resume_panel is not None and any(m.endswith("+pretrain") for m in self.careers_models))
+            self.resume_panel is not None and any(m.endswith("+pretrain") for m in self.careers_models)
+        )
 
 
 def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
@@ -144,9 +167,15 @@ def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
     # A user's panels are read and checked (splits; the resumes' codes where CAREER pretrains) before any work.
     # Synthetic resumes are generated per arm (the fraction arm has its own), so not here.
     panels = prepare_panels(
-        survey=cfg.survey, survey_panel=cfg.survey_panel, survey_people=cfg.survey_people,
-        resumes=cfg.resume_panel is not None and cfg.needs_resumes, resume_panel=cfg.resume_panel,
-        resume_people=cfg.resume_people, seed=cfg.seed, out=out, workers=cfg.workers,
+        survey=cfg.survey,
+        survey_panel=cfg.survey_panel,
+        survey_people=cfg.survey_people,
+        resumes=cfg.resume_panel is not None and cfg.needs_resumes,
+        resume_panel=cfg.resume_panel,
+        resume_people=cfg.resume_people,
+        seed=cfg.seed,
+        out=out,
+        workers=cfg.workers,
         same_codes=any(m.endswith("+pretrain") for m in cfg.careers_models),
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -161,15 +190,26 @@ def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
             trained[key] = _train(cfg, arm, panels, out / "arms" / name)
         result, folder = trained[key]
         phase = "finetune" if arm.finetune or not arm.pretrain_on else "pretrain"
-        models[f"LLM {arm.model}: {arm.description}"] = on_ray_data(LlmOccupationModel.from_pretrained(
-            result.phases[phase].init_dir, folder / "tokenizer", arm.template, taxonomy, name=name),
-            num_workers=cfg.workers)
+        models[f"LLM {arm.model}: {arm.description}"] = on_ray_data(
+            LlmOccupationModel.from_pretrained(
+                result.phases[phase].init_dir, folder / "tokenizer", arm.template, taxonomy, name=name
+            ),
+            num_workers=cfg.workers,
+        )
     user = panels.user_survey
     careers = CareersBenchmarkConfig(
-        presets=() if user else (cfg.survey,), panels=(panels.survey,) if user else (),
-        resumes=panels.resumes if panels.user_resumes else None, survey_people=cfg.survey_people,
-        resume_people=cfg.resume_people, data_seed=cfg.seed, seeds=(cfg.seed,), models=cfg.careers_models,
-        out_dir=out, workers=cfg.workers, test_people=cfg.test_people, tracking=cfg.tracking,
+        presets=() if user else (cfg.survey,),
+        panels=(panels.survey,) if user else (),
+        resumes=panels.resumes if panels.user_resumes else None,
+        survey_people=cfg.survey_people,
+        resume_people=cfg.resume_people,
+        data_seed=cfg.seed,
+        seeds=(cfg.seed,),
+        models=cfg.careers_models,
+        out_dir=out,
+        workers=cfg.workers,
+        test_people=cfg.test_people,
+        tracking=cfg.tracking,
     )
     return run_careers_benchmark(careers, extra_models=models)
 
@@ -192,7 +232,9 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, panels: PreparedPanels, folder: Pa
 
     def corpus(inputs: list[Path], tag: str) -> Path:
         target = out / "corpus" / f"{arm.template}-{tag}"
-        build_corpus(CorpusConfig(inputs=tuple(inputs), out_dir=target, template=arm.template), num_workers=cfg.workers)
+        build_corpus(
+            CorpusConfig(inputs=tuple(inputs), out_dir=target, template=arm.template), num_workers=cfg.workers
+        )
         return target
 
     recipe = RECIPES["tiny"]
@@ -204,8 +246,11 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, panels: PreparedPanels, folder: Pa
                 assert panels.resumes is not None
                 inputs.append(panels.resumes)
                 continue
-            people = (max(10, round(cfg.resume_people * arm.resume_fraction)) if preset == RESUMES
-                      else cfg.other_survey_people)
+            people = (
+                max(10, round(cfg.resume_people * arm.resume_fraction))
+                if preset == RESUMES
+                else cfg.other_survey_people
+            )
             inputs.append(generate_preset_panel(preset, people, cfg.seed, out, cfg.workers))
         sized = not panels.user_resumes and arm.resume_fraction != 1  # the fraction is in the generated data
         tag = "+".join(f"{p}{arm.resume_fraction if p == RESUMES and sized else ''}" for p in arm.pretrain_on)
@@ -215,20 +260,39 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, panels: PreparedPanels, folder: Pa
     if not arm.label_tokens:
         eval_people = (25, 50)
     pretrain = dataclasses.replace(
-        recipe.pretrain, synthesize=None, corpus=pretrain_corpus, enabled=pretrain_corpus is not None,
-        max_steps=cfg.pretrain_steps or recipe.pretrain.max_steps, occupation_eval_people=eval_people[0],
-        data_fraction=arm.resume_fraction if panels.user_resumes else 1.0)
+        recipe.pretrain,
+        synthesize=None,
+        corpus=pretrain_corpus,
+        enabled=pretrain_corpus is not None,
+        max_steps=cfg.pretrain_steps or recipe.pretrain.max_steps,
+        occupation_eval_people=eval_people[0],
+        data_fraction=arm.resume_fraction if panels.user_resumes else 1.0,
+    )
     finetune = dataclasses.replace(
-        recipe.finetune, synthesize=None, corpus=corpus([panels.survey], panels.survey_name),
+        recipe.finetune,
+        synthesize=None,
+        corpus=corpus([panels.survey], panels.survey_name),
         init="previous" if pretrain_corpus is not None else "model",
-        max_steps=cfg.finetune_steps or recipe.finetune.max_steps, occupation_eval_people=eval_people[1])
+        max_steps=cfg.finetune_steps or recipe.finetune.max_steps,
+        occupation_eval_people=eval_people[1],
+    )
     tracking = cfg.tracking if cfg.tracking.tracking_uri or not cfg.tracking.enabled else recipe.tracking
     train_cfg = dataclasses.replace(
-        recipe, out_dir=folder, seed=cfg.seed, model=dataclasses.replace(recipe.model, size=arm.model),
-        block_size=cfg.block_size, tokenizer_label_tokens=arm.label_tokens,
-        strategy=dataclasses.replace(recipe.strategy, num_workers=cfg.workers), pretrain=pretrain,
-        finetune=finetune, tracking=tracking)
+        recipe,
+        out_dir=folder,
+        seed=cfg.seed,
+        model=dataclasses.replace(recipe.model, size=arm.model),
+        block_size=cfg.block_size,
+        tokenizer_label_tokens=arm.label_tokens,
+        strategy=dataclasses.replace(recipe.strategy, num_workers=cfg.workers),
+        pretrain=pretrain,
+        finetune=finetune,
+        tracking=tracking,
+    )
     if cfg.train_overrides:
-        train_cfg = build(TrainConfig, apply_overrides(TrainConfig, to_dict(train_cfg), list(cfg.train_overrides)),
-                          source="benchmark llm train_overrides")
+        train_cfg = build(
+            TrainConfig,
+            apply_overrides(TrainConfig, to_dict(train_cfg), list(cfg.train_overrides)),
+            source="benchmark llm train_overrides",
+        )
     return run_training(train_cfg), folder

@@ -1,10 +1,10 @@
 """Data jobs: import, export, validate, describe and synthesise canonical career panels.
 
-    laborlm data import PATH --out DIR [--rejects FILE] [--columns ...] [--map ...] [--states ...] [--titles FILE]
-    laborlm data export PANEL --format career --out DIR
-    laborlm data validate PATH [--rejects FILE]
-    laborlm data stats PATH [--json]
-    laborlm data synth --preset psid --people 2000 --seed 0 --out runs/psid
+laborlm data import PATH --out DIR [--rejects FILE] [--columns ...] [--map ...] [--states ...] [--titles FILE]
+laborlm data export PANEL --format career --out DIR
+laborlm data validate PATH [--rejects FILE]
+laborlm data stats PATH [--json]
+laborlm data synth --preset psid --people 2000 --seed 0 --out runs/psid
 """
 
 from __future__ import annotations
@@ -55,10 +55,13 @@ class ValidationSummary:
             groups.setdefault((r.column, r.how), []).append(r)
         for (column, how), items in groups.items():
             if how == "two_digit_years":
-                out.append(f"  recoded {column} ({_HOW[how]}): two-digit years -> {items[0].to} on {items[0].rows:,} rows")
+                out.append(
+                    f"  recoded {column} ({_HOW[how]}): two-digit years -> {items[0].to} on {items[0].rows:,} rows"
+                )
                 continue
             shown = "; ".join(
-                f"{r.value!r} -> {r.to if r.to is not None else 'missing'}: {r.rows:,}" for r in items[:_SHOWN]
+                f"{r.value!r} -> {r.to if r.to is not None else 'missing'}: {r.rows:,}"
+                for r in items[:_SHOWN]
             )
             more = f"; {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
             out.append(f"  recoded {column} ({_HOW[how]}), rows: {shown}{more}")
@@ -70,7 +73,12 @@ class ValidationSummary:
 
 
 _SHOWN = 8  # recodings listed per column
-_HOW = {"map": "--map", "states": "--states", "alias": "built-in spelling", "two_digit_years": "--two-digit-years"}
+_HOW = {
+    "map": "--map",
+    "states": "--states",
+    "alias": "built-in spelling",
+    "two_digit_years": "--two-digit-years",
+}
 
 
 def _read(
@@ -82,13 +90,23 @@ def _read(
         return read_panel(path, taxonomy=taxonomy, rejects=writer, source=source, maps=maps), str(rejects)
 
 
-def _summary(path: Path, read: PanelRead, rejects: str | None, taxonomy: Taxonomy | None = None) -> ValidationSummary:
+def _summary(
+    path: Path, read: PanelRead, rejects: str | None, taxonomy: Taxonomy | None = None
+) -> ValidationSummary:
     c = read.counts
     people = len(set(read.table.column("person_id").to_pylist()))
     name = (taxonomy or read.taxonomy).name
     return ValidationSummary(
-        str(path), c.rows_in, c.rows_kept, c.rows_rejected, people, name, rejects,
-        read.recoded, read.ignored_columns, read.default_source,
+        str(path),
+        c.rows_in,
+        c.rows_kept,
+        c.rows_rejected,
+        people,
+        name,
+        rejects,
+        read.recoded,
+        read.ignored_columns,
+        read.default_source,
     )
 
 
@@ -167,11 +185,16 @@ def _with_titles(taxonomy: Taxonomy, path: Path) -> Taxonomy:
     unknown = [code for code in titles if canonical[code] is None]
     if not known:
         raise InputDataError(
-            str(path), None, "code", f"none of its codes is in the panel's taxonomy '{taxonomy.name}' "
+            str(path),
+            None,
+            "code",
+            f"none of its codes is in the panel's taxonomy '{taxonomy.name}' "
             f"(e.g. {', '.join(unknown[:3])}; the data have {', '.join(taxonomy.codes[:3])}, ...)",
         )
     if unknown:
-        logger.warning("titles: %s: %d code(s) not in the data, skipped: %s", path, len(unknown), ", ".join(unknown[:10]))
+        logger.warning(
+            "titles: %s: %d code(s) not in the data, skipped: %s", path, len(unknown), ", ".join(unknown[:10])
+        )
     logger.info("titles: %d of %d codes named from %s", len(known), len(taxonomy.regular_indices), path)
     return taxonomy.with_titles(known)
 

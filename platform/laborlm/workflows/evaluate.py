@@ -1,6 +1,6 @@
 """Score one saved model on a panel split with the shared harness; write metrics.json; log to MLflow.
 
-    laborlm evaluate --model runs/x/markov1 --panel runs/psid [--split test] [--out metrics.json]
+laborlm evaluate --model runs/x/markov1 --panel runs/psid [--split test] [--out metrics.json]
 """
 
 from __future__ import annotations
@@ -43,20 +43,35 @@ def run_evaluate(cfg: EvaluateConfig) -> tuple[Metrics, Path]:
     """
     model = load_model(cfg.model)
     read = read_panel(cfg.panel, taxonomy=model.taxonomy)
-    panel = read.table if cfg.split is None else select_split(read.table, cfg.split, SplitConfig(seed=cfg.split_seed))
+    panel = (
+        read.table
+        if cfg.split is None
+        else select_split(read.table, cfg.split, SplitConfig(seed=cfg.split_seed))
+    )
     if panel.num_rows == 0:
         where = "the panel" if cfg.split is None else f"the {cfg.split} split (split seed {cfg.split_seed})"
-        raise InputDataError(str(cfg.panel), None, "split",
-                             f"{where} holds none of the panel's {read.table.num_rows} person-years: nothing to evaluate")
+        raise InputDataError(
+            str(cfg.panel),
+            None,
+            "split",
+            f"{where} holds none of the panel's {read.table.num_rows} person-years: nothing to evaluate",
+        )
     metrics = evaluate_model(model, panel)
     if math.isnan(metrics.perplexity):
-        raise LaborLMError(f"{model.name} gave NaN probabilities on {cfg.panel}; no metrics were written or logged")
+        raise LaborLMError(
+            f"{model.name} gave NaN probabilities on {cfg.panel}; no metrics were written or logged"
+        )
     out = cfg.out or cfg.model / f"metrics-{cfg.split or 'all'}.json"
     out.write_text(jsonsafe.dumps(metrics.to_json(), indent=2))  # undefined metrics (no stays: AUC) are null
     if cfg.tracking.enabled:
         run_dir = out.parent
-        tracker = MlflowTracker(cfg.tracking, run_name=f"evaluate-{model.name}-{cfg.split or 'all'}", run_dir=run_dir)
-        tracker.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("tracking.")} | {"model.name": model.name})
+        tracker = MlflowTracker(
+            cfg.tracking, run_name=f"evaluate-{model.name}-{cfg.split or 'all'}", run_dir=run_dir
+        )
+        tracker.log_params(
+            {k: v for k, v in flatten(cfg).items() if not k.startswith("tracking.")}
+            | {"model.name": model.name}
+        )
         tracker.log_metrics(metrics.flat(cfg.split or "all"))
         tracker.log_artifact(out)
         tracker.finish()

@@ -89,7 +89,9 @@ class FitJobConfig:
     out: Path  # the saved model folder to write
     pretrain_panel: Path | None = None  # resumes to pretrain a neural model on first; None: no pretraining
     lm: Path | None = None  # model "embedding": the language model folder (laborlm train's <phase>/model)
-    lm_init: Literal["trained", "random"] = "trained"  # "random": the control, the head on a random LM of lm's shape
+    lm_init: Literal["trained", "random"] = (
+        "trained"  # "random": the control, the head on a random LM of lm's shape
+    )
     seed: int = 0  # initialisation, batch order and dropout of neural models
     split_seed: int = 0  # person-level 70/10/20 split (a panel's own split column wins)
     fit: FitOverrides = field(default_factory=FitOverrides)  # neural training on top of registry defaults
@@ -100,18 +102,26 @@ class FitJobConfig:
         problems = []
         if self.model == EMBEDDING:
             if self.lm is None:
-                problems.append("lm: the embedding model needs the language model whose hidden states it reads: "
-                                "lm=DIR (a `laborlm train` <phase>/model folder)")
+                problems.append(
+                    "lm: the embedding model needs the language model whose hidden states it reads: "
+                    "lm=DIR (a `laborlm train` <phase>/model folder)"
+                )
             if self.pretrain_panel is not None:
-                problems.append("pretrain_panel: the embedding model's language model is trained by `laborlm "
-                                "train`; only its head is fitted here")
+                problems.append(
+                    "pretrain_panel: the embedding model's language model is trained by `laborlm "
+                    "train`; only its head is fitted here"
+                )
         elif self.lm is not None or self.lm_init != "trained":
-            problems.append(f"lm, lm_init: only for the embedding model (model=embedding), not {self.model!r}")
+            problems.append(
+                f"lm, lm_init: only for the embedding model (model=embedding), not {self.model!r}"
+            )
         if self.model != EMBEDDING and self.model not in REGISTRY:
             problems.append(f"model: unknown model {self.model!r}; known: {', '.join(REGISTRY)}, {EMBEDDING}")
         elif self.model != EMBEDDING and self.pretrain_panel is not None and is_counted(self.model):
-            problems.append(f"pretrain_panel: {self.model!r} is counted, not trained: nothing to pretrain "
-                            "(pretraining is for the neural models, e.g. career-small-two_stage)")
+            problems.append(
+                f"pretrain_panel: {self.model!r} is counted, not trained: nothing to pretrain "
+                "(pretraining is for the neural models, e.g. career-small-two_stage)"
+            )
         if problems:
             raise ConfigError(problems)
 
@@ -126,10 +136,15 @@ class FitJobResult:
     run_id: str | None
 
     def line(self) -> str:
-        valid = (f"valid perplexity {self.valid.perplexity:.3f} on {self.valid.person_years:,} person-years"
-                 if self.valid is not None else "no valid split")
-        return (f"{self.model} fitted on {self.train_person_years:,} train person-years in {self.seconds:.1f} s; "
-                f"{valid}; saved to {self.out}")
+        valid = (
+            f"valid perplexity {self.valid.perplexity:.3f} on {self.valid.person_years:,} person-years"
+            if self.valid is not None
+            else "no valid split"
+        )
+        return (
+            f"{self.model} fitted on {self.train_person_years:,} train person-years in {self.seconds:.1f} s; "
+            f"{valid}; saved to {self.out}"
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +153,9 @@ class _Inputs:
     train: pa.Table
     valid: pa.Table | None
     resumes: pa.Table | None
-    embedding: NextOccupationModel | None = None  # model "embedding": the model to fit (its LM loaded, checked)
+    embedding: NextOccupationModel | None = (
+        None  # model "embedding": the model to fit (its LM loaded, checked)
+    )
 
 
 def _prepare(cfg: FitJobConfig) -> _Inputs:
@@ -150,15 +167,24 @@ def _prepare(cfg: FitJobConfig) -> _Inputs:
     train = select_split(read.table, "train", split)
     valid = select_split(read.table, "valid", split)
     if train.num_rows == 0:
-        raise InputDataError(str(cfg.panel), None, "split",
-                             f"no person in the train split (of {read.table.num_rows} person-years; split seed {cfg.split_seed})")
+        raise InputDataError(
+            str(cfg.panel),
+            None,
+            "split",
+            f"no person in the train split (of {read.table.num_rows} person-years; split seed {cfg.split_seed})",
+        )
     if valid.num_rows == 0:
-        logger.warning("%s: no person in the valid split; %s keeps its last weights instead of the best",
-                       cfg.panel, cfg.model)
+        logger.warning(
+            "%s: no person in the valid split; %s keeps its last weights instead of the best",
+            cfg.panel,
+            cfg.model,
+        )
     resumes = None
     if cfg.pretrain_panel is not None:
         pre = read_panel(cfg.pretrain_panel)
-        diff = taxonomy_difference(read.taxonomy, pre.taxonomy, f"panel {cfg.panel}", f"pretrain panel {cfg.pretrain_panel}")
+        diff = taxonomy_difference(
+            read.taxonomy, pre.taxonomy, f"panel {cfg.panel}", f"pretrain panel {cfg.pretrain_panel}"
+        )
         if diff is not None:
             raise ConfigError(f"pretrain_panel: the taxonomies must agree: {diff}")
         if pre.taxonomy != read.taxonomy:
@@ -189,16 +215,26 @@ def _embedding_model(cfg: FitJobConfig, taxonomy: Taxonomy) -> NextOccupationMod
     except CheckpointError as exc:
         raise ConfigError(f"lm: {exc}") from exc
     if not isinstance(scorer, LlmOccupationModel):
-        raise ConfigError(f"lm: {cfg.lm} holds a {type(scorer).__name__}, not a language model; give a `laborlm "
-                          "train` <phase>/model folder")
+        raise ConfigError(
+            f"lm: {cfg.lm} holds a {type(scorer).__name__}, not a language model; give a `laborlm "
+            "train` <phase>/model folder"
+        )
     diff = taxonomy_difference(taxonomy, scorer.taxonomy, f"panel {cfg.panel}", f"lm {cfg.lm}")
     if diff is not None:
         raise ConfigError(f"lm: the language model's occupation codes must be the panel's: {diff}")
     lm = scorer.lm if cfg.lm_init == "trained" else random_lm_like(scorer.lm, cfg.seed)
-    name = f"embedding-{Path(cfg.lm).parent.parent.name or 'lm'}" + ("-random-lm" if cfg.lm_init == "random" else "")
+    name = f"embedding-{Path(cfg.lm).parent.parent.name or 'lm'}" + (
+        "-random-lm" if cfg.lm_init == "random" else ""
+    )
     # The LM's own taxonomy (the same codes, checked above): the template writes the titles it was trained on.
-    return EmbeddingOccupationModel(lm, scorer.tokenizer, scorer.template, scorer.taxonomy, name=name,
-                                    head=EmbeddingHeadConfig(seed=cfg.seed))
+    return EmbeddingOccupationModel(
+        lm,
+        scorer.tokenizer,
+        scorer.template,
+        scorer.taxonomy,
+        name=name,
+        head=EmbeddingHeadConfig(seed=cfg.seed),
+    )
 
 
 def random_lm_like(lm: PreTrainedModel, seed: int) -> PreTrainedModel:
@@ -235,8 +271,12 @@ def _tracker(cfg: FitJobConfig) -> Tracker:
         return NullTracker()
     # The store goes beside the model folder, not into it: models fitted side by side share one store, and
     # the folder registers (`laborlm registry register`) without a database inside.
-    return MlflowTracker(cfg.tracking, run_name=f"fit-{cfg.model}-s{cfg.seed}-{config_hash(cfg, 6)}",
-                         run_dir=cfg.out.resolve().parent, tags={"laborlm.kind": "fit"})
+    return MlflowTracker(
+        cfg.tracking,
+        run_name=f"fit-{cfg.model}-s{cfg.seed}-{config_hash(cfg, 6)}",
+        run_dir=cfg.out.resolve().parent,
+        tags={"laborlm.kind": "fit"},
+    )
 
 
 def run_fit(cfg: FitJobConfig) -> FitJobResult:
@@ -253,8 +293,9 @@ def run_fit(cfg: FitJobConfig) -> FitJobResult:
     try:
         tracker.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("tracking.")})
         finetune_lr = cfg.pretrain.finetune_lr if cfg.pretrain_panel is not None else None
-        model = inputs.embedding or create_model(cfg.model, inputs.taxonomy,
-                                                 fit=fit_config(cfg.model, cfg.fit, lr=finetune_lr), seed=cfg.seed)
+        model = inputs.embedding or create_model(
+            cfg.model, inputs.taxonomy, fit=fit_config(cfg.model, cfg.fit, lr=finetune_lr), seed=cfg.seed
+        )
         with tempfile.TemporaryDirectory(prefix="laborlm-pretrained-") as tmp:
             if cfg.pretrain_panel is not None:
                 assert isinstance(model, NeuralOccupationModel)  # counted models were refused by the config
@@ -262,14 +303,19 @@ def run_fit(cfg: FitJobConfig) -> FitJobResult:
             model.fit(inputs.train, inputs.valid)
         valid = evaluate_model(model, inputs.valid) if inputs.valid is not None else None
         if valid is not None and math.isnan(valid.perplexity):
-            raise InputDataError(str(cfg.panel), None, None, f"{cfg.model} gives NaN probabilities on the valid split")
+            raise InputDataError(
+                str(cfg.panel), None, None, f"{cfg.model} gives NaN probabilities on the valid split"
+            )
         model.save(cfg.out)
         seconds = time.monotonic() - started
         record: dict[str, Any] = {
-            "model": cfg.model, "config": to_dict(cfg), "train_person_years": inputs.train.num_rows,
+            "model": cfg.model,
+            "config": to_dict(cfg),
+            "train_person_years": inputs.train.num_rows,
             "valid_person_years": inputs.valid.num_rows if inputs.valid is not None else 0,
             "pretrain_person_years": inputs.resumes.num_rows if inputs.resumes is not None else None,
-            "seconds": round(seconds, 3), "mlflow_run_id": getattr(tracker, "run_id", None),
+            "seconds": round(seconds, 3),
+            "mlflow_run_id": getattr(tracker, "run_id", None),
         }
         (cfg.out / FIT_RECORD).write_text(jsonsafe.dumps(record, indent=2) + "\n")
         tracker.log_artifact(cfg.out / FIT_RECORD)
@@ -281,6 +327,8 @@ def run_fit(cfg: FitJobConfig) -> FitJobResult:
         tracker.finish("FAILED")
         raise
     tracker.finish()
-    result = FitJobResult(cfg.out, cfg.model, valid, inputs.train.num_rows, seconds, getattr(tracker, "run_id", None))
+    result = FitJobResult(
+        cfg.out, cfg.model, valid, inputs.train.num_rows, seconds, getattr(tracker, "run_id", None)
+    )
     logger.info("%s", result.line())
     return result

@@ -34,7 +34,11 @@ from laborlm.splits import SplitConfig, select_split
 
 logger = logging.getLogger(__name__)
 
-SURVEY_PRESETS: tuple[str, ...] = ("psid", "nlsy79", "nlsy97")  # synthetic surveys (``resumes`` is the corpus)
+SURVEY_PRESETS: tuple[str, ...] = (
+    "psid",
+    "nlsy79",
+    "nlsy97",
+)  # synthetic surveys (``resumes`` is the corpus)
 RESUMES = "resumes"  # the synthetic resume corpus preset
 _PANEL_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -71,8 +75,13 @@ def panel_name(panel: Path) -> str:
 def looks_like_path(text: str) -> bool:
     """Whether a value given for a preset name is meant as a path (a separator, a dot, a data suffix, or it
     exists)."""
-    return "/" in text or "\\" in text or text.startswith(".") or Path(text).suffix.lower() in _PANEL_SUFFIXES \
+    return (
+        "/" in text
+        or "\\" in text
+        or text.startswith(".")
+        or Path(text).suffix.lower() in _PANEL_SUFFIXES
         or Path(text).exists()
+    )
 
 
 def preset_problems(key: str, preset: str, *, known: tuple[str, ...], path_key: str) -> list[str]:
@@ -80,10 +89,18 @@ def preset_problems(key: str, preset: str, *, known: tuple[str, ...], path_key: 
     if preset in known:
         return []
     if looks_like_path(preset):
-        return [(f"{key}: {preset!r} is a path, not a synthetic preset ({', '.join(known)}); give a panel as "
-                f"{path_key}={preset}")]
-    return [(f"{key}: unknown synthetic preset {preset!r}; known: {', '.join(known)} (a panel of your own: "
-            f"{path_key}=DIR)")]
+        return [
+            (
+                f"{key}: {preset!r} is a path, not a synthetic preset ({', '.join(known)}); give a panel as "
+                f"{path_key}={preset}"
+            )
+        ]
+    return [
+        (
+            f"{key}: unknown synthetic preset {preset!r}; known: {', '.join(known)} (a panel of your own: "
+            f"{path_key}=DIR)"
+        )
+    ]
 
 
 def panel_problems(key: str, path: Path | None, *, preset_hint: str) -> list[str]:
@@ -98,21 +115,36 @@ def panel_problems(key: str, path: Path | None, *, preset_hint: str) -> list[str
     text = str(path)
     if not path.exists():
         if text in (*SURVEY_PRESETS, RESUMES):
-            return [f"{key}: {text!r} is a synthetic preset name, not a panel (there is no {text}); {preset_hint}"]
+            return [
+                f"{key}: {text!r} is a synthetic preset name, not a panel (there is no {text}); {preset_hint}"
+            ]
         return [f"{key}: {path}: no such file or folder"]
     if path.is_file():
         if path.suffix.lower() not in _PANEL_SUFFIXES:
-            return [(f"{key}: {path}: not a panel (expected a .csv or .parquet file, a folder of them, a `laborlm "
-                    "data import` folder or CAREER split files)")]
+            return [
+                (
+                    f"{key}: {path}: not a panel (expected a .csv or .parquet file, a folder of them, a `laborlm "
+                    "data import` folder or CAREER split files)"
+                )
+            ]
         return []
     from laborlm.readers.career_files import is_career_folder
 
     if is_career_folder(path):
         return []
-    if not any(p.is_file() and p.suffix.lower() in _PANEL_SUFFIXES and p.name != "taxonomy.csv"
-               and not p.name.startswith((".", "_")) for p in path.iterdir()):
-        return [(f"{key}: {path}: not a panel: the folder holds no .csv/.parquet shards and no CAREER split files "
-                "(make one with `laborlm data import FILE --out DIR`)")]
+    if not any(
+        p.is_file()
+        and p.suffix.lower() in _PANEL_SUFFIXES
+        and p.name != "taxonomy.csv"
+        and not p.name.startswith((".", "_"))
+        for p in path.iterdir()
+    ):
+        return [
+            (
+                f"{key}: {path}: not a panel: the folder holds no .csv/.parquet shards and no CAREER split files "
+                "(make one with `laborlm data import FILE --out DIR`)"
+            )
+        ]
     return []
 
 
@@ -161,8 +193,11 @@ def prepare_panels(
         InputDataError: an unreadable panel, or one without persons in a split the workflow needs.
     """
     split = SplitConfig(seed=seed if split_seed is None else split_seed)
-    missing = [f"{key}: {p}: no such file or folder" for key, p in (("survey_panel", survey_panel),
-               ("resume_panel", resume_panel)) if p is not None and not p.exists()]
+    missing = [
+        f"{key}: {p}: no such file or folder"
+        for key, p in (("survey_panel", survey_panel), ("resume_panel", resume_panel))
+        if p is not None and not p.exists()
+    ]
     if missing:
         raise ConfigError(missing)
     if survey_panel is not None:
@@ -170,8 +205,13 @@ def prepare_panels(
         read = read_panel(path)
         for name in ("train", "test"):
             if select_split(read.table, name, split).num_rows == 0:
-                raise InputDataError(str(path), None, "split", f"no person in the {name} split (of "
-                                     f"{read.table.num_rows} person-years; split seed {split.seed})")
+                raise InputDataError(
+                    str(path),
+                    None,
+                    "split",
+                    f"no person in the {name} split (of "
+                    f"{read.table.num_rows} person-years; split seed {split.seed})",
+                )
         name = panel_name(path)
     else:
         path = generate_preset_panel(survey, survey_people, seed, out, workers)
@@ -185,16 +225,22 @@ def prepare_panels(
         if same_codes:
             from laborlm.models.registry import taxonomy_difference
 
-            diff = taxonomy_difference(read.taxonomy, theirs.taxonomy, f"survey {path}", f"resumes {resume_path}")
+            diff = taxonomy_difference(
+                read.taxonomy, theirs.taxonomy, f"survey {path}", f"resumes {resume_path}"
+            )
             if diff is not None:
                 raise ConfigError(f"resume_panel: the resume panel's codes must be the survey's: {diff}")
     elif resumes:
         if same_codes and survey_panel is not None:  # checked before generating anything
             from laborlm.models.registry import taxonomy_difference
 
-            diff = taxonomy_difference(read.taxonomy, Taxonomy.default(), f"survey {path}", "the synthetic resumes")
+            diff = taxonomy_difference(
+                read.taxonomy, Taxonomy.default(), f"survey {path}", "the synthetic resumes"
+            )
             if diff is not None:
-                raise ConfigError(f"resume_panel: pretraining needs resumes in the survey's codes; the synthetic "
-                                  f"resume corpus is not: {diff}; give resume_panel=DIR or leave pretraining out")
+                raise ConfigError(
+                    f"resume_panel: pretraining needs resumes in the survey's codes; the synthetic "
+                    f"resume corpus is not: {diff}; give resume_panel=DIR or leave pretraining out"
+                )
         resume_path = generate_preset_panel(RESUMES, resume_people, seed, out, workers)
     return PreparedPanels(path, name, read, resume_path, survey_panel is not None, resume_panel is not None)

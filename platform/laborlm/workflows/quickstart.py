@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PRETRAINED_SUFFIX = "+pretrain"  # benchmark_careers' name suffix (not imported: that module loads every model)
+PRETRAINED_SUFFIX = (
+    "+pretrain"  # benchmark_careers' name suffix (not imported: that module loads every model)
+)
 Size = Literal["tiny", "small", "medium"]
 
 
@@ -69,8 +71,15 @@ SIZES: dict[str, SizePreset] = {
 }
 
 
-def _recipe(model: str, pretrain_steps: int, finetune_steps: int, *, lr: float, pretrain_eval_every: int,
-            finetune_eval_every: int) -> TrainConfig:
+def _recipe(
+    model: str,
+    pretrain_steps: int,
+    finetune_steps: int,
+    *,
+    lr: float,
+    pretrain_eval_every: int,
+    finetune_eval_every: int,
+) -> TrainConfig:
     """A size's language-model recipe, found by measurement (README "A recipe that converges on 2 CPU cores").
 
     block_size 256 holds a whole PSID career text (~70-120 tokens with label tokens) and more, so the LM is
@@ -79,14 +88,34 @@ def _recipe(model: str, pretrain_steps: int, finetune_steps: int, *, lr: float, 
     1,000); both phases keep their best model by valid occupation perplexity, and fine-tuning on the small
     survey stops early once it stops improving (it overfits after ~10 epochs).
     """
-    common: dict[str, Any] = {"lr": lr, "schedule": "cosine", "min_lr_ratio": 0.1, "eval_blocks": 64, "log_every_steps": 50}
+    common: dict[str, Any] = {
+        "lr": lr,
+        "schedule": "cosine",
+        "min_lr_ratio": 0.1,
+        "eval_blocks": 64,
+        "log_every_steps": 50,
+    }
     return TrainConfig(
-        model=ModelConfig(size=model), block_size=256, micro_batch_size=4,
-        pretrain=PhaseConfig(max_steps=pretrain_steps, warmup_steps=50, eval_every_steps=pretrain_eval_every,
-                             checkpoint_every_steps=pretrain_eval_every, occupation_eval_people=100, **common),
-        finetune=FinetuneConfig(max_steps=finetune_steps, warmup_steps=20, eval_every_steps=finetune_eval_every,
-                                checkpoint_every_steps=5 * finetune_eval_every, occupation_eval_people=200,
-                                early_stopping_patience=4, **common),
+        model=ModelConfig(size=model),
+        block_size=256,
+        micro_batch_size=4,
+        pretrain=PhaseConfig(
+            max_steps=pretrain_steps,
+            warmup_steps=50,
+            eval_every_steps=pretrain_eval_every,
+            checkpoint_every_steps=pretrain_eval_every,
+            occupation_eval_people=100,
+            **common,
+        ),
+        finetune=FinetuneConfig(
+            max_steps=finetune_steps,
+            warmup_steps=20,
+            eval_every_steps=finetune_eval_every,
+            checkpoint_every_steps=5 * finetune_eval_every,
+            occupation_eval_people=200,
+            early_stopping_patience=4,
+            **common,
+        ),
     )
 
 
@@ -103,18 +132,28 @@ class QuickstartConfig:
     size: Size = "tiny"  # scales data, language model and steps together (SIZES)
     seed: int = 0  # one seed for data, splits and training
     survey: str = "psid"  # survey preset: psid, nlsy79 or nlsy97 (unless survey_panel is given)
-    survey_panel: Path | None = None  # a user's canonical panel instead of the preset (laborlm data import folder)
-    resume_panel: Path | None = None  # a user's resume panel to pretrain on; with survey_panel and without it,
+    survey_panel: Path | None = (
+        None  # a user's canonical panel instead of the preset (laborlm data import folder)
+    )
+    resume_panel: Path | None = (
+        None  # a user's resume panel to pretrain on; with survey_panel and without it,
+    )
     #   nothing is pretrained (survey only)
     survey_people: int | None = None  # null: the size's (synthetic survey only)
     resume_people: int | None = None  # null: the size's (synthetic resumes only)
     test_people: int | None = None  # null: the size's; 0: the whole test split
     workers: int = 2  # Ray Data / Ray Train CPU workers
-    train_overrides: tuple[str, ...] = ()  # dotted overrides of the training config, e.g. "finetune.lora=true"
+    train_overrides: tuple[
+        str, ...
+    ] = ()  # dotted overrides of the training config, e.g. "finetune.lora=true"
     mlflow_server: bool = True  # start (and stop) a loopback MLflow server over <out_dir>/mlflow.db
-    tracking_uri: str | None = None  # use this tracking server instead of starting one (else MLFLOW_TRACKING_URI)
+    tracking_uri: str | None = (
+        None  # use this tracking server instead of starting one (else MLFLOW_TRACKING_URI)
+    )
     register_as: str | None = "laborlm-quickstart"  # registered model name; null: do not register
-    models: tuple[str, ...] = field(default=("unigram", "markov1", "markov2", "two_stage", "two_stage+pretrain"))
+    models: tuple[str, ...] = field(
+        default=("unigram", "markov1", "markov2", "two_stage", "two_stage+pretrain")
+    )
     # registry names for the occupation-model rows; "two_stage" / "two_stage+pretrain" mean the size's CAREER
     embedding_rows: bool = True  # the embedding model and its random-LM control (two head fits, ~1 min)
 
@@ -122,10 +161,16 @@ class QuickstartConfig:
         # Names versus paths, and that the paths are panels: checked when the config is loaded, so before the
         # command line starts Ray or the quickstart creates anything (workflows.panels).
         problems = preset_problems("survey", self.survey, known=SURVEY_PRESETS, path_key="survey_panel")
-        problems += panel_problems("survey_panel", self.survey_panel,
-                                   preset_hint="for a synthetic survey give survey=NAME and leave survey_panel unset")
-        problems += panel_problems("resume_panel", self.resume_panel,
-                                   preset_hint="leave resume_panel unset to pretrain on the synthetic resumes")
+        problems += panel_problems(
+            "survey_panel",
+            self.survey_panel,
+            preset_hint="for a synthetic survey give survey=NAME and leave survey_panel unset",
+        )
+        problems += panel_problems(
+            "resume_panel",
+            self.resume_panel,
+            preset_hint="leave resume_panel unset to pretrain on the synthetic resumes",
+        )
         for override in self.train_overrides:
             if "=" not in override:
                 problems.append(f"train_overrides: expected key=value, got {override!r}")
@@ -180,29 +225,39 @@ def run_quickstart(cfg: QuickstartConfig) -> str:
     )
 
 
-def _run(cfg: QuickstartConfig, out: Path, panels: PreparedPanels, tracking_uri: str | None, store_uri: str) -> str:
+def _run(
+    cfg: QuickstartConfig, out: Path, panels: PreparedPanels, tracking_uri: str | None, store_uri: str
+) -> str:
     """The pipeline; ``tracking_uri`` is where runs go now, ``store_uri`` where users find them afterwards."""
     data = describe_data(panels, out)
     corpora = build_corpora(cfg, data, out)
     trained, train_cfg = train_language_model(cfg, data, corpora, out, tracking_uri)
-    llms = language_model_rows(cfg, trained.phases["finetune"].init_dir, out / "train" / "tokenizer",
-                               data.panels.survey_read, train_cfg, survey=data.survey)
+    llms = language_model_rows(
+        cfg,
+        trained.phases["finetune"].init_dir,
+        out / "train" / "tokenizer",
+        data.panels.survey_read,
+        train_cfg,
+        survey=data.survey,
+    )
     result, test_people = compare_models(cfg, data, llms, out, tracking_uri)
     finetuned = llms[finetuned_row(train_cfg.model.size or cfg.preset.model, data.survey)]
     registered = register_finetuned(cfg, finetuned, result.run_id, out, tracking_uri, store_uri)
     source = "your panel" if panels.user_survey else "synthetic"
     scored = "the test split" if test_people is None else f"the first {test_people} test persons"
-    report = "\n\n".join([
-        f"# LaborLM quickstart ({data.survey}, {source}; size {cfg.size}, seed {cfg.seed})",
-        "## Data (CAREER Table 7 rows)",
-        format_stats(data.stats, reference=CAREER_TABLE7),
-        f"## Next-occupation perplexity on {scored}",
-        result.markdown_path.read_text().strip(),
-        NOT_FINE_TUNED_NOTE if cfg.pretrains else SURVEY_ONLY_NOTE,
-        f"Language model: {trained.line()}",
-        registered,
-        f"MLflow run of the comparison: {result.run_id}; outputs under {out}/",
-    ])
+    report = "\n\n".join(
+        [
+            f"# LaborLM quickstart ({data.survey}, {source}; size {cfg.size}, seed {cfg.seed})",
+            "## Data (CAREER Table 7 rows)",
+            format_stats(data.stats, reference=CAREER_TABLE7),
+            f"## Next-occupation perplexity on {scored}",
+            result.markdown_path.read_text().strip(),
+            NOT_FINE_TUNED_NOTE if cfg.pretrains else SURVEY_ONLY_NOTE,
+            f"Language model: {trained.line()}",
+            registered,
+            f"MLflow run of the comparison: {result.run_id}; outputs under {out}/",
+        ]
+    )
     (out / "report.md").write_text(report + "\n")
     return report
 
@@ -211,12 +266,24 @@ def prepare_data(cfg: QuickstartConfig, out: Path) -> PreparedPanels:
     """Step 1a: the survey and resume panels: generated from the presets, or the user's, read and checked."""
     size = cfg.preset
     if cfg.survey_panel is None:
-        logger.info("[1/%d] synthetic %s (%d people) and resumes (%d) (Ray Data, %d workers)", STEPS, cfg.survey,
-                    cfg.survey_people or size.survey_people, cfg.resume_people or size.resume_people, cfg.workers)
+        logger.info(
+            "[1/%d] synthetic %s (%d people) and resumes (%d) (Ray Data, %d workers)",
+            STEPS,
+            cfg.survey,
+            cfg.survey_people or size.survey_people,
+            cfg.resume_people or size.resume_people,
+            cfg.workers,
+        )
     return prepare_panels(
-        survey=cfg.survey, survey_panel=cfg.survey_panel, survey_people=cfg.survey_people or size.survey_people,
-        resumes=cfg.pretrains, resume_panel=cfg.resume_panel, resume_people=cfg.resume_people or size.resume_people,
-        seed=cfg.seed, out=out, workers=cfg.workers,
+        survey=cfg.survey,
+        survey_panel=cfg.survey_panel,
+        survey_people=cfg.survey_people or size.survey_people,
+        resumes=cfg.pretrains,
+        resume_panel=cfg.resume_panel,
+        resume_people=cfg.resume_people or size.resume_people,
+        seed=cfg.seed,
+        out=out,
+        workers=cfg.workers,
         # CAREER's "+pretrain" rows read the resumes in the survey's codes
         same_codes=cfg.pretrains and any(m.endswith(PRETRAINED_SUFFIX) for m in cfg.models),
     )
@@ -230,8 +297,14 @@ def describe_data(panels: PreparedPanels, out: Path) -> QuickstartData:
         with RejectWriter(out / f"{name}.rejects.jsonl") as rejects:
             read = read_panel(path, rejects=rejects)
         c = read.counts
-        logger.info("[1/%d] validated %s: rows in %d = kept %d + rejected %d", STEPS, name, c.rows_in, c.rows_kept,
-                    c.rows_rejected)
+        logger.info(
+            "[1/%d] validated %s: rows in %d = kept %d + rejected %d",
+            STEPS,
+            name,
+            c.rows_in,
+            c.rows_kept,
+            c.rows_rejected,
+        )
         stats[name] = panel_stats(read.table, read.taxonomy)
     return QuickstartData(panels, stats)
 
@@ -251,22 +324,37 @@ def build_corpora(cfg: QuickstartConfig, data: QuickstartData, out: Path) -> dic
     return corpora
 
 
-def train_language_model(cfg: QuickstartConfig, data: QuickstartData, corpora: dict[str, Path], out: Path,
-                         tracking_uri: str | None) -> tuple[Any, TrainConfig]:
+def train_language_model(
+    cfg: QuickstartConfig, data: QuickstartData, corpora: dict[str, Path], out: Path, tracking_uri: str | None
+) -> tuple[Any, TrainConfig]:
     """Step 3: pretrain on the resumes (when there are any) and fine-tune on the survey (Ray Train)."""
     from laborlm.training.workflow import run_training
 
     train_cfg = training_config(cfg, corpora.get("resumes"), corpora["survey"], out / "train", tracking_uri)
-    pretrain = f"pretrain on resumes ({train_cfg.pretrain.max_steps} steps), " if train_cfg.pretrain.enabled else ""
-    logger.info("[3/%d] language model %s: %sfine-tune on %s (up to %d steps, early stopping on valid occupation "
-                "perplexity)", STEPS, train_cfg.model.size, pretrain, data.survey, train_cfg.finetune.max_steps)
+    pretrain = (
+        f"pretrain on resumes ({train_cfg.pretrain.max_steps} steps), " if train_cfg.pretrain.enabled else ""
+    )
+    logger.info(
+        "[3/%d] language model %s: %sfine-tune on %s (up to %d steps, early stopping on valid occupation "
+        "perplexity)",
+        STEPS,
+        train_cfg.model.size,
+        pretrain,
+        data.survey,
+        train_cfg.finetune.max_steps,
+    )
     trained = run_training(train_cfg)
     logger.info("[3/%d] %s", STEPS, trained.line())
     return trained, train_cfg
 
 
-def compare_models(cfg: QuickstartConfig, data: QuickstartData, llms: dict[str, NextOccupationModel], out: Path,
-                   tracking_uri: str | None) -> tuple[Any, int | None]:
+def compare_models(
+    cfg: QuickstartConfig,
+    data: QuickstartData,
+    llms: dict[str, NextOccupationModel],
+    out: Path,
+    tracking_uri: str | None,
+) -> tuple[Any, int | None]:
     """Steps 4-5: the occupation models fitted on the survey's train split, every row scored on test.
 
     Returns the comparison (``BenchmarkResult``) and the number of test persons scored (None: all).
@@ -275,27 +363,49 @@ def compare_models(cfg: QuickstartConfig, data: QuickstartData, llms: dict[str, 
     from laborlm.workflows.benchmark_careers import CareersBenchmarkConfig, run_careers_benchmark
 
     size, panels = cfg.preset, data.panels
-    models = tuple(f"{size.career}-{m}" if m.startswith(("two_stage", "one_stage")) else m for m in cfg.models)
+    models = tuple(
+        f"{size.career}-{m}" if m.startswith(("two_stage", "one_stage")) else m for m in cfg.models
+    )
     if panels.resumes is None and any(m.endswith(PRETRAINED_SUFFIX) for m in models):
-        logger.info("[4-5/%d] no resume panel: the %s rows are left out (give resume_panel=DIR)", STEPS,
-                    ", ".join(m for m in models if m.endswith(PRETRAINED_SUFFIX)))
+        logger.info(
+            "[4-5/%d] no resume panel: the %s rows are left out (give resume_panel=DIR)",
+            STEPS,
+            ", ".join(m for m in models if m.endswith(PRETRAINED_SUFFIX)),
+        )
         models = tuple(m for m in models if not m.endswith(PRETRAINED_SUFFIX))
-    logger.info("[4-5/%d] baselines and CAREER on %s train; every model scored on test%s", STEPS, data.survey,
-                "" if panels.user_survey else " against the oracle")
+    logger.info(
+        "[4-5/%d] baselines and CAREER on %s train; every model scored on test%s",
+        STEPS,
+        data.survey,
+        "" if panels.user_survey else " against the oracle",
+    )
     test_people = size.test_people if cfg.test_people is None else (cfg.test_people or None)
     user = panels.user_survey
     careers = CareersBenchmarkConfig(
-        presets=() if user else (cfg.survey,), panels=(panels.survey,) if user else (),
+        presets=() if user else (cfg.survey,),
+        panels=(panels.survey,) if user else (),
         resumes=panels.resumes if panels.user_resumes else None,
-        survey_people=cfg.survey_people or size.survey_people, resume_people=cfg.resume_people or size.resume_people,
-        data_seed=cfg.seed, seeds=(cfg.seed,), models=models, out_dir=out, workers=cfg.workers,
-        test_people=test_people, tracking=TrackingConfig(tracking_uri=tracking_uri),
+        survey_people=cfg.survey_people or size.survey_people,
+        resume_people=cfg.resume_people or size.resume_people,
+        data_seed=cfg.seed,
+        seeds=(cfg.seed,),
+        models=models,
+        out_dir=out,
+        workers=cfg.workers,
+        test_people=test_people,
+        tracking=TrackingConfig(tracking_uri=tracking_uri),
     )
     return run_careers_benchmark(careers, extra_models=llms), test_people
 
 
-def register_finetuned(cfg: QuickstartConfig, model: NextOccupationModel, run_id: str | None, out: Path,
-                       tracking_uri: str | None, store_uri: str) -> str:
+def register_finetuned(
+    cfg: QuickstartConfig,
+    model: NextOccupationModel,
+    run_id: str | None,
+    out: Path,
+    tracking_uri: str | None,
+    store_uri: str,
+) -> str:
     """Step 6: the fine-tuned language model into the MLflow registry (``champion``); the report's line."""
     if not cfg.register_as:
         return ""
@@ -307,9 +417,11 @@ def register_finetuned(cfg: QuickstartConfig, model: NextOccupationModel, run_id
     uri = tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     version = register_model(saved, cfg.register_as, tracking_uri=uri, run_id=run_id)
     promote(cfg.register_as, version, alias="champion", tracking_uri=uri)
-    return (f"Registered model: `models:/{cfg.register_as}@champion` (version {version}); try\n"
-            f"`laborlm predict --model models:/{cfg.register_as}@champion --input careers.jsonl "
-            f"--tracking-uri {store_uri}`")
+    return (
+        f"Registered model: `models:/{cfg.register_as}@champion` (version {version}); try\n"
+        f"`laborlm predict --model models:/{cfg.register_as}@champion --input careers.jsonl "
+        f"--tracking-uri {store_uri}`"
+    )
 
 
 NOT_FINE_TUNED_NOTE = (
@@ -331,8 +443,9 @@ def finetuned_row(model: str, survey: str) -> str:
     return f"LLM {model}, fine-tuned on {survey}"
 
 
-def training_config(cfg: QuickstartConfig, resumes: Path | None, survey: Path, out_dir: Path,
-                    tracking_uri: str | None) -> TrainConfig:
+def training_config(
+    cfg: QuickstartConfig, resumes: Path | None, survey: Path, out_dir: Path, tracking_uri: str | None
+) -> TrainConfig:
     """The size's language-model recipe (``RECIPES``) on the quickstart's corpora, then ``train_overrides``.
 
     Without a resume corpus the pretraining phase is off and fine-tuning starts from the initialised model.
@@ -342,21 +455,38 @@ def training_config(cfg: QuickstartConfig, resumes: Path | None, survey: Path, o
 
     recipe = RECIPES[cfg.size]
     base = dataclasses.replace(
-        recipe, out_dir=out_dir, seed=cfg.seed,
+        recipe,
+        out_dir=out_dir,
+        seed=cfg.seed,
         strategy=dataclasses.replace(recipe.strategy, num_workers=cfg.workers),
-        pretrain=dataclasses.replace(recipe.pretrain, corpus=resumes, synthesize=None, enabled=resumes is not None),
-        finetune=dataclasses.replace(recipe.finetune, corpus=survey, synthesize=None,
-                                     init="previous" if resumes is not None else "model"),
+        pretrain=dataclasses.replace(
+            recipe.pretrain, corpus=resumes, synthesize=None, enabled=resumes is not None
+        ),
+        finetune=dataclasses.replace(
+            recipe.finetune,
+            corpus=survey,
+            synthesize=None,
+            init="previous" if resumes is not None else "model",
+        ),
         tracking=TrackingConfig(tracking_uri=tracking_uri) if tracking_uri else recipe.tracking,
     )
     if not cfg.train_overrides:
         return base
-    return build(TrainConfig, apply_overrides(TrainConfig, to_dict(base), list(cfg.train_overrides)),
-                 source="quickstart train_overrides")
+    return build(
+        TrainConfig,
+        apply_overrides(TrainConfig, to_dict(base), list(cfg.train_overrides)),
+        source="quickstart train_overrides",
+    )
 
 
-def language_model_rows(cfg: QuickstartConfig, finetuned: Path, tokenizer: Path, read: Any,
-                        train_cfg: TrainConfig, survey: str | None = None) -> dict[str, NextOccupationModel]:
+def language_model_rows(
+    cfg: QuickstartConfig,
+    finetuned: Path,
+    tokenizer: Path,
+    read: Any,
+    train_cfg: TrainConfig,
+    survey: str | None = None,
+) -> dict[str, NextOccupationModel]:
     """The language-model rows: direct scoring of the fine-tuned LM, and (``embedding_rows``) the embedding
     model on its hidden states beside the same head on a randomly initialised LM of the same shape, the
     control that shows what the LM itself contributes (issue 14: a two-stage head alone does much of it).
@@ -369,19 +499,27 @@ def language_model_rows(cfg: QuickstartConfig, finetuned: Path, tokenizer: Path,
     from laborlm.workflows.fit import random_lm_like
 
     model, survey = train_cfg.model.size or cfg.preset.model, survey or cfg.survey
-    direct = LlmOccupationModel.from_pretrained(finetuned, tokenizer, "labor-llm", read.taxonomy,
-                                                name=f"{model}-finetuned")
-    rows: dict[str, NextOccupationModel] = {finetuned_row(model, survey): on_ray_data(direct, num_workers=cfg.workers)}
+    direct = LlmOccupationModel.from_pretrained(
+        finetuned, tokenizer, "labor-llm", read.taxonomy, name=f"{model}-finetuned"
+    )
+    rows: dict[str, NextOccupationModel] = {
+        finetuned_row(model, survey): on_ray_data(direct, num_workers=cfg.workers)
+    }
     if not cfg.embedding_rows:
         return rows
     split = SplitConfig(seed=cfg.seed)
     train, valid = (select_split(read.table, s, split) for s in ("train", "valid"))
-    random_lm = random_lm_like(direct.lm, train_cfg.seed)  # `laborlm fit embedding ... lm_init=random`'s control
-    for row, lm in ((f"LLM {model} embedding + two-stage head, fine-tuned on {survey}", direct.lm),
-                    (f"Control: the same head on a random {model} (no language model)", random_lm)):
+    random_lm = random_lm_like(
+        direct.lm, train_cfg.seed
+    )  # `laborlm fit embedding ... lm_init=random`'s control
+    for row, lm in (
+        (f"LLM {model} embedding + two-stage head, fine-tuned on {survey}", direct.lm),
+        (f"Control: the same head on a random {model} (no language model)", random_lm),
+    ):
         logger.info("[4-5/%d] %s: fitting the head on %s train", STEPS, row, survey)
-        embedding = EmbeddingOccupationModel(lm, direct.tokenizer, direct.template, read.taxonomy,
-                                             num_workers=cfg.workers)
+        embedding = EmbeddingOccupationModel(
+            lm, direct.tokenizer, direct.template, read.taxonomy, num_workers=cfg.workers
+        )
         embedding.fit(train, valid)
         rows[row] = embedding
     return rows

@@ -42,4 +42,6 @@ def small_psid(tmp_path_factory: pytest.TempPathFactory) -> SmallPanel:
     folder = tmp_path_factory.mktemp("analysis") / "psid"
     generate_panel(dataclasses.replace(load_preset("psid"), people=600, seed=3), folder)
     read = read_panel(folder)
-    return SmallPanel(folder, read.taxonomy, read.table, select_split(read.table, "train"), select_split(read.table, "test"))
+    return SmallPanel(
+        folder, read.taxonomy, read.table, select_split(read.table, "train"), select_split(read.table, "test")
+    )

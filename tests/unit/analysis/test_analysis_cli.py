@@ -12,8 +12,15 @@ from laborlm.cli import main
 from laborlm.config import load_config
 from laborlm.errors import ConfigError
 
-TINY = ["data.people=300", "models=oracle,markov1", "forecast.samples=20", "forecast.max_people=4",
-        "forecast.horizons=2,4", "rationale.examples=1", "rationale.similar_pairs=2"]
+TINY = [
+    "data.people=300",
+    "models=oracle,markov1",
+    "forecast.samples=20",
+    "forecast.max_people=4",
+    "forecast.horizons=2,4",
+    "rationale.examples=1",
+    "rationale.similar_pairs=2",
+]
 EXPECTED = {
     "forecast": ["forecast.csv", "direct_vs_composed.csv", "forecast.png"],
     "wages": ["wages.csv", "wages.png"],
@@ -44,7 +51,9 @@ def test_analyze_subgroups_logs_tables_and_figures_to_mlflow(out_dir: Path) -> N
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{out_dir / 'mlflow.db'}"
-    assert main(["-q", "analyze", "subgroups", f"out_dir={out_dir}", f"tracking.tracking_uri={uri}", *TINY]) == 0
+    assert (
+        main(["-q", "analyze", "subgroups", f"out_dir={out_dir}", f"tracking.tracking_uri={uri}", *TINY]) == 0
+    )
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("laborlm").experiment_id])
     assert run.data.params["analysis"] == "subgroups"
@@ -67,7 +76,10 @@ def test_synth_overrides_change_the_generated_panel(tmp_path: Path) -> None:
     from laborlm.synthetic import load_synth_config
 
     base = load_config(AnalyzeConfig, None, [f"out_dir={tmp_path}", "data.people=50"])
-    typed = load_config(AnalyzeConfig, None, [f"out_dir={tmp_path}", "data.people=50",
-                                              "data.synth_overrides=wages.wage_type_effect=4"])
+    typed = load_config(
+        AnalyzeConfig,
+        None,
+        [f"out_dir={tmp_path}", "data.people=50", "data.synth_overrides=wages.wage_type_effect=4"],
+    )
     a, b = generate_panel_for(base), generate_panel_for(typed)
     assert a != b and load_synth_config(b).wages.wage_type_effect == 4.0

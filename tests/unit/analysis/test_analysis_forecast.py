@@ -25,17 +25,27 @@ from laborlm.synthetic import OracleModel
 
 def _panel(careers: dict[str, list[tuple[int, str]]]) -> pa.Table:
     rows = [(pid, y, occ) for pid, career in careers.items() for y, occ in career]
-    return conform(pa.table({"person_id": [r[0] for r in rows], "year": pa.array([r[1] for r in rows], pa.int32()),
-                             "occupation": [r[2] for r in rows], "source": ["toy"] * len(rows)}))
+    return conform(
+        pa.table(
+            {
+                "person_id": [r[0] for r in rows],
+                "year": pa.array([r[1] for r in rows], pa.int32()),
+                "occupation": [r[2] for r in rows],
+                "source": ["toy"] * len(rows),
+            }
+        )
+    )
 
 
 def test_forecast_task_keeps_persons_seen_before_the_cutoff_and_in_every_forecast_year() -> None:
     tax = Taxonomy.infer(["a", "b"])
-    panel = _panel({
-        "p1": [(2010, "a"), (2012, "a"), (2014, "b"), (2015, "a"), (2016, "b"), (2018, "b")],  # eligible
-        "p2": [(2011, "a"), (2014, "b")],  # not observed in 2016
-        "p3": [(2014, "a"), (2016, "b")],  # nothing up to the cutoff
-    })
+    panel = _panel(
+        {
+            "p1": [(2010, "a"), (2012, "a"), (2014, "b"), (2015, "a"), (2016, "b"), (2018, "b")],  # eligible
+            "p2": [(2011, "a"), (2014, "b")],  # not observed in 2016
+            "p3": [(2014, "a"), (2016, "b")],  # nothing up to the cutoff
+        }
+    )
     task = forecast_task(panel, tax, cutoff_year=2012, horizons=(2, 4))
     assert list(task.person_ids) == ["p1"]
     assert task.panel.num_rows == 5  # 2018 is after the last forecast year
@@ -94,7 +104,9 @@ def test_direct_and_composed_chains_agree_at_one_step_and_the_gap_is_reported(sm
     task = forecast_task(small_psid.table, small_psid.taxonomy, 2013, (2, 4, 6), max_people=30)
     out = direct_vs_composed(small_psid.train, task, steps=(1, 2, 3))
     assert [c.steps for c in out] == [1, 2, 3]
-    assert out[0].gap == pytest.approx(0.0, abs=1e-9) and out[0].mean_total_variation == pytest.approx(0.0, abs=1e-12)
+    assert out[0].gap == pytest.approx(0.0, abs=1e-9) and out[0].mean_total_variation == pytest.approx(
+        0.0, abs=1e-12
+    )
     for c in out[1:]:
         assert c.targets > 0 and math.isfinite(c.gap) and c.mean_total_variation > 0
         assert c.gap == pytest.approx(c.direct_perplexity - c.composed_perplexity)
@@ -102,7 +114,12 @@ def test_direct_and_composed_chains_agree_at_one_step_and_the_gap_is_reported(sm
 
 def test_direct_horizon_chain_counts_pairs_k_rows_apart(tmp_path) -> None:
     tax = Taxonomy.infer(["a", "b"])
-    panel = _panel({"p": [(2000, "a"), (2001, "b"), (2002, "a"), (2003, "a")], "q": [(2000, "b"), (2001, "b"), (2002, "a")]})
+    panel = _panel(
+        {
+            "p": [(2000, "a"), (2001, "b"), (2002, "a"), (2003, "a")],
+            "q": [(2000, "b"), (2001, "b"), (2002, "a")],
+        }
+    )
     one, two = DirectHorizonMarkov(tax, 1), DirectHorizonMarkov(tax, 2)
     one.fit(panel)
     two.fit(panel)
@@ -142,4 +159,6 @@ def test_frozen_year_changes_only_years_after_the_cutoff_for_neural_models() -> 
     # Markov chains do not read the year: freezing is a no-op for them.
     chain = MarkovModel(tax)
     chain.fit(panel)
-    np.testing.assert_allclose(score_rows(chain, panel, rows, freeze_year=2012, max_rows=1), chain.log_probs(panel))
+    np.testing.assert_allclose(
+        score_rows(chain, panel, rows, freeze_year=2012, max_rows=1), chain.log_probs(panel)
+    )

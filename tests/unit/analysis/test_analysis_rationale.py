@@ -48,11 +48,22 @@ def _chain() -> MarkovModel:
 
 def _career(*codes: str, pid: str = "p") -> pa.Table:
     n = len(codes)
-    return conform(pa.table({"person_id": [pid] * n, "year": pa.array(range(2000, 2000 + n), pa.int32()),
-                             "occupation": list(codes), "education": ["bachelors"] * n, "source": ["toy"] * n}))
+    return conform(
+        pa.table(
+            {
+                "person_id": [pid] * n,
+                "year": pa.array(range(2000, 2000 + n), pa.int32()),
+                "occupation": list(codes),
+                "education": ["bachelors"] * n,
+                "source": ["toy"] * n,
+            }
+        )
+    )
 
 
-def _top_move(model: MarkovModel, panel: pa.Table, positions: tuple[int, ...], target: int, excluded: int) -> int:
+def _top_move(
+    model: MarkovModel, panel: pa.Table, positions: tuple[int, ...], target: int, excluded: int
+) -> int:
     rows = np.append(np.asarray(positions, dtype=np.int64), target)
     built = build_panel(panel, rows, np.array(["x"] * len(rows), dtype=object))
     dist = score_rows(model, built, np.array([len(rows) - 1]))[0]
@@ -90,7 +101,10 @@ def test_pick_examples_prefers_moves_the_model_gets_right() -> None:
     model = _chain()
     two = pa.concat_tables([_career("b", "a", "c", "d"), _career("b", "a", "c", "b", pid="q")])
     assert pick_examples(model, two, RationaleConfig(examples=5, min_history=3)) == [3]
-    assert pick_examples(model, two, RationaleConfig(examples=5, min_history=3, require_correct=False)) == [3, 7]
+    assert pick_examples(model, two, RationaleConfig(examples=5, min_history=3, require_correct=False)) == [
+        3,
+        7,
+    ]
     with pytest.raises(ConfigError):
         RationaleConfig(examples=0)
 

@@ -26,13 +26,15 @@ from laborlm.schema import conform
 TAX = Taxonomy.infer(["a", "b"])  # a, b, unemployed, out_of_labor_force, in_school
 A, B, U, O, S = range(5)
 FIRST = np.array([0.5, 0.2, 0.1, 0.1, 0.1])
-TRANS = np.array([
-    [0.6, 0.2, 0.1, 0.05, 0.05],  # from a
-    [0.3, 0.4, 0.2, 0.05, 0.05],  # from b
-    [0.3, 0.3, 0.3, 0.05, 0.05],  # from unemployed
-    [0.2, 0.2, 0.1, 0.4, 0.1],  # from out of the labour force
-    [0.3, 0.3, 0.1, 0.1, 0.2],  # from school
-])
+TRANS = np.array(
+    [
+        [0.6, 0.2, 0.1, 0.05, 0.05],  # from a
+        [0.3, 0.4, 0.2, 0.05, 0.05],  # from b
+        [0.3, 0.3, 0.3, 0.05, 0.05],  # from unemployed
+        [0.2, 0.2, 0.1, 0.4, 0.1],  # from out of the labour force
+        [0.3, 0.3, 0.1, 0.1, 0.2],  # from school
+    ]
+)
 
 
 def _model() -> MarkovModel:
@@ -44,15 +46,28 @@ def _model() -> MarkovModel:
 
 def _panel() -> pa.Table:
     rows = [  # person, year, occupation, education, gender
-        ("p1", 2000, "a", "high_school", "female"), ("p1", 2001, "a", "high_school", "female"),
+        ("p1", 2000, "a", "high_school", "female"),
+        ("p1", 2001, "a", "high_school", "female"),
         ("p1", 2002, "unemployed", "high_school", "female"),
-        ("p2", 2000, "b", "bachelors", "male"), ("p2", 2001, "a", "bachelors", "male"),
+        ("p2", 2000, "b", "bachelors", "male"),
+        ("p2", 2001, "a", "bachelors", "male"),
         ("p2", 2002, "out_of_labor_force", "bachelors", "male"),
-        ("p3", 2000, "a", "high_school", "female"), ("p3", 2001, "b", "bachelors", "female"),
+        ("p3", 2000, "a", "high_school", "female"),
+        ("p3", 2001, "b", "bachelors", "female"),
     ]
     cols = list(zip(*rows))
-    return conform(pa.table({"person_id": cols[0], "year": pa.array(cols[1], pa.int32()), "occupation": cols[2],
-                             "education": cols[3], "gender": cols[4], "source": ["toy"] * len(rows)}))
+    return conform(
+        pa.table(
+            {
+                "person_id": cols[0],
+                "year": pa.array(cols[1], pa.int32()),
+                "occupation": cols[2],
+                "education": cols[3],
+                "gender": cols[4],
+                "source": ["toy"] * len(rows),
+            }
+        )
+    )
 
 
 def _rate(rows, column, group, event):
@@ -104,8 +119,12 @@ def test_a_calibrated_model_matches_observed_rates_on_synthetic_data(small_psid)
     sampling error of the observed ones."""
     from laborlm.synthetic import OracleModel
 
-    rates, ppl, _ = subgroup_study({"oracle": OracleModel.from_panel(small_psid.folder)}, small_psid.table,
-                                   small_psid.taxonomy, SubgroupConfig(min_rows=200))
+    rates, ppl, _ = subgroup_study(
+        {"oracle": OracleModel.from_panel(small_psid.folder)},
+        small_psid.table,
+        small_psid.taxonomy,
+        SubgroupConfig(min_rows=200),
+    )
     overall = [r for r in rates["oracle"] if r.column == "all"]
     assert len(overall) == 4
     for r in overall:

@@ -39,7 +39,9 @@ def test_representation_raises_r2_when_wages_depend_on_the_latent_type(tmp_path:
     gains = {}
     for effect in (0.0, 4.0):
         folder = tmp_path / f"type{effect}"
-        cfg = dataclasses.replace(base, people=800, seed=2, wages=dataclasses.replace(base.wages, wage_type_effect=effect))
+        cfg = dataclasses.replace(
+            base, people=800, seed=2, wages=dataclasses.replace(base.wages, wage_type_effect=effect)
+        )
         generate_panel(cfg, folder)
         read = read_panel(folder)
         rep, kind = representation(OracleModel.from_panel(folder), read.table, "auto")
@@ -64,16 +66,26 @@ def test_synthetic_wages_are_null_out_of_work_and_reproducible(small_psid) -> No
     a = attach_synthetic_wages(small_psid.table, tax, SyntheticWageConfig(seed=2))
     b = attach_synthetic_wages(small_psid.table, tax, SyntheticWageConfig(seed=2))
     assert a.column("wage").equals(b.column("wage"))
-    special = np.isin(small_psid.table.column("occupation").to_numpy(zero_copy_only=False),
-                      ["unemployed", "out_of_labor_force", "in_school"])
+    special = np.isin(
+        small_psid.table.column("occupation").to_numpy(zero_copy_only=False),
+        ["unemployed", "out_of_labor_force", "in_school"],
+    )
     wage = a.column("wage").to_numpy(zero_copy_only=False)
     assert np.isnan(wage[special]).all() and np.isfinite(wage[~special]).all()
 
 
 def test_bag_of_past_jobs_is_the_share_of_earlier_states() -> None:
     tax = Taxonomy.infer(["a", "b"])
-    panel = conform(pa.table({"person_id": ["p", "p", "p", "q", "q"], "year": pa.array([1, 2, 3, 1, 2], pa.int32()),
-                              "occupation": ["a", "b", "a", "b", "unemployed"], "source": ["x"] * 5}))
+    panel = conform(
+        pa.table(
+            {
+                "person_id": ["p", "p", "p", "q", "q"],
+                "year": pa.array([1, 2, 3, 1, 2], pa.int32()),
+                "occupation": ["a", "b", "a", "b", "unemployed"],
+                "source": ["x"] * 5,
+            }
+        )
+    )
     bag = bag_of_past_jobs(panel, tax)
     a, b = tax.index("a"), tax.index("b")
     assert not bag[0].any() and not bag[3].any()  # first rows see nothing
@@ -85,16 +97,22 @@ def test_wage_study_rows_folds_and_errors(small_psid) -> None:
     markov = MarkovModel(small_psid.taxonomy)
     markov.fit(small_psid.train)
     rows = wage_study({"markov1": markov}, small_psid.table, small_psid.taxonomy, WageStudyConfig())
-    assert [r.label for r in rows] == ["Covariates (Blau-Kahn style)", "Covariates + bag of past jobs",
-                                       "Covariates + markov1 (predicted)"]
+    assert [r.label for r in rows] == [
+        "Covariates (Blau-Kahn style)",
+        "Covariates + bag of past jobs",
+        "Covariates + markov1 (predicted)",
+    ]
     assert all(0.0 < r.r2 < 1.0 for r in rows) and rows[0].dims == 0 and rows[2].dims == 32
     assert set(rows[0].by_decade) <= {"1990-1999", "2000-2009", "2010-2019"}
     folds = person_folds(np.array(["p", "p", "q", "r", "s", "q"], dtype=object), 2, seed=0)
     assert folds[0] == folds[1] and folds[2] == folds[5]  # a person never straddles folds
-    no_wage = small_psid.test.set_column(small_psid.test.column_names.index("wage"), "wage",
-                                         pa.nulls(small_psid.test.num_rows, pa.float64()))
+    no_wage = small_psid.test.set_column(
+        small_psid.test.column_names.index("wage"), "wage", pa.nulls(small_psid.test.num_rows, pa.float64())
+    )
     with pytest.raises(InputDataError, match="no wage"):
         wage_study({}, no_wage, small_psid.taxonomy, WageStudyConfig(attach="never"))
-    assert wage_study({}, no_wage, small_psid.taxonomy, WageStudyConfig(bag_row=False))[0].rows > 0  # attached
+    assert (
+        wage_study({}, no_wage, small_psid.taxonomy, WageStudyConfig(bag_row=False))[0].rows > 0
+    )  # attached
     with pytest.raises(ConfigError, match="folds"):
         WageStudyConfig(folds=1)

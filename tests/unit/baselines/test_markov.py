@@ -20,7 +20,16 @@ def _table(seqs: list[list[str]], prefix: str = "p") -> pa.Table:
             pid.append(f"{prefix}{i:05d}")
             year.append(2000 + t)
             occ.append(c)
-    return conform(pa.table({"person_id": pid, "year": pa.array(year, pa.int32()), "occupation": occ, "source": ["x"] * len(pid)}))
+    return conform(
+        pa.table(
+            {
+                "person_id": pid,
+                "year": pa.array(year, pa.int32()),
+                "occupation": occ,
+                "source": ["x"] * len(pid),
+            }
+        )
+    )
 
 
 def test_first_order_smoothing_by_hand() -> None:

@@ -24,8 +24,16 @@ def _table(seqs: list[list[str]], prefix: str = "p") -> pa.Table:
             pid.append(f"{prefix}{i:05d}")
             year.append(2000 + t)
             occ.append(c)
-    return conform(pa.table({"person_id": pid, "year": pa.array(year, pa.int32()), "occupation": occ,
-                             "source": ["x"] * len(pid)}))
+    return conform(
+        pa.table(
+            {
+                "person_id": pid,
+                "year": pa.array(year, pa.int32()),
+                "occupation": occ,
+                "source": ["x"] * len(pid),
+            }
+        )
+    )
 
 
 def test_add_one_frequencies_by_hand() -> None:
@@ -52,7 +60,9 @@ def test_saved_unigram_is_recognised_by_its_format(tmp_path: Path) -> None:
     markov = MarkovModel(tax)
     markov.fit(_table([["a", "b", "b"]]))
     markov.save(tmp_path / "m")
-    assert saved_model_kind(tmp_path / "m") == "markov" and isinstance(load_model(tmp_path / "m"), MarkovModel)
+    assert saved_model_kind(tmp_path / "m") == "markov" and isinstance(
+        load_model(tmp_path / "m"), MarkovModel
+    )
 
 
 def test_every_model_beats_nothing_but_the_floor_is_a_distribution() -> None:

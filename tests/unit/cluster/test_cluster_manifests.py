@@ -86,8 +86,10 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ray_specs() -> dict[str, dict[str, Any]]:
-    return {"raycluster.yaml": _one(RAYCLUSTER, "RayCluster")["spec"],
-            "rayjob.yaml": _one(RAYJOB, "RayJob")["spec"]["rayClusterSpec"]}
+    return {
+        "raycluster.yaml": _one(RAYCLUSTER, "RayCluster")["spec"],
+        "rayjob.yaml": _one(RAYJOB, "RayJob")["spec"]["rayClusterSpec"],
+    }
 
 
 def _ray_containers() -> list[dict[str, Any]]:
@@ -152,7 +154,7 @@ def _header(path: Path) -> list[str]:
 def _laborlm_command(line: str) -> list[str] | None:
     """The `laborlm ...` argv of a submit line (``ray job submit ... -- laborlm ...`` or ``laborlm submit ...``)."""
     if line.startswith(SUBMIT_PREFIX + "laborlm "):
-        return shlex.split(line[len(SUBMIT_PREFIX):], comments=True)
+        return shlex.split(line[len(SUBMIT_PREFIX) :], comments=True)
     if line.startswith("laborlm submit "):
         return shlex.split(line, comments=True)
     return None
@@ -209,7 +211,9 @@ def test_kubernetes_manifest_parses(path: Path) -> None:
 def test_job_yaml_parses_with_a_known_kind(path: Path) -> None:
     docs = _docs(path)
     assert len(docs) == 1 and isinstance(docs[0], dict), f"{path.name}: one mapping expected"
-    assert docs[0].get("kind") in KINDS, f"{path.name}: kind {docs[0].get('kind')!r} is not in laborlm.jobs.JOBS"
+    assert docs[0].get("kind") in KINDS, (
+        f"{path.name}: kind {docs[0].get('kind')!r} is not in laborlm.jobs.JOBS"
+    )
 
 
 @pytest.mark.parametrize("path", JSON_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -254,17 +258,27 @@ def test_kuberay_cluster_shape() -> None:
         head = spec["headGroupSpec"]
         assert head["serviceType"] == "ClusterIP", name
         head_resources = head["template"]["spec"]["containers"][0]["resources"]
-        assert "nvidia.com/gpu" not in {**head_resources.get("requests", {}), **head_resources.get("limits", {})}
+        assert "nvidia.com/gpu" not in {
+            **head_resources.get("requests", {}),
+            **head_resources.get("limits", {}),
+        }
         gpu_groups = 0
         for group in spec["workerGroupSpecs"]:
-            assert 0 <= group["minReplicas"] <= group.get("replicas", 0) <= group["maxReplicas"], group["groupName"]
+            assert 0 <= group["minReplicas"] <= group.get("replicas", 0) <= group["maxReplicas"], group[
+                "groupName"
+            ]
             pod = group["template"]["spec"]
             limits = pod["containers"][0]["resources"]["limits"]
             if "nvidia.com/gpu" in limits:
                 gpu_groups += 1
                 assert int(limits["nvidia.com/gpu"]) > 0
-                assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == limits["nvidia.com/gpu"]
-                assert any(t["key"] == "nvidia.com/gpu" for t in pod.get("tolerations", [])), group["groupName"]
+                assert (
+                    pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"]
+                    == limits["nvidia.com/gpu"]
+                )
+                assert any(t["key"] == "nvidia.com/gpu" for t in pod.get("tolerations", [])), group[
+                    "groupName"
+                ]
         assert gpu_groups >= 1, f"{name}: no GPU worker group"
 
 
@@ -292,8 +306,11 @@ def test_shared_storage_agrees() -> None:
     for name, spec in _ray_specs().items():
         for group in _groups(spec):
             pod = group["template"]["spec"]
-            claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
-                      for v in pod["volumes"] if "persistentVolumeClaim" in v}
+            claims = {
+                v["name"]: v["persistentVolumeClaim"]["claimName"]
+                for v in pod["volumes"]
+                if "persistentVolumeClaim" in v
+            }
             assert set(claims.values()) == {pvc["metadata"]["name"]}, f"{name}: {claims}"
             for container in pod["containers"]:
                 mounted = {m["mountPath"] for m in container["volumeMounts"] if m["name"] in claims}
@@ -328,7 +345,11 @@ def test_rayjob_entrypoint_runs_a_job_yaml_of_this_repository_with_shared_paths(
 
 
 def test_launcher_job_uses_the_launchers_storage_and_mlflow() -> None:
-    lines = [cmd for line in _header(LAUNCHER) if (cmd := _laborlm_command(line.removeprefix("RAY_AUTH_MODE=token ")))]
+    lines = [
+        cmd
+        for line in _header(LAUNCHER)
+        if (cmd := _laborlm_command(line.removeprefix("RAY_AUTH_MODE=token ")))
+    ]
     assert len(lines) == 1, f"the launcher header should submit one job, found {lines}"
     argv = lines[0]
     assert argv[:2] == ["laborlm", "run"]
@@ -362,9 +383,14 @@ def test_ray_ports_agree() -> None:
     worker_start = _launcher()["worker_start_ray_commands"][-1]
     assert int(_flag(head_start, "port")) == GCS_PORT
     assert int(_flag(head_start, "dashboard-port")) == DASHBOARD_PORT
-    assert _flag(head_start, "dashboard-host") == "127.0.0.1", "the launcher's dashboard is reached by SSH tunnel"
+    assert _flag(head_start, "dashboard-host") == "127.0.0.1", (
+        "the launcher's dashboard is reached by SSH tunnel"
+    )
     assert _flag(worker_start, "address") == f"$RAY_HEAD_IP:{GCS_PORT}"
-    metrics |= {int(_flag(head_start, "metrics-export-port")), int(_flag(worker_start, "metrics-export-port"))}
+    metrics |= {
+        int(_flag(head_start, "metrics-export-port")),
+        int(_flag(worker_start, "metrics-export-port")),
+    }
     assert len(metrics) == 1, f"Prometheus scrapes one metrics port, found {metrics}"
     policy = _one(RAYCLUSTER, "NetworkPolicy")
     allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
@@ -391,7 +417,9 @@ def test_mlflow_ports_and_uris_agree() -> None:
     allowed = _arg(args, "--allowed-hosts").split(",")
     assert f"127.0.0.1:{svc_port['port']}" in allowed and f"localhost:{svc_port['port']}" in allowed
     in_cluster = f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
-    for uri in [_env(c)["MLFLOW_TRACKING_URI"] for c in _ray_containers()] + [_launcher_env()["MLFLOW_TRACKING_URI"]]:
+    for uri in [_env(c)["MLFLOW_TRACKING_URI"] for c in _ray_containers()] + [
+        _launcher_env()["MLFLOW_TRACKING_URI"]
+    ]:
         parts = urlsplit(uri)
         assert parts.scheme == "http" and parts.port == svc_port["port"], uri
         assert parts.netloc in allowed, f"MLflow would reject Host {parts.netloc}"
@@ -427,8 +455,11 @@ def test_mlflow_backend_and_artifact_store_agree() -> None:
 
 
 def _example_secrets() -> dict[str, dict[str, str]]:
-    return {d["metadata"]["name"]: {**d.get("stringData", {}), **d.get("data", {})}
-            for d in _docs(SECRETS_EXAMPLE) if d["kind"] == "Secret"}
+    return {
+        d["metadata"]["name"]: {**d.get("stringData", {}), **d.get("data", {})}
+        for d in _docs(SECRETS_EXAMPLE)
+        if d["kind"] == "Secret"
+    }
 
 
 def test_secret_references_resolve_to_the_example() -> None:
@@ -494,7 +525,9 @@ def test_grafana_dashboard() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     assert 36 <= dashboard["schemaVersion"] <= 41
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert (
+        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    )
     source = {"type": "prometheus", "uid": "${datasource}"}
     queries = []
     for var in variables.values():
@@ -537,7 +570,9 @@ def test_job_header_gives_its_submit_line(path: Path) -> None:
     header = _header(path)
     assert header, f"{path.name} needs a comment header"
     commands = [cmd for line in header if (cmd := _laborlm_command(line))]
-    assert commands, f"{path.name}: no `{SUBMIT_PREFIX}laborlm ...` (or `laborlm submit ...`) line in the header"
+    assert commands, (
+        f"{path.name}: no `{SUBMIT_PREFIX}laborlm ...` (or `laborlm submit ...`) line in the header"
+    )
     kind = yaml.safe_load(path.read_text())["kind"]
     assert kind in KINDS, f"{path.name}: kind {kind!r}"
     rel = f"jobs/{path.name}"
@@ -556,11 +591,15 @@ def test_job_header_gives_its_submit_line(path: Path) -> None:
 def test_readme_commands_are_valid_laborlm_command_lines() -> None:
     text = (CLUSTER / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
     blocks = re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
-    commands = [shlex.split(line, comments=True) for block in blocks for line in block.splitlines()
-                if line.startswith("ray job submit ")]
+    commands = [
+        shlex.split(line, comments=True)
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("ray job submit ")
+    ]
     assert len(commands) >= 6
     for argv in commands:
-        laborlm = argv[argv.index("--") + 1:]
+        laborlm = argv[argv.index("--") + 1 :]
         assert laborlm[0] == "laborlm", argv
         args = build_parser().parse_args(laborlm[1:])
         if laborlm[1] == "run":

@@ -58,9 +58,14 @@ def our_process() -> Iterator[int]:
 
 def test_loopback_addresses() -> None:
     assert all(map(is_loopback, ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1", "localhost")))
-    assert not any(map(is_loopback, ("0.0.0.0", "::", "192.0.2.2", "10.0.0.1", "::ffff:10.0.0.1", "example.org")))
+    assert not any(
+        map(is_loopback, ("0.0.0.0", "::", "192.0.2.2", "10.0.0.1", "::ffff:10.0.0.1", "example.org"))
+    )
     assert [address_host(a) for a in ("127.0.0.1:6379", "ray://localhost:10001", "http://10.0.0.1:8265")] == [
-        "127.0.0.1", "localhost", "10.0.0.1"]
+        "127.0.0.1",
+        "localhost",
+        "10.0.0.1",
+    ]
 
 
 def test_a_taken_port_is_refused_naming_it(impostor: int) -> None:
@@ -70,27 +75,55 @@ def test_a_taken_port_is_refused_naming_it(impostor: int) -> None:
 
 
 def test_mlflow_server_refuses_a_taken_port_instead_of_trusting_whoever_answers(
-        tmp_path: Path, impostor: int) -> None:
+    tmp_path: Path, impostor: int
+) -> None:
     from laborlm.tracking.server import start_mlflow_server
 
     with pytest.raises(LaborLMError, match=f"MLflow port {impostor}"):
         start_mlflow_server(tmp_path, port=impostor, timeout=20)
 
 
-def test_readiness_answered_by_another_process_is_not_ours(tmp_path: Path, impostor: int, our_process: int) -> None:
-    state = ClusterState(str(tmp_path), "127.0.0.1", str(tmp_path / "no-such-temp"), f"127.0.0.1:{impostor}",
-                         f"http://127.0.0.1:{impostor}", None, {"head": our_process})
+def test_readiness_answered_by_another_process_is_not_ours(
+    tmp_path: Path, impostor: int, our_process: int
+) -> None:
+    state = ClusterState(
+        str(tmp_path),
+        "127.0.0.1",
+        str(tmp_path / "no-such-temp"),
+        f"127.0.0.1:{impostor}",
+        f"http://127.0.0.1:{impostor}",
+        None,
+        {"head": our_process},
+    )
     _wait_http(f"{state.dashboard_url}/api/version", 2, "x", tmp_path / "log", our_process)  # anyone's answer
     with pytest.raises(LaborLMError, match="did not answer"):
-        _wait_http(f"{state.dashboard_url}/api/version", 2, "the Ray head", tmp_path / "log", our_process,
-                   owner=state, ports=(impostor,))
+        _wait_http(
+            f"{state.dashboard_url}/api/version",
+            2,
+            "the Ray head",
+            tmp_path / "log",
+            our_process,
+            owner=state,
+            ports=(impostor,),
+        )
 
 
-def test_status_reports_no_health_answered_by_another_cluster(tmp_path: Path, impostor: int, our_process: int) -> None:
+def test_status_reports_no_health_answered_by_another_cluster(
+    tmp_path: Path, impostor: int, our_process: int
+) -> None:
     """A folder whose processes do not hold its ports (another cluster does) shows no nodes and no MLflow."""
     url = f"http://127.0.0.1:{impostor}"
-    _save(ClusterState(str(tmp_path), "127.0.0.1", str(tmp_path / "no-such-temp"), f"127.0.0.1:{impostor}", url,
-                       url, {"head": our_process, "mlflow": our_process}))
+    _save(
+        ClusterState(
+            str(tmp_path),
+            "127.0.0.1",
+            str(tmp_path / "no-such-temp"),
+            f"127.0.0.1:{impostor}",
+            url,
+            url,
+            {"head": our_process, "mlflow": our_process},
+        )
+    )
     info = status(tmp_path)
     assert info["processes"] == {"head": True, "mlflow": True}
     assert info["ray_nodes_alive"] == 0 and info["mlflow_healthy"] is False

@@ -16,7 +16,15 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_every_runnable_job_yaml_loads_as_its_kind() -> None:
     kinds = {check_job(path, []) for path in sorted((REPO / "jobs").glob("*.yaml"))}
-    assert {"train", "quickstart", "sweep", "benchmark_llm", "synth", "build_corpus", "benchmark_careers"} <= kinds
+    assert {
+        "train",
+        "quickstart",
+        "sweep",
+        "benchmark_llm",
+        "synth",
+        "build_corpus",
+        "benchmark_careers",
+    } <= kinds
 
 
 def test_a_bad_override_fails_before_submission_naming_the_key() -> None:
@@ -27,14 +35,18 @@ def test_a_bad_override_fails_before_submission_naming_the_key() -> None:
 
 
 def test_runtime_env_forwards_named_variables_without_logging_their_values(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     pins = tmp_path / "constraints.txt"
     pins.write_text("# pinned\ntorch==2.13.0\nray==2.60.0\n")
     with caplog.at_level(logging.DEBUG):
         env = runtime_env(REPO, pip=pins, env_names=["AWS_SECRET_ACCESS_KEY"])
-    assert env["env_vars"] == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+    assert env["env_vars"] == {
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t-value",
+    }
     assert env["pip"]["packages"] == ["torch==2.13.0", "ray==2.60.0"]
     assert {".venv", "runs", ".git"} <= set(env["excludes"])
     assert "s3cr3t-value" not in caplog.text

@@ -57,7 +57,11 @@ def test_post_init_checks_are_reported_with_their_section() -> None:
 
 
 def test_overrides_are_parsed_by_declared_type() -> None:
-    data = apply_overrides(Job, {"name": "a"}, ["optim.lr=3e-4", "optim.eval_every=null", "optim.targets=q_proj,o_proj", "out=/tmp/x", "name=123"])
+    data = apply_overrides(
+        Job,
+        {"name": "a"},
+        ["optim.lr=3e-4", "optim.eval_every=null", "optim.targets=q_proj,o_proj", "out=/tmp/x", "name=123"],
+    )
     job = build(Job, data)
     assert job.optim.lr == pytest.approx(3e-4)
     assert job.optim.eval_every is None

@@ -37,7 +37,8 @@ def _modules() -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -58,7 +59,9 @@ def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
     return found
 
 
-def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom, modules: dict[str, Path]) -> set[str]:
+def _targets(
+    module: str, path: Path, node: ast.Import | ast.ImportFrom, modules: dict[str, Path]
+) -> set[str]:
     if isinstance(node, ast.Import):
         return {alias.name for alias in node.names if alias.name in modules}
     if node.level:  # relative: resolve against this module's package
@@ -157,7 +160,9 @@ def test_the_graph_counts_function_level_imports_and_skips_type_checking(tmp_pat
     )
     tree = ast.parse(source)
     modules = _modules()
-    targets = set().union(*(_targets("laborlm.jobs", PACKAGE_ROOT / "jobs.py", n, modules) for n in _imports(tree)))
+    targets = set().union(
+        *(_targets("laborlm.jobs", PACKAGE_ROOT / "jobs.py", n, modules) for n in _imports(tree))
+    )
     assert targets == {"laborlm.config", "laborlm.paths"}
 
 
@@ -169,7 +174,9 @@ def test_cycles_are_found() -> None:
 
 def test_no_library_module_imports_the_cli() -> None:
     importers = sorted(m for m, edges in import_graph().items() if CLI in edges and m not in MAY_IMPORT_CLI)
-    assert not importers, f"library modules import {CLI} (arrows point down; move the code they need): {importers}"
+    assert not importers, (
+        f"library modules import {CLI} (arrows point down; move the code they need): {importers}"
+    )
 
 
 def test_the_import_graph_is_acyclic() -> None:

@@ -30,8 +30,14 @@ def _csv(path: Path, rows: list[str]) -> Path:
 
 
 def _panel(path: Path, people: int) -> Path:
-    return _csv(path, [f"p{i:03d},{2000 + t},{('4', '7', '889')[(i + t) % 3]},psid"
-                       for i in range(people) for t in range(2)])
+    return _csv(
+        path,
+        [
+            f"p{i:03d},{2000 + t},{('4', '7', '889')[(i + t) % 3]},psid"
+            for i in range(people)
+            for t in range(2)
+        ],
+    )
 
 
 def _options(*command: str) -> set[str]:
@@ -57,18 +63,23 @@ def _dead_pid() -> int:
 # --- an override's problem names the override ------------------------------------------------------------------
 
 
-def test_an_override_problem_names_the_override_not_the_yaml(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_override_problem_names_the_override_not_the_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`data synth --config X.yaml people=-3` blamed X.yaml (it built the config itself)."""
     yaml = REPO / "jobs" / "synth_psid.yaml"
-    for argv in (["data", "synth", "--config", str(yaml), "--out", str(tmp_path / "o"), "people=-3"],
-                 ["run", str(yaml), f"out_dir={tmp_path / 'o'}", "people=-3"]):
+    for argv in (
+        ["data", "synth", "--config", str(yaml), "--out", str(tmp_path / "o"), "people=-3"],
+        ["run", str(yaml), f"out_dir={tmp_path / 'o'}", "people=-3"],
+    ):
         assert cli.main(["-q", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert err == "laborlm: error: override people=-3: config: people: expected >= 1, got -3", argv
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: synth\npeople: -2\n")  # the YAML's own problem still names the YAML
-    assert cli.main(["-q", "data", "synth", "--config", str(bad), "--out", str(tmp_path / "o"), "seed=1"]) == 2
+    assert (
+        cli.main(["-q", "data", "synth", "--config", str(bad), "--out", str(tmp_path / "o"), "seed=1"]) == 2
+    )
     assert f"error: {bad}: config: people: expected >= 1, got -2" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -81,10 +92,25 @@ def test_every_flag_evaluate_names_exists(tmp_path: Path, capsys: pytest.Capture
     a quoted `laborlm CMD ...` must be one of CMD's. Before: `use --rejects`, `pass --two-digit-years`,
     `pass --taxonomy`, `tracking.enabled=false` (evaluate has none of these)."""
     model = tmp_path / "unigram"
-    assert cli.main(["-q", "fit", "unigram", "--panel", str(_panel(tmp_path / "big.csv", 60)), "--out", str(model),
-                     "--no-mlflow"]) == 0
+    assert (
+        cli.main(
+            [
+                "-q",
+                "fit",
+                "unigram",
+                "--panel",
+                str(_panel(tmp_path / "big.csv", 60)),
+                "--out",
+                str(model),
+                "--no-mlflow",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    two_digit = _csv(tmp_path / "years.csv", ["p1,2000,4,psid", "p1,05,4,psid", "p2,2001,4,psid", "p2,07,4,psid"])
+    two_digit = _csv(
+        tmp_path / "years.csv", ["p1,2000,4,psid", "p1,05,4,psid", "p2,2001,4,psid", "p2,07,4,psid"]
+    )
     code = _csv(tmp_path / "code.csv", ["p1,2000,4,psid", "p1,2001,XYZ,psid"])
     columns = tmp_path / "columns.csv"
     columns.write_text("idcode,year,occ\np1,2000,4\n")
@@ -93,12 +119,25 @@ def test_every_flag_evaluate_names_exists(tmp_path: Path, capsys: pytest.Capture
         "two-digit years, more problems": [*base, "--panel", str(two_digit), "--no-mlflow"],
         "an unknown code": [*base, "--panel", str(code), "--no-mlflow"],
         "unknown columns": [*base, "--panel", str(columns), "--no-mlflow"],
-        "no tracking server": [*base, "--panel", str(_panel(tmp_path / "p.csv", 3)),
-                               "--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
+        "no tracking server": [
+            *base,
+            "--panel",
+            str(_panel(tmp_path / "p.csv", 3)),
+            "--tracking-uri",
+            f"http://127.0.0.1:{_free_port()}",
+        ],
         "no model": ["evaluate", "--model", str(tmp_path / "none"), "--panel", str(code)],
         "unwritable --out": [*base, "--panel", str(code), "--out", "/proc/self/x/metrics.json"],
-        "empty split": ["evaluate", "--model", str(model), "--panel", str(_panel(tmp_path / "one.csv", 1)),
-                        "--split", "valid", "--no-mlflow"],
+        "empty split": [
+            "evaluate",
+            "--model",
+            str(model),
+            "--panel",
+            str(_panel(tmp_path / "one.csv", 1)),
+            "--split",
+            "valid",
+            "--no-mlflow",
+        ],
     }
     texts = {}
     for what, argv in runs.items():
@@ -107,8 +146,10 @@ def test_every_flag_evaluate_names_exists(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--help"])
     texts["--help"] = capsys.readouterr().out
-    assert "two-digit years?" in texts["two-digit years, more problems"] and "more problem" in texts[
-        "two-digit years, more problems"]
+    assert (
+        "two-digit years?" in texts["two-digit years, more problems"]
+        and "more problem" in texts["two-digit years, more problems"]
+    )
     assert "another coding scheme" in texts["an unknown code"]
     own = _options("evaluate")
     named = 0
@@ -131,8 +172,21 @@ def test_every_flag_evaluate_names_exists(tmp_path: Path, capsys: pytest.Capture
 def test_predict_says_what_is_wrong_with_a_year(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`{"year": NaN}` said "is required"."""
     model = tmp_path / "unigram"
-    assert cli.main(["-q", "fit", "unigram", "--panel", str(_panel(tmp_path / "big.csv", 30)), "--out", str(model),
-                     "--no-mlflow"]) == 0
+    assert (
+        cli.main(
+            [
+                "-q",
+                "fit",
+                "unigram",
+                "--panel",
+                str(_panel(tmp_path / "big.csv", 30)),
+                "--out",
+                str(model),
+                "--no-mlflow",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     cases = {
         '{"year": NaN, "occupation": "4"}': "'history[0].year': nan is not a finite number (an integer year",
@@ -150,8 +204,9 @@ def test_predict_says_what_is_wrong_with_a_year(tmp_path: Path, capsys: pytest.C
 # --- a failed models:/ lookup writes nothing -------------------------------------------------------------------
 
 
-def test_a_failed_registry_lookup_creates_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_registry_lookup_creates_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With no tracking URI, MLflow's default created ./mlflow.db (and a down server was retried for minutes)."""
     work = tmp_path / "work"
     work.mkdir()
@@ -173,7 +228,10 @@ def test_a_failed_registry_lookup_creates_no_file(tmp_path: Path, monkeypatch: p
     }
     for flags, message in cases.items():
         start = time.monotonic()
-        assert cli.main(["-q", "predict", "--model", "models:/nope@champion", "--input", str(careers), *flags]) == 2
+        assert (
+            cli.main(["-q", "predict", "--model", "models:/nope@champion", "--input", str(careers), *flags])
+            == 2
+        )
         assert time.monotonic() - start < 30, flags
         err = capsys.readouterr().err
         assert err.startswith("laborlm: error: models:/nope@champion: ") and message in err, (flags, err)
@@ -184,16 +242,35 @@ def test_a_failed_registry_lookup_creates_no_file(tmp_path: Path, monkeypatch: p
 
 
 def _synth(out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "laborlm", "data", "synth", "--preset", "psid", "--people", "5",
-                           "--out", str(out)], check=False, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "laborlm",
+            "data",
+            "synth",
+            "--preset",
+            "psid",
+            "--people",
+            "5",
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_killed_writer_leaves_a_temp_folder_that_the_next_run_removes(tmp_path: Path) -> None:
     """SIGKILL mid-write leaves `.NAME.tmp-PID-*` beside the output; the next run of the command removes it and
     says so, but never the temporary folder of a writer that is still running."""
     out = tmp_path / "synth"
-    script = ("import sys, time; from pathlib import Path; from laborlm.readers.layout import replace_folder; "
-              "replace_folder(Path(sys.argv[1]), lambda name: True, lambda tmp: time.sleep(120))")
+    script = (
+        "import sys, time; from pathlib import Path; from laborlm.readers.layout import replace_folder; "
+        "replace_folder(Path(sys.argv[1]), lambda name: True, lambda tmp: time.sleep(120))"
+    )
     writer = subprocess.Popen([sys.executable, "-c", script, str(out)])  # stopped mid-write by SIGKILL below
     live = None
     try:
@@ -202,7 +279,9 @@ def test_a_killed_writer_leaves_a_temp_folder_that_the_next_run_removes(tmp_path
             if live is not None:
                 break
             time.sleep(0.1)
-        assert live is not None and live.name.startswith(f".synth.tmp-{writer.pid}-"), list(tmp_path.iterdir())
+        assert live is not None and live.name.startswith(f".synth.tmp-{writer.pid}-"), list(
+            tmp_path.iterdir()
+        )
         # A run while that writer is alive leaves its folder alone.
         proc = _synth(out)
         assert proc.returncode == 0, proc.stderr
@@ -218,8 +297,9 @@ def test_a_killed_writer_leaves_a_temp_folder_that_the_next_run_removes(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]
 
 
-def test_stale_temps_of_every_writer_are_removed(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_stale_temps_of_every_writer_are_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     """data import (a folder swapped in), data export --format csv (a file renamed into place), and the step of
     corpus build that clears its folder (shards renamed into place; the build itself needs Ray, see
     tests/chaos): a leftover of a dead process, older than this one, is removed and logged; a recent one or a
@@ -230,10 +310,15 @@ def test_stale_temps_of_every_writer_are_removed(tmp_path: Path, caplog: pytest.
     dead, old = _dead_pid(), time.time() - 3600
     imported, csv, corpus = tmp_path / "imported", tmp_path / "export.csv", tmp_path / "corpus"
     corpus.mkdir()
-    stale = [tmp_path / f".imported.tmp-{dead}-0badc0de", tmp_path / f".export.csv.tmp-{dead}-0badc0de",
-             corpus / f".corpus-0-000.parquet.tmp-{dead}"]
-    kept = [tmp_path / f".imported.tmp-{os.getppid()}-00000001",  # a live process's (pytest's parent)
-            tmp_path / f".imported.tmp-{dead}-00000002"]  # newer than this process: not a leftover of a killed run
+    stale = [
+        tmp_path / f".imported.tmp-{dead}-0badc0de",
+        tmp_path / f".export.csv.tmp-{dead}-0badc0de",
+        corpus / f".corpus-0-000.parquet.tmp-{dead}",
+    ]
+    kept = [
+        tmp_path / f".imported.tmp-{os.getppid()}-00000001",  # a live process's (pytest's parent)
+        tmp_path / f".imported.tmp-{dead}-00000002",
+    ]  # newer than this process: not a leftover of a killed run
     for path in stale + kept:
         path.mkdir() if "imported" in path.name else path.write_text("half")
     for path in [*stale, kept[0]]:

@@ -42,7 +42,9 @@ def leaf_parsers() -> dict[tuple[str, str | None], argparse.ArgumentParser]:
     return out
 
 
-def argv_for(command: tuple[str, str | None], parser: argparse.ArgumentParser, dest: str, value: str) -> list[str]:
+def argv_for(
+    command: tuple[str, str | None], parser: argparse.ArgumentParser, dest: str, value: str
+) -> list[str]:
     """A command line with placeholder inputs (outputs are checked before inputs are read) and ``dest=value``."""
     argv = [command[0]] + ([command[1]] if command[1] else [])
     for action in parser._actions:
@@ -88,7 +90,14 @@ def test_unwritable_output_flags_fail_with_rc_2(tmp_path: Path, capsys: pytest.C
 
 
 @pytest.mark.parametrize(
-    "job", ["quickstart.yaml", "build_corpus.yaml", "benchmark_careers.yaml", "train_tiny.yaml", "sweep_scaling.yaml"]
+    "job",
+    [
+        "quickstart.yaml",
+        "build_corpus.yaml",
+        "benchmark_careers.yaml",
+        "train_tiny.yaml",
+        "sweep_scaling.yaml",
+    ],
 )
 def test_a_job_out_dir_that_cannot_be_written_fails_before_any_work(
     job: str, capsys: pytest.CaptureFixture[str]

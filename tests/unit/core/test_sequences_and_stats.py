@@ -64,7 +64,13 @@ def test_stats_table7_rows() -> None:
     assert st.occupation_change_share == pytest.approx(3 / 4)
     assert st.change_share_by_year == {2001: 0.0, 2002: 1.0, 2003: 1.0, 2005: 1.0}
     text = format_stats({"tiny": st}, reference=CAREER_TABLE7)
-    for row in ("Number of individuals", "Average sequence length", "Median year", "Percent manual laborers",
-                "Percent college graduates", "Demographic covariates available"):
+    for row in (
+        "Number of individuals",
+        "Average sequence length",
+        "Median year",
+        "Percent manual laborers",
+        "Percent college graduates",
+        "Demographic covariates available",
+    ):
         assert row in text
     assert "| Percent manual laborers | 33% | 7% | 17% | 13% | 12% |" in text

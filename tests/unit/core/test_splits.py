@@ -11,7 +11,11 @@ def test_split_is_a_function_of_id_and_seed_only() -> None:
     b = split_array(list(reversed(ids)))[::-1]
     assert (a == b).all()
     shares = {s: float((a == s).mean()) for s in ("train", "valid", "test")}
-    assert abs(shares["train"] - 0.7) < 0.015 and abs(shares["valid"] - 0.1) < 0.01 and abs(shares["test"] - 0.2) < 0.015
+    assert (
+        abs(shares["train"] - 0.7) < 0.015
+        and abs(shares["valid"] - 0.1) < 0.01
+        and abs(shares["test"] - 0.2) < 0.015
+    )
     other = split_array(ids, SplitConfig(seed=1))
     assert (other != a).mean() > 0.3
 

@@ -27,8 +27,14 @@ def test_default_taxonomy_has_every_code_group_and_special_state() -> None:
     assert t.group("905") == "military"
     assert t.title("in_school") == "In school"
     assert set(t.groups) == {
-        "managerial_professional", "technical_sales_administrative", "service", "farming_forestry_fishing",
-        "precision_production_craft_repair", "operators_fabricators_laborers", "military", "not_working",
+        "managerial_professional",
+        "technical_sales_administrative",
+        "service",
+        "farming_forestry_fishing",
+        "precision_production_craft_repair",
+        "operators_fabricators_laborers",
+        "military",
+        "not_working",
     }
     w = t.employment_weights()
     assert w.sum() == pytest.approx(1.0, abs=1e-5) and (w[t.special_indices] == 0).all()
@@ -63,7 +69,12 @@ def test_occ1990dd_file_reloads_as_the_default(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text, line, field",
-    [("code\n1\n", 1, "title"), ("code,title\n1,A\n1,B\n", 3, "code"), ("code,title\n,A\n", 2, "code"), ("code,title\n1,\n", 2, "title")],
+    [
+        ("code\n1\n", 1, "title"),
+        ("code,title\n1,A\n1,B\n", 3, "code"),
+        ("code,title\n,A\n", 2, "code"),
+        ("code,title\n1,\n", 2, "title"),
+    ],
 )
 def test_bad_taxonomy_files_name_line_and_field(tmp_path: Path, text: str, line: int, field: str) -> None:
     p = tmp_path / "tax.csv"

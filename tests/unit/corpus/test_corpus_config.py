@@ -16,8 +16,13 @@ JOB = Path(__file__).resolve().parents[3] / "jobs" / "build_corpus.yaml"
 def test_job_yaml_loads_into_corpus_config() -> None:
     assert load_yaml(JOB)["kind"] == "build_corpus"
     config = load_config(CorpusConfig, JOB)
-    assert config.template == "labor-llm" and config.inputs == (Path("runs/quickstart/psid"), Path("runs/quickstart/resumes"))
-    assert config == CorpusConfig(inputs=config.inputs, out_dir=Path("runs/corpus"))  # the YAML only documents defaults
+    assert config.template == "labor-llm" and config.inputs == (
+        Path("runs/quickstart/psid"),
+        Path("runs/quickstart/resumes"),
+    )
+    assert config == CorpusConfig(
+        inputs=config.inputs, out_dir=Path("runs/corpus")
+    )  # the YAML only documents defaults
 
 
 def test_overrides_are_typed_and_change_the_hash() -> None:

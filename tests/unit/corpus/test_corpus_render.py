@@ -25,8 +25,21 @@ FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "corpus_panel.csv"
 def random_panel(n_people: int, seed: int, taxonomy: Taxonomy) -> pa.Table:
     """A sorted canonical panel with every kind of missing covariate and gaps between years."""
     rng = np.random.default_rng(seed)
-    rows: dict[str, list[object]] = {c: [] for c in ("person_id", "year", "occupation", "education", "region",
-                                                     "gender", "race", "birth_year", "source", "split")}
+    rows: dict[str, list[object]] = {
+        c: []
+        for c in (
+            "person_id",
+            "year",
+            "occupation",
+            "education",
+            "region",
+            "gender",
+            "race",
+            "birth_year",
+            "source",
+            "split",
+        )
+    }
     for p in range(n_people):
         t = int(rng.integers(1, 9))
         first = int(rng.integers(1970, 2010))
@@ -104,11 +117,15 @@ def test_table_renderer_matches_per_career(name: str, monkeypatch: pytest.Monkey
 def test_states_render_as_their_region() -> None:
     taxonomy = Taxonomy.default()
     career = Career("x", "psid", np.array([2000]), ("276",), (None,), np.array([np.nan]), region="CA")
-    assert "residing in the west region." in render_with_spans(career, taxonomy, load_template("labor-llm")).text
+    assert (
+        "residing in the west region." in render_with_spans(career, taxonomy, load_template("labor-llm")).text
+    )
 
 
 def test_spans_count_code_points_not_bytes() -> None:
-    taxonomy = Taxonomy([Occupation("1", "Café owner", "all"), Occupation("2", "Señor engineer ☃", "all")], name="u")
+    taxonomy = Taxonomy(
+        [Occupation("1", "Café owner", "all"), Occupation("2", "Señor engineer ☃", "all")], name="u"
+    )
     career = Career("x", "résumés", np.array([2000, 2001]), ("1", "2"), (None, None), np.full(2, np.nan))
     rendered = render_with_spans(career, taxonomy, load_template("bare"))
     assert [rendered.text[s:e] for s, e in rendered.spans] == ["Café owner", "Señor engineer ☃"]

@@ -134,7 +134,14 @@ def test_codes_template_leaves_no_occupation_wording(careers: dict[str, Career])
 
 
 def test_covariates_and_versions() -> None:
-    assert load_template("labor-llm").covariates == ("source", "gender", "race", "region", "birth_year", "education")
+    assert load_template("labor-llm").covariates == (
+        "source",
+        "gender",
+        "race",
+        "region",
+        "birth_year",
+        "education",
+    )
     assert load_template("bare").covariates == ("source",)
     assert all(load_template(n).version == 1 for n in available_templates())
 
@@ -149,21 +156,40 @@ def test_user_template_from_yaml(tmp_path: Path, careers: dict[str, Career]) -> 
     template = load_template(path)
     assert template.fingerprint() != load_template("labor-llm").fingerprint()
     text = render(careers["c3"], Taxonomy.default(), template)
-    assert text.splitlines()[:2] == ["Career of a unknown-gender worker", "2010 -> Chief executives, public administrators, and legislators"]
+    assert text.splitlines()[:2] == [
+        "Career of a unknown-gender worker",
+        "2010 -> Chief executives, public administrators, and legislators",
+    ]
     assert text.endswith("\n--")
 
 
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
-        ("name: x\nversion: 1\nheader: []\nentry: '{year}: {occupation}'\ncolour: red\n", "colour: unknown key"),
-        ("name: x\nversion: 1\nheader: ['{salary}']\nentry: '{year}: {occupation}'\n", "unknown placeholder {salary}"),
-        ("name: x\nversion: 1\nheader: []\nentry: '{occupation} in {year}'\n", "must end with a single space"),
+        (
+            "name: x\nversion: 1\nheader: []\nentry: '{year}: {occupation}'\ncolour: red\n",
+            "colour: unknown key",
+        ),
+        (
+            "name: x\nversion: 1\nheader: ['{salary}']\nentry: '{year}: {occupation}'\n",
+            "unknown placeholder {salary}",
+        ),
+        (
+            "name: x\nversion: 1\nheader: []\nentry: '{occupation} in {year}'\n",
+            "must end with a single space",
+        ),
         ("name: x\nversion: 1\nheader: []\nentry: '{year}:  {occupation}'\n", "must end with a single space"),
-        ("name: x\nversion: 1\nheader: []\nentry: '{year}: {occupation}'\nfields: {gender: {format: 'no value'}}\n",
-         "{value} exactly once"),
-        (("name: x\nversion: 1\nheader: []\nentry: '{year}: {occupation}'\noccupation: code\n"
-          "special_codes: {unemployed: '9', out_of_labor_force: '9', in_school: '8'}\n"), "distinct"),
+        (
+            "name: x\nversion: 1\nheader: []\nentry: '{year}: {occupation}'\nfields: {gender: {format: 'no value'}}\n",
+            "{value} exactly once",
+        ),
+        (
+            (
+                "name: x\nversion: 1\nheader: []\nentry: '{year}: {occupation}'\noccupation: code\n"
+                "special_codes: {unemployed: '9', out_of_labor_force: '9', in_school: '8'}\n"
+            ),
+            "distinct",
+        ),
     ],
 )
 def test_invalid_specs_are_config_errors(tmp_path: Path, yaml_text: str, message: str) -> None:
@@ -180,7 +206,13 @@ def test_unknown_template_name() -> None:
 
 
 def test_codes_that_collide_with_the_taxonomy_are_refused() -> None:
-    template = Template(name="t", version=1, header=(), entry="{year}: {occupation}", occupation="code",
-                        special_codes={"unemployed": "4", "out_of_labor_force": "992", "in_school": "993"})
+    template = Template(
+        name="t",
+        version=1,
+        header=(),
+        entry="{year}: {occupation}",
+        occupation="code",
+        special_codes={"unemployed": "4", "out_of_labor_force": "992", "in_school": "993"},
+    )
     with pytest.raises(ConfigError, match="more than one occupation"):
         template.occupation_labels(Taxonomy.default())

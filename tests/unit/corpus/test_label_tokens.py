@@ -21,8 +21,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     root = tmp_path_factory.mktemp("labels")
     taxonomy, template = tiny_taxonomy(), load_template("labor-llm")
     panel = sticky_panel(60, 0, taxonomy, "a")
-    tok = train_tokenizer(write_corpus(panel, taxonomy, template, root / "corpus"), root / "tok",
-                          TokenizerConfig(vocab_size=400, min_frequency=2))
+    tok = train_tokenizer(
+        write_corpus(panel, taxonomy, template, root / "corpus"),
+        root / "tok",
+        TokenizerConfig(vocab_size=400, min_frequency=2),
+    )
     return taxonomy, template, panel, tok
 
 
@@ -44,8 +47,9 @@ def test_label_tokens_inside_a_career_text(world: tuple) -> None:
     taxonomy, template, _, tok_dir = world
     tokenizer = load_tokenizer(tok_dir)
     codes = list(taxonomy.codes[:3])
-    career = schema.Career("p", "psid", np.array([2000, 2001, 2002]), tuple(codes), (None, None, None),
-                           np.full(3, np.nan))
+    career = schema.Career(
+        "p", "psid", np.array([2000, 2001, 2002]), tuple(codes), (None, None, None), np.full(3, np.nan)
+    )
     rendered = render_with_spans(career, taxonomy, template)
     spans = token_spans(rendered.text, rendered.spans, tokenizer)
     assert all(hi - lo == 1 for lo, hi in spans.spans)
@@ -66,8 +70,15 @@ def test_fast_scoring_of_single_token_labels_equals_naive(world: tuple) -> None:
 
 def test_plain_bpe_keeps_multi_token_titles(world: tuple, tmp_path: Path) -> None:
     taxonomy, template, panel, _ = world
-    tok = load_tokenizer(train_tokenizer(write_corpus(panel, taxonomy, template, tmp_path / "c"), tmp_path / "t",
-                                         TokenizerConfig(vocab_size=300, label_tokens=False)))
-    lengths = [len(tok(" " + lab + "\n", add_special_tokens=False)["input_ids"])
-               for lab in template.occupation_labels(taxonomy)]
+    tok = load_tokenizer(
+        train_tokenizer(
+            write_corpus(panel, taxonomy, template, tmp_path / "c"),
+            tmp_path / "t",
+            TokenizerConfig(vocab_size=300, label_tokens=False),
+        )
+    )
+    lengths = [
+        len(tok(" " + lab + "\n", add_special_tokens=False)["input_ids"])
+        for lab in template.occupation_labels(taxonomy)
+    ]
     assert max(lengths) > 1

@@ -21,8 +21,14 @@ def test_mean_and_sample_std_over_seeds() -> None:
 
 def test_sanity_flags_figures_worse_than_uniform_or_unigram_and_below_the_oracle(caplog) -> None:
     t = ComparisonTable(labels=10, floor_row="unigram", oracle_row="oracle")
-    for model, value in {"oracle": 4.0, "unigram": 8.0, "good": 5.0, "worse than unigram": 9.0,
-                         "worse than uniform": 250.8, "too good": 3.0}.items():
+    for model, value in {
+        "oracle": 4.0,
+        "unigram": 8.0,
+        "good": 5.0,
+        "worse than unigram": 9.0,
+        "worse than uniform": 250.8,
+        "too good": 3.0,
+    }.items():
         t.add(model, "psid", value)
     flags = t.sanity()
     assert len(flags) == 3

@@ -44,16 +44,26 @@ def test_calibration_bins_of_a_calibrated_predictor() -> None:
 def test_evaluate_log_probs_breakdowns() -> None:
     tax = Taxonomy.infer(["a", "b"])
     K = len(tax)
-    panel = conform(pa.table({
-        "person_id": ["p", "p", "p", "q"], "year": pa.array([1, 2, 3, 1], pa.int32()),
-        "occupation": ["a", "a", "b", "b"], "source": ["x"] * 4,
-        "gender": ["female", "female", "female", None],
-    }))
+    panel = conform(
+        pa.table(
+            {
+                "person_id": ["p", "p", "p", "q"],
+                "year": pa.array([1, 2, 3, 1], pa.int32()),
+                "occupation": ["a", "a", "b", "b"],
+                "source": ["x"] * 4,
+                "gender": ["female", "female", "female", None],
+            }
+        )
+    )
     arr = panel_arrays(panel, tax)
     probs = np.full((4, K), 0.1 / (K - 2))
     probs[:, :2] = [[0.5, 0.4], [0.8, 0.1], [0.3, 0.6], [0.2, 0.7]]
-    m = evaluate_log_probs(np.log(probs), arr, subgroups={"gender": panel.column("gender").to_pylist()},
-                           oracle_logp=np.log([0.6, 0.9, 0.7, 0.8]))
+    m = evaluate_log_probs(
+        np.log(probs),
+        arr,
+        subgroups={"gender": panel.column("gender").to_pylist()},
+        oracle_logp=np.log([0.6, 0.9, 0.7, 0.8]),
+    )
     assert m.person_years == 4
     assert m.perplexity == pytest.approx(np.exp(-np.mean(np.log([0.5, 0.8, 0.6, 0.7]))))
     assert m.by_transition["first"] == pytest.approx(np.exp(-np.mean(np.log([0.5, 0.7]))))

@@ -147,7 +147,10 @@ def test_pickled_model_and_ray_actor_logic_without_ray(world: TinyWorld) -> None
     values = np.array(rows.column("log_probs").to_pylist())
     np.testing.assert_allclose(values, model.raw_log_probs(panel), atol=1e-5)
     hidden = _ScoreActor(shipped, "hidden")(rendered).column("hidden")
-    assert isinstance(hidden.type, pa.FixedSizeListType) and hidden.type.list_size == world.model.config.hidden_size
+    assert (
+        isinstance(hidden.type, pa.FixedSizeListType)
+        and hidden.type.list_size == world.model.config.hidden_size
+    )
 
 
 def test_ray_data_scoring_is_the_callers_wrapper(world: TinyWorld, tmp_path) -> None:
@@ -161,10 +164,18 @@ def test_ray_data_scoring_is_the_callers_wrapper(world: TinyWorld, tmp_path) -> 
     assert on_ray_data(model, num_workers=None) is model
     wrapped = on_ray_data(model, num_workers=3, batch_size=5)
     assert isinstance(wrapped, RayDataOccupationModel) and isinstance(wrapped, NextOccupationModel)
-    assert (wrapped.name, wrapped.taxonomy, wrapped.kind, wrapped.model) == ("m", world.taxonomy, model.kind, model)
+    assert (wrapped.name, wrapped.taxonomy, wrapped.kind, wrapped.model) == (
+        "m",
+        world.taxonomy,
+        model.kind,
+        model,
+    )
     assert (wrapped.num_workers, wrapped.batch_size) == (3, 5)
     wrapped.save(tmp_path / "saved")  # the wrapped model's own folder: loads back without Ray
-    np.testing.assert_allclose(LlmOccupationModel.load(tmp_path / "saved").raw_log_probs(people(world, 2)),
-                               model.raw_log_probs(people(world, 2)), atol=1e-9)
+    np.testing.assert_allclose(
+        LlmOccupationModel.load(tmp_path / "saved").raw_log_probs(people(world, 2)),
+        model.raw_log_probs(people(world, 2)),
+        atol=1e-9,
+    )
     with pytest.raises(LaborLMError, match="num_workers"):
         RayDataOccupationModel(model, num_workers=0)

@@ -27,8 +27,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     root = tmp_path_factory.mktemp("stay")
     taxonomy, template = tiny_taxonomy(), load_template("labor-llm")
     panel = sticky_panel(60, 0, taxonomy, "a")
-    tok_dir = train_tokenizer(write_corpus(panel, taxonomy, template, root / "corpus"), root / "tok",
-                              TokenizerConfig(vocab_size=400, min_frequency=2, stay_token=True))
+    tok_dir = train_tokenizer(
+        write_corpus(panel, taxonomy, template, root / "corpus"),
+        root / "tok",
+        TokenizerConfig(vocab_size=400, min_frequency=2, stay_token=True),
+    )
     tokenizer = load_tokenizer(tok_dir)
     torch.manual_seed(0)
     model = tiny_llama(len(tokenizer)).double()
@@ -113,8 +116,22 @@ def test_the_tokenizer_command_adds_the_stay_token_unless_told_not_to(tmp_path) 
     corpus = write_corpus(sticky_panel(20, 0, taxonomy, "a"), taxonomy, template, tmp_path / "corpus")
     for flags, stay in (([], True), (["--no-stay-token"], False), (["--multi-token-labels"], False)):
         out = tmp_path / f"tok{len(flags)}{stay}{flags}".replace("-", "").replace(" ", "")
-        assert main(["corpus", "tokenizer", "--corpus", str(corpus), "--out", str(out), "--vocab-size", "300",
-                     *flags]) == 0
+        assert (
+            main(
+                [
+                    "corpus",
+                    "tokenizer",
+                    "--corpus",
+                    str(corpus),
+                    "--out",
+                    str(out),
+                    "--vocab-size",
+                    "300",
+                    *flags,
+                ]
+            )
+            == 0
+        )
         assert (stay_token_id(load_tokenizer(out)) is not None) is stay
 
 
@@ -127,4 +144,6 @@ def test_stay_move_asked_of_a_tokenizer_without_the_stay_token_is_a_config_error
     plain = train_tokenizer(corpus, tmp_path / "plain", TokenizerConfig(vocab_size=300))
     with pytest.raises(ConfigError, match="has no stay token"):
         prepare_tokenizer(TrainConfig(out_dir=tmp_path, tokenizer=str(plain), stay_move=True), [corpus])
-    assert prepare_tokenizer(TrainConfig(out_dir=tmp_path, tokenizer=str(plain)), [corpus]) == str(plain.resolve())
+    assert prepare_tokenizer(TrainConfig(out_dir=tmp_path, tokenizer=str(plain)), [corpus]) == str(
+        plain.resolve()
+    )

@@ -9,4 +9,3 @@ from torch_threads import one_torch_thread  # noqa: F401  (autouse in this packa
 @pytest.fixture(scope="session")
 def chain() -> Chain:
     return make_chain()
-

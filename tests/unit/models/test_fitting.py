@@ -30,7 +30,9 @@ def test_inverse_square_root_schedule_with_linear_warmup() -> None:
     assert learning_rate(100, fit) == pytest.approx(1e-3)
     assert learning_rate(400, fit) == pytest.approx(5e-4)  # sqrt(100 / 400) = 1/2
     assert learning_rate(7, replace(fit, warmup_steps=0)) == pytest.approx(1e-3 / 7**0.5)
-    assert learning_rate(0, FitConfig(lr=1e-3, warmup_steps=10)) == pytest.approx(1e-7)  # CAREER's warmup_init_lr
+    assert learning_rate(0, FitConfig(lr=1e-3, warmup_steps=10)) == pytest.approx(
+        1e-7
+    )  # CAREER's warmup_init_lr
 
 
 def test_fit_config_rejects_nonsense_in_one_error() -> None:

@@ -32,11 +32,33 @@ def biennial(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_an_imported_survey_keeps_its_waves_as_the_synthetic_panel_has_them(biennial: Path, tmp_path: Path) -> None:
+def test_an_imported_survey_keeps_its_waves_as_the_synthetic_panel_has_them(
+    biennial: Path, tmp_path: Path
+) -> None:
     # The synthetic panel goes out as a plain CSV and comes back through `data import`, the path a real survey takes.
-    assert main(["-q", "data", "export", str(biennial), "--format", "csv", "--out", str(tmp_path / "survey.csv")]) == 0
-    assert main(["-q", "data", "import", str(tmp_path / "survey.csv"), "--out", str(tmp_path / "survey"),
-                 "--taxonomy", str(biennial / "taxonomy.csv"), "--source", "psid"]) == 0
+    assert (
+        main(
+            ["-q", "data", "export", str(biennial), "--format", "csv", "--out", str(tmp_path / "survey.csv")]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "data",
+                "import",
+                str(tmp_path / "survey.csv"),
+                "--out",
+                str(tmp_path / "survey"),
+                "--taxonomy",
+                str(biennial / "taxonomy.csv"),
+                "--source",
+                "psid",
+            ]
+        )
+        == 0
+    )
     original, imported = read_panel(biennial), read_panel(tmp_path / "survey")
     a, b = panel_arrays(original.table, original.taxonomy), panel_arrays(imported.table, imported.taxonomy)
     assert {0, 1, 2} <= set(a.gap.tolist()) and a.gap.max() >= 4  # annual, biennial and skipped waves
@@ -61,22 +83,38 @@ def _probe(taxonomy_code: str, other_code: str) -> pa.Table:
     Years before 1940 share the year embedding (``encoding.YEAR_MIN``), so the gap is the only difference a
     model can see at the second row.
     """
-    rows = [("a", 1901, taxonomy_code), ("a", 1902, other_code), ("b", 1900, taxonomy_code), ("b", 1902, other_code)]
+    rows = [
+        ("a", 1901, taxonomy_code),
+        ("a", 1902, other_code),
+        ("b", 1900, taxonomy_code),
+        ("b", 1902, other_code),
+    ]
     n = len(rows)
     columns = {f.name: pa.nulls(n, f.type) for f in schema.PANEL_SCHEMA}
     columns[schema.PERSON_ID] = pa.array([r[0] for r in rows], pa.string())
     columns[schema.YEAR] = pa.array([r[1] for r in rows], pa.int32())
     columns[schema.OCCUPATION] = pa.array([r[2] for r in rows], pa.string())
     columns[schema.SOURCE] = pa.array(["psid"] * n, pa.string())
-    return pa.table({f.name: columns[f.name].cast(f.type) for f in schema.PANEL_SCHEMA}, schema=schema.PANEL_SCHEMA)
+    return pa.table(
+        {f.name: columns[f.name].cast(f.type) for f in schema.PANEL_SCHEMA}, schema=schema.PANEL_SCHEMA
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "uses_gap"),
-    [("unigram", False), ("markov1", False), ("markov2", False), ("regression-one_stage", True),
-     ("bag-of-jobs-one_stage", True), ("nemo-two_stage", True), ("career-tiny-two_stage", True)],
+    [
+        ("unigram", False),
+        ("markov1", False),
+        ("markov2", False),
+        ("regression-one_stage", True),
+        ("bag-of-jobs-one_stage", True),
+        ("nemo-two_stage", True),
+        ("career-tiny-two_stage", True),
+    ],
 )
-def test_every_model_treats_a_gap_as_on_the_synthetic_biennial_panel(biennial: Path, name: str, uses_gap: bool) -> None:
+def test_every_model_treats_a_gap_as_on_the_synthetic_biennial_panel(
+    biennial: Path, name: str, uses_gap: bool
+) -> None:
     read = read_panel(biennial)
     train = select_split(read.table, "train", SplitConfig())
     model = create_model(name, read.taxonomy, fit=fit_config(name, FitOverrides(max_epochs=2)), seed=0)

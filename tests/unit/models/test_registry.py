@@ -17,7 +17,13 @@ def test_every_registered_model_builds_and_implements_the_interface() -> None:
     for name in model_names():
         model = create_model(name, taxonomy)
         assert isinstance(model, NextOccupationModel) and model.name == name
-        kind = UnigramModel if name == "unigram" else MarkovModel if name.startswith("markov") else NeuralOccupationModel
+        kind = (
+            UnigramModel
+            if name == "unigram"
+            else MarkovModel
+            if name.startswith("markov")
+            else NeuralOccupationModel
+        )
         assert isinstance(model, kind)
     pretrained = create_model("career-pretrained-two_stage", taxonomy)
     assert isinstance(pretrained, NeuralOccupationModel)

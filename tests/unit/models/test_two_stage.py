@@ -13,7 +13,9 @@ def test_hand_computed_three_occupations() -> None:
     P(y=1) = 1/2; the move mass 1/2 is split over jobs 0 and 2 in proportion 1 : 3, so
     P(y=0) = 1/2 * 1/4 = 0.125 and P(y=2) = 1/2 * 3/4 = 0.375. The score of job 1 (ln 5) is ignored.
     """
-    lp = two_stage_log_probs(torch.tensor([0.0]), torch.tensor([[0.0, math.log(5.0), math.log(3.0)]]), torch.tensor([1]))
+    lp = two_stage_log_probs(
+        torch.tensor([0.0]), torch.tensor([[0.0, math.log(5.0), math.log(3.0)]]), torch.tensor([1])
+    )
     assert torch.allclose(lp.exp(), torch.tensor([[0.125, 0.5, 0.375]]))
 
 

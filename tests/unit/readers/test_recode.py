@@ -47,7 +47,9 @@ def test_a_taxonomy_file_may_list_the_special_states(tmp_path: Path) -> None:
     )
     t = Taxonomy.from_csv(path)
     assert t.codes == ("1", "2", "unemployed", "out_of_labor_force", "in_school")
-    assert t.normalize("Out of labor force") == "out_of_labor_force" and t.normalize("in school") == "in_school"
+    assert (
+        t.normalize("Out of labor force") == "out_of_labor_force" and t.normalize("in school") == "in_school"
+    )
     # Deleting one line must not turn another state into an ordinary occupation.
     path.write_text("code,title\n1,Clerical\nOut of labor force,Out of the labor force\n")
     assert Taxonomy.from_csv(path).codes == ("1", "unemployed", "out_of_labor_force", "in_school")
@@ -98,7 +100,9 @@ def test_maps_columns_and_two_digit_years_import_a_survey_as_it_is(tmp_path: Pat
     assert recoded[("education", "9", "less_than_high_school", "map")] == 1  # a LO-HI range
     assert recoded[("year", "two-digit", "1968..1999", "two_digit_years")] == 5
     # Years past START..START+99 wrap into the next century.
-    wrapped = read_panel(survey(tmp_path), maps=replace(maps, two_digit_years=1970), taxonomy="infer", source="nlsw")
+    wrapped = read_panel(
+        survey(tmp_path), maps=replace(maps, two_digit_years=1970), taxonomy="infer", source="nlsw"
+    )
     assert wrapped.table.column("year").to_pylist() == [1970, 1971, 1973, 1999, 2068]
 
 
@@ -108,24 +112,34 @@ def test_map_errors_name_the_flag(tmp_path: Path) -> None:
             columns="person=idcode", maps=["race:1=martian", "wage:1=2", "nonsense"], two_digit_years=19
         )
     text = str(info.value)
-    for part in ("'person' is not a panel column", "'martian' is not a valid race", "only occupation",
-                 "'nonsense': expected COLUMN:LABEL=VALUE", "--two-digit-years: 19"):
+    for part in (
+        "'person' is not a panel column",
+        "'martian' is not a valid race",
+        "only occupation",
+        "'nonsense': expected COLUMN:LABEL=VALUE",
+        "--two-digit-years: 19",
+    ):
         assert part in text, text
-    with pytest.raises(InputDataError, match="--columns person_id=pid: the file has no column 'pid'; its columns: idcode"):
+    with pytest.raises(
+        InputDataError, match="--columns person_id=pid: the file has no column 'pid'; its columns: idcode"
+    ):
         read_panel(survey(tmp_path), maps=ImportMaps.from_flags(columns="person_id=pid"))
 
 
 def test_two_digit_years_without_the_flag_say_which_flag(tmp_path: Path) -> None:
     path = survey(tmp_path, "person_id,year,occupation\na,70,4\n")
-    with pytest.raises(InputDataError, match="two-digit years\\? `laborlm data import --two-digit-years 1900`"):
+    with pytest.raises(
+        InputDataError, match="two-digit years\\? `laborlm data import --two-digit-years 1900`"
+    ):
         read_panel(path)
 
 
 def test_parquet_columns_are_mapped_before_the_schema_check(tmp_path: Path) -> None:
     path = tmp_path / "survey.parquet"
     pq.write_table(pa.table({"idcode": [1, 1], "year": [70, 71], "occ_code": [4, 7], "age": [20, 21]}), path)
-    maps = ImportMaps.from_flags(columns="person_id=idcode,occupation=occ_code", ignore_columns="*",
-                                 two_digit_years=1900)
+    maps = ImportMaps.from_flags(
+        columns="person_id=idcode,occupation=occ_code", ignore_columns="*", two_digit_years=1900
+    )
     read = read_panel(path, maps=maps, source="x")
     assert read.table.column("year").to_pylist() == [1970, 1971] and read.ignored_columns == ("age",)
 
@@ -153,9 +167,13 @@ def test_import_names_titles_and_warns_about_bare_codes_and_the_default_source(
 
 
 def test_summary_lists_every_recoding(tmp_path: Path) -> None:
-    maps = ImportMaps.from_flags(columns="person_id=idcode,year=yr,occupation=occ",
-                                 ignore_columns="*", maps=["race:1=white"], states="home=nilf,school=in_school",
-                                 two_digit_years=1900)
+    maps = ImportMaps.from_flags(
+        columns="person_id=idcode,year=yr,occupation=occ",
+        ignore_columns="*",
+        maps=["race:1=white"],
+        states="home=nilf,school=in_school",
+        two_digit_years=1900,
+    )
     lines = import_data(survey(tmp_path), tmp_path / "out", taxonomy="infer", maps=maps, source="s").lines()
     text = "\n".join(lines)
     assert lines[0].endswith("rows in 5 = kept 5 + rejected 0 (2 people, taxonomy inferred)")

@@ -23,12 +23,16 @@ from unit.llm.llm_world import sticky_panel, tiny_llama, tiny_taxonomy, write_co
 
 def corpus_panel(taxonomy: Taxonomy) -> pa.Table:
     """Careers plus one row per label, so the tokenizer sees every title (as a resume corpus would)."""
-    every = schema.conform(pa.table({
-        "person_id": [f"z{i:03d}" for i in range(len(taxonomy))],
-        "year": pa.array([2000] * len(taxonomy), pa.int32()),
-        "occupation": list(taxonomy.codes),
-        "source": ["psid"] * len(taxonomy),
-    }))
+    every = schema.conform(
+        pa.table(
+            {
+                "person_id": [f"z{i:03d}" for i in range(len(taxonomy))],
+                "year": pa.array([2000] * len(taxonomy), pa.int32()),
+                "occupation": list(taxonomy.codes),
+                "source": ["psid"] * len(taxonomy),
+            }
+        )
+    )
     return pa.concat_tables([sticky_panel(40, 0, taxonomy, "a"), every])
 
 

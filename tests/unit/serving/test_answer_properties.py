@@ -30,8 +30,15 @@ from laborlm.synthetic import generate_panel, load_preset
 from laborlm.synthetic.oracle import OracleModel
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MODELS = ("oracle", "unigram", "markov1", "markov2", "regression-two_stage", "bag-of-jobs-one_stage",
-          "career-tiny-two_stage")
+MODELS = (
+    "oracle",
+    "unigram",
+    "markov1",
+    "markov2",
+    "regression-two_stage",
+    "bag-of-jobs-one_stage",
+    "career-tiny-two_stage",
+)
 ONE_EPOCH = FitOverrides(max_epochs=1, patience=None, max_tokens=2000)
 
 
@@ -69,10 +76,17 @@ def _careers(taxonomy: Taxonomy) -> st.SearchStrategy[list[dict[str, Any]]]:
             history.append(item)
             year += e["gap"]
         c: dict[str, Any] = {"history": history}
-        covariates = draw(st.fixed_dictionaries({}, optional={
-            "gender": maybe(schema.GENDERS), "race": maybe(schema.RACES), "region": maybe(schema.REGIONS),
-            "birth_year": st.one_of(st.none(), st.integers(1930, 2000)),
-        }))
+        covariates = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "gender": maybe(schema.GENDERS),
+                    "race": maybe(schema.RACES),
+                    "region": maybe(schema.REGIONS),
+                    "birth_year": st.one_of(st.none(), st.integers(1930, 2000)),
+                },
+            )
+        )
         if covariates:
             c["covariates"] = covariates
         if not history or draw(st.booleans()):
@@ -85,7 +99,9 @@ def _careers(taxonomy: Taxonomy) -> st.SearchStrategy[list[dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_any_valid_career_gets_a_finite_distribution(models: dict[str, NextOccupationModel], name: str) -> None:
+def test_any_valid_career_gets_a_finite_distribution(
+    models: dict[str, NextOccupationModel], name: str
+) -> None:
     model = models[name]
     K = len(model.taxonomy)
 
@@ -106,23 +122,36 @@ def test_any_valid_career_gets_a_finite_distribution(models: dict[str, NextOccup
 def test_readme_career_without_education_in_a_later_entry(models: dict[str, NextOccupationModel]) -> None:
     """README's example: the oracle carries education forward, the same answer as when the entry repeats it."""
     oracle = models["oracle"]
-    history = [{"year": 2001, "occupation": "229", "education": "bachelors"}, {"year": 2003, "occupation": "229"}]
+    history = [
+        {"year": 2001, "occupation": "229", "education": "bachelors"},
+        {"year": 2003, "occupation": "229"},
+    ]
     omitted = predict_careers(oracle, [{"history": history}], 3)[0]
     repeated = predict_careers(
-        oracle, [{"history": [history[0], {**history[1], "education": "bachelors"}]}], 3)[0]
+        oracle, [{"history": [history[0], {**history[1], "education": "bachelors"}]}], 3
+    )[0]
     assert omitted == repeated and all(math.isfinite(t["probability"]) for t in omitted["top_k"])
 
 
-def test_oracle_carries_education_forward_in_a_panel(models: dict[str, NextOccupationModel], tmp_path: Path) -> None:
+def test_oracle_carries_education_forward_in_a_panel(
+    models: dict[str, NextOccupationModel], tmp_path: Path
+) -> None:
     """The evaluate path: a panel row without education scores as if it repeated the last recorded level."""
     import numpy as np
     import pyarrow as pa
 
     def panel(edu: list[str | None]) -> pa.Table:
-        return schema.conform(pa.table({
-            "person_id": ["a"] * 3, "year": pa.array([2001, 2002, 2003], pa.int32()),
-            "occupation": ["229", "229", "4"], "education": edu, "source": ["psid"] * 3,
-        }))
+        return schema.conform(
+            pa.table(
+                {
+                    "person_id": ["a"] * 3,
+                    "year": pa.array([2001, 2002, 2003], pa.int32()),
+                    "occupation": ["229", "229", "4"],
+                    "education": edu,
+                    "source": ["psid"] * 3,
+                }
+            )
+        )
 
     oracle = models["oracle"]
     gap = oracle.log_probs(panel(["bachelors", None, None]))

@@ -30,7 +30,12 @@ A, B, C = TAX.codes[0], TAX.codes[1], TAX.codes[2]
 def career(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "person_id": "w1",
-        "covariates": {"gender": "Female", "race": "black_or_african_american", "region": "CA", "birth_year": 1975},
+        "covariates": {
+            "gender": "Female",
+            "race": "black_or_african_american",
+            "region": "CA",
+            "birth_year": 1975,
+        },
         "history": [
             {"year": 2001, "occupation": A, "education": "bachelors"},
             {"year": 2003, "occupation": B},
@@ -55,7 +60,9 @@ def test_career_becomes_history_rows_plus_one_target_row() -> None:
     assert [r["year"] for r in rows] == [2001, 2003, 2004, 1999]  # default next_year = last + 1
     assert [r["person_id"] for r in rows] == ["00000000"] * 3 + ["00000001"]  # request order = panel order
     # Covariates are canonicalised and repeated on every row, the target row included.
-    assert {(r["gender"], r["race"], r["region"], r["birth_year"]) for r in rows[:3]} == {("female", "black", "CA", 1975)}
+    assert {(r["gender"], r["race"], r["region"], r["birth_year"]) for r in rows[:3]} == {
+        ("female", "black", "CA", 1975)
+    }
     # Education carries forward (to a history entry without it, and to the predicted year unless given);
     # the target's code is a placeholder.
     assert [r["education"] for r in rows[:3]] == ["bachelors", "bachelors", "bachelors"]
@@ -66,8 +73,10 @@ def test_career_becomes_history_rows_plus_one_target_row() -> None:
 
 def test_explicit_next_year_education_and_integer_codes() -> None:
     numeric = next(c for c in TAX.codes if c.isdigit())
-    (c,) = parse_careers([career(next_year=2005, education="masters",
-                                 history=[{"year": 2001, "occupation": int(numeric)}])], TAX)
+    (c,) = parse_careers(
+        [career(next_year=2005, education="masters", history=[{"year": 2001, "occupation": int(numeric)}])],
+        TAX,
+    )
     assert (c.next_year, c.next_education, c.occupations) == (2005, "masters", (numeric,))
 
 
@@ -82,12 +91,28 @@ def test_pandas_gaps_count_as_missing() -> None:
 @pytest.mark.parametrize(
     ("bad", "field", "text"),
     [
-        ({"history": [{"year": 2001, "occupation": "9999"}]}, "history[0].occupation", "'9999' is not in the occupation taxonomy"),
-        ({"history": [{"year": "2001", "occupation": A}]}, "history[0].year", "must be an integer year, got str"),
+        (
+            {"history": [{"year": 2001, "occupation": "9999"}]},
+            "history[0].occupation",
+            "'9999' is not in the occupation taxonomy",
+        ),
+        (
+            {"history": [{"year": "2001", "occupation": A}]},
+            "history[0].year",
+            "must be an integer year, got str",
+        ),
         ({"history": [{"occupation": A}]}, "history[0].year", "is required"),
         ({"history": [{"year": 2001}]}, "history[0].occupation", "is required"),
-        ({"history": [{"year": 2001, "occupation": A, "wage": 3}]}, "history[0].wage", "is not a history field"),
-        ({"history": [{"year": 2003, "occupation": A}, {"year": 2003, "occupation": B}]}, "history[1].year", "after the previous"),
+        (
+            {"history": [{"year": 2001, "occupation": A, "wage": 3}]},
+            "history[0].wage",
+            "is not a history field",
+        ),
+        (
+            {"history": [{"year": 2003, "occupation": A}, {"year": 2003, "occupation": B}]},
+            "history[1].year",
+            "after the previous",
+        ),
         ({"history": "x"}, "history", "must be a list"),
         ({"history": None}, "history", "is required"),
         ({"history": []}, "history", "is empty"),
@@ -111,8 +136,19 @@ def test_validation_names_career_and_field(bad: dict[str, Any], field: str, text
 
 
 def test_every_problem_is_reported_once_and_nothing_is_scored() -> None:
-    found = problems([career(history=[{"year": "x", "occupation": "nope"}]), "not a career", career(covariates={"race": 5})])
-    assert found == [(0, "history[0].year"), (0, "history[0].occupation"), (1, "(career)"), (2, "covariates.race")]
+    found = problems(
+        [
+            career(history=[{"year": "x", "occupation": "nope"}]),
+            "not a career",
+            career(covariates={"race": 5}),
+        ]
+    )
+    assert found == [
+        (0, "history[0].year"),
+        (0, "history[0].occupation"),
+        (1, "(career)"),
+        (2, "covariates.race"),
+    ]
     assert problems([]) == [(0, "(request)")]
 
 
@@ -131,8 +167,15 @@ def test_top_k_is_sorted_and_deterministic_on_ties() -> None:
     logp = np.log(np.array([[0.1, 0.3, 0.3, 0.3], [0.7, 0.1, 0.1, 0.1]]))
     tax = Taxonomy(tiny_taxonomy().occupations[:1], name="one")  # K = 4 with the special states
     best = top_k(logp, tax, 3)
-    assert [[b["code"] for b in row] for row in best] == [[tax.codes[1], tax.codes[2], tax.codes[3]], [tax.codes[0], tax.codes[1], tax.codes[2]]]
-    assert best[1][0] == {"code": tax.codes[0], "title": tax.occupations[0].title, "probability": pytest.approx(0.7)}
+    assert [[b["code"] for b in row] for row in best] == [
+        [tax.codes[1], tax.codes[2], tax.codes[3]],
+        [tax.codes[0], tax.codes[1], tax.codes[2]],
+    ]
+    assert best[1][0] == {
+        "code": tax.codes[0],
+        "title": tax.occupations[0].title,
+        "probability": pytest.approx(0.7),
+    }
     assert len(top_k(logp, tax, 10)[0]) == 4
 
 
@@ -146,7 +189,9 @@ def check_answer(answer: list[dict[str, Any]], taxonomy: Taxonomy, k: int) -> No
 
 
 def test_predict_with_markov_matches_its_log_probs(markov: Any) -> None:
-    answer = predict_careers(markov, [career(), career(person_id="w2", history=[{"year": 2001, "occupation": C}])], 4)
+    answer = predict_careers(
+        markov, [career(), career(person_id="w2", history=[{"year": 2001, "occupation": C}])], 4
+    )
     assert [(a["person_id"], a["next_year"]) for a in answer] == [("w1", 2004), ("w2", 2002)]
     check_answer(answer, markov.taxonomy, 4)
     panel, targets = careers_to_panel(parse_careers([career()], markov.taxonomy), markov.taxonomy)
@@ -174,15 +219,38 @@ def test_saved_model_kind_rejects_other_folders(tmp_path: Path) -> None:
         saved_model_kind(tmp_path)
 
 
-def test_cli_predict_from_a_saved_folder(saved_markov: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_predict_from_a_saved_folder(
+    saved_markov: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "careers.jsonl"
     src.write_text(json.dumps(career()) + "\n\n" + json.dumps(career(person_id="w2")) + "\n")
     out = tmp_path / "preds.jsonl"
-    assert main(["-q", "predict", "--model", str(saved_markov), "--input", str(src), "--top-k", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "predict",
+                "--model",
+                str(saved_markov),
+                "--input",
+                str(src),
+                "--top-k",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     preds = [json.loads(line) for line in out.read_text().splitlines()]
     assert [p["person_id"] for p in preds] == ["w1", "w2"] and all(len(p["top_k"]) == 2 for p in preds)
     # A bad career is reported with its line in the file (line 3: the blank line 2 is skipped).
-    src.write_text(json.dumps(career()) + "\n\n" + json.dumps(career(history=[{"year": 2001, "occupation": "9999"}])) + "\n")
+    src.write_text(
+        json.dumps(career())
+        + "\n\n"
+        + json.dumps(career(history=[{"year": 2001, "occupation": "9999"}]))
+        + "\n"
+    )
     capsys.readouterr()
     assert main(["-q", "predict", "--model", str(saved_markov), "--input", str(src)]) == 2
     assert f"{src}:3: field 'history[0].occupation': '9999' is not in" in capsys.readouterr().err

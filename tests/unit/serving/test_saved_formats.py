@@ -27,8 +27,16 @@ from laborlm.training.models import write_model_info
 from unit.llm.llm_world import sticky_panel, tiny_llama, tiny_taxonomy
 
 # What _export records (plus what the workflow adds at the end of a phase).
-_INFO = {"template": "labor-llm", "taxonomy": "tiny", "corpus_config_hash": "x", "phase": "finetune",
-         "run_name": "train-test", "step": 4, "valid_loss": 3.2, "final_step": 4}
+_INFO = {
+    "template": "labor-llm",
+    "taxonomy": "tiny",
+    "corpus_config_hash": "x",
+    "phase": "finetune",
+    "run_name": "train-test",
+    "step": 4,
+    "valid_loss": 3.2,
+    "final_step": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +54,10 @@ def train_out(saved_llm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     from peft import LoraConfig, get_peft_model
 
     adapter = root / "finetune" / "model"
-    peft = get_peft_model(tiny_llama(len(tokenizer), seed=1),
-                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    peft = get_peft_model(
+        tiny_llama(len(tokenizer), seed=1),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
     with torch.no_grad():  # a trained adapter: B != 0, so merging changes the weights
         for name, p in peft.named_parameters():
             if "lora_B" in name:
@@ -95,8 +105,24 @@ def test_evaluate_and_predict_take_a_train_folder(
 ) -> None:
     folder = train_out / "pretrain" / "model"
     metrics = tmp_path / "metrics.json"
-    assert main(["-q", "evaluate", "--model", str(folder), "--panel", str(panel_file), "--split", "all",
-                 "--out", str(metrics), "--no-mlflow"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                "--model",
+                str(folder),
+                "--panel",
+                str(panel_file),
+                "--split",
+                "all",
+                "--out",
+                str(metrics),
+                "--no-mlflow",
+            ]
+        )
+        == 0
+    )
     assert json.loads(metrics.read_text())["person_years"] == pq.read_table(panel_file).num_rows
     careers = tmp_path / "careers.jsonl"
     code = tiny_taxonomy().codes[0]
@@ -108,7 +134,9 @@ def test_evaluate_and_predict_take_a_train_folder(
 
 def test_the_loader_says_what_it_found(train_out: Path, tmp_path: Path) -> None:
     # The run folder instead of a model folder: the models below it are named.
-    with pytest.raises(CheckpointError, match=r"found finetune, pretrain; saved models below it: .*finetune/model"):
+    with pytest.raises(
+        CheckpointError, match=r"found finetune, pretrain; saved models below it: .*finetune/model"
+    ):
         saved_model_kind(train_out)
     # A bare Hugging Face folder: which metadata is missing and why it matters.
     hf = tmp_path / "hf"

@@ -22,7 +22,9 @@ def registered(saved_llm: Path, tracking_uri: str) -> str:
     return register_model(saved_llm, "serving-llm", tracking_uri)
 
 
-def test_register_sets_candidate_and_promote_moves_champion(registered: str, saved_markov: Path, tracking_uri: str) -> None:
+def test_register_sets_candidate_and_promote_moves_champion(
+    registered: str, saved_markov: Path, tracking_uri: str
+) -> None:
     assert registered == "1"
     assert resolve("models:/serving-llm@candidate", tracking_uri).version == "1"
     promote("serving-llm", registered, tracking_uri=tracking_uri)
@@ -77,7 +79,10 @@ def test_pyfunc_round_trip_through_the_alias(registered: str, tracking_uri: str)
         model.predict([career(history=[{"year": 2001, "occupation": "9999"}])])
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
     assert info.value.get_http_status_code() == 400
-    assert "career 0: field 'history[0].occupation': '9999' is not in the occupation taxonomy" in info.value.message
+    assert (
+        "career 0: field 'history[0].occupation': '9999' is not in the occupation taxonomy"
+        in info.value.message
+    )
 
 
 def test_cli_predict_and_promote_through_the_registry(
@@ -93,6 +98,8 @@ def test_cli_predict_and_promote_through_the_registry(
     assert main([*args, "--model", str(saved_llm)]) == 0
     via_folder = json.loads(capsys.readouterr().out)
     assert [b["code"] for b in via_registry["top_k"]] == [b["code"] for b in via_folder["top_k"]]
-    assert [b["probability"] for b in via_registry["top_k"]] == pytest.approx([b["probability"] for b in via_folder["top_k"]])
+    assert [b["probability"] for b in via_registry["top_k"]] == pytest.approx(
+        [b["probability"] for b in via_folder["top_k"]]
+    )
     assert main([*args, "--model", "models:/serving-llm@nope", "--tracking-uri", tracking_uri]) == 2
     assert "models:/serving-llm@nope" in capsys.readouterr().err

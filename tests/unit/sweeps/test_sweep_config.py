@@ -28,13 +28,23 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _prepared(tokens: int = 10_000) -> Prepared:
-    return Prepared("/data/survey", "/data/pretrain", "/data/finetune", "/data/tokenizer", None, None, "laborlm",
-                    {"0.5": {"people": 50, "tokens": tokens}, "1.0": {"people": 100, "tokens": 2 * tokens}})
+    return Prepared(
+        "/data/survey",
+        "/data/pretrain",
+        "/data/finetune",
+        "/data/tokenizer",
+        None,
+        None,
+        "laborlm",
+        {"0.5": {"people": 50, "tokens": tokens}, "1.0": {"people": 100, "tokens": 2 * tokens}},
+    )
 
 
 def test_trial_overrides_layer_after_the_sweep_settings_and_set_steps_from_epochs(tmp_path: Path) -> None:
-    cfg = SweepConfig(train_overrides=("block_size=64", "micro_batch_size=2", "finetune.max_steps=7", "seed=9"),
-                      pretrain_epochs=2.0)
+    cfg = SweepConfig(
+        train_overrides=("block_size=64", "micro_batch_size=2", "finetune.max_steps=7", "seed=9"),
+        pretrain_epochs=2.0,
+    )
     params = {DATA_FRACTION: 0.5, "model": "llama-400k", "seed": 3}
     config = train_config_for(cfg, _prepared(), params, tmp_path)
     assert config.model.size == "llama-400k" and config.seed == 3  # the trial's own values win
@@ -48,7 +58,9 @@ def test_trial_overrides_layer_after_the_sweep_settings_and_set_steps_from_epoch
 
 def test_without_epochs_the_steps_come_from_the_overrides(tmp_path: Path) -> None:
     cfg = SweepConfig(train_overrides=("pretrain.max_steps=11",), pretrain_epochs=None)
-    config = train_config_for(cfg, _prepared(), {DATA_FRACTION: 1.0, "model": "llama-1m", "seed": 0}, tmp_path)
+    config = train_config_for(
+        cfg, _prepared(), {DATA_FRACTION: 1.0, "model": "llama-1m", "seed": 0}, tmp_path
+    )
     assert config.pretrain.max_steps == 11
 
 
@@ -59,7 +71,9 @@ def test_a_bad_trial_override_is_a_config_error_naming_the_trial(tmp_path: Path)
 
 def test_trial_keys_are_readable_and_deterministic() -> None:
     a = trial_key({DATA_FRACTION: 0.3, "model": "llama-1m", "seed": 0})
-    assert a.startswith("llama-1m-d0.3-s0-") and a == trial_key({"seed": 0, "model": "llama-1m", DATA_FRACTION: 0.3})
+    assert a.startswith("llama-1m-d0.3-s0-") and a == trial_key(
+        {"seed": 0, "model": "llama-1m", DATA_FRACTION: 0.3}
+    )
     assert a != trial_key({DATA_FRACTION: 0.3, "model": "llama-1m", "seed": 1})
     assert trial_key({"model": "/models/llama-3-8b/", "finetune.lr": 1e-3}).startswith("llama-3-8b-")
 
@@ -67,8 +81,10 @@ def test_trial_keys_are_readable_and_deterministic() -> None:
 def test_models_map_to_a_size_or_a_path() -> None:
     assert model_override("llama-200k") == "model.size=llama-200k"
     assert model_override("/mnt/shared/models/llama-7b") == "model.path=/mnt/shared/models/llama-7b"
-    assert trial_overrides({"model": "llama-1m", "finetune.lora": True}) == ["finetune.lora=true",
-                                                                              "model.size=llama-1m"]
+    assert trial_overrides({"model": "llama-1m", "finetune.lora": True}) == [
+        "finetune.lora=true",
+        "model.size=llama-1m",
+    ]
 
 
 def test_grid_and_asha_spaces() -> None:
@@ -89,8 +105,13 @@ def test_config_errors_are_reported_together() -> None:
 
 def test_data_fractions_keep_nested_person_subsets(tmp_path: Path) -> None:
     ids = [f"p{i:04d}" for i in range(2000)]
-    table = pa.table({schema.PERSON_ID: ids, schema.SPLIT: ["train"] * 1990 + ["valid"] * 10,
-                      "text": [f"career of {p}" for p in ids]})
+    table = pa.table(
+        {
+            schema.PERSON_ID: ids,
+            schema.SPLIT: ["train"] * 1990 + ["valid"] * 10,
+            "text": [f"career of {p}" for p in ids],
+        }
+    )
     shard = tmp_path / "part-0.parquet"
     pq.write_table(table, shard)
 

@@ -20,7 +20,10 @@ from laborlm.sequences import panel_arrays
 from laborlm.splits import SplitConfig, assign_splits, select_split
 from laborlm.synthetic import OracleModel, generate_panel, load_preset, load_synth_config
 
-PRESETS = ("psid", "resumes")  # with special states and birth years; without either, half the education missing
+PRESETS = (
+    "psid",
+    "resumes",
+)  # with special states and birth years; without either, half the education missing
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +90,10 @@ def test_a_subset_of_people_in_any_order_scores_as_in_the_whole_panel(
 def test_save_load_and_the_recorded_config(panels: dict[str, tuple[Path, pa.Table]], tmp_path: Path) -> None:
     folder, table = panels["resumes"]
     model = OracleModel.from_panel(folder)
-    assert model.config == load_synth_config(folder) == dataclasses.replace(
-        load_preset("resumes"), people=300, shard_size=120
+    assert (
+        model.config
+        == load_synth_config(folder)
+        == dataclasses.replace(load_preset("resumes"), people=300, shard_size=120)
     )
     model.fit(table)  # nothing to fit
     model.save(tmp_path / "oracle")
@@ -117,7 +122,7 @@ def test_panel_folders_with_a_recorded_config_read_and_write(
 
 
 def test_the_harness_scores_the_oracle_at_the_floor_and_markov_above_it(
-    panels: dict[str, tuple[Path, pa.Table]]
+    panels: dict[str, tuple[Path, pa.Table]],
 ) -> None:
     folder, table = panels["psid"]
     split = SplitConfig()

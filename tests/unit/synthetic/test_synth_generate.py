@@ -64,7 +64,10 @@ def test_wages_do_not_touch_careers() -> None:
     """Wages are outputs: switching them off or removing the type effect leaves every career and the oracle."""
     cfg = _small("psid", people=150)
     on = generate_shard(cfg, 0)
-    for wages in (dataclasses.replace(cfg.wages, enabled=False), dataclasses.replace(cfg.wages, wage_type_effect=0.0)):
+    for wages in (
+        dataclasses.replace(cfg.wages, enabled=False),
+        dataclasses.replace(cfg.wages, wage_type_effect=0.0),
+    ):
         other = generate_shard(dataclasses.replace(cfg, wages=wages), 0)
         for col in ("person_id", "year", "occupation", "education", "oracle_logp"):
             assert on.column(col).equals(other.column(col))
@@ -78,7 +81,11 @@ def test_panel_folder_validates_and_records_what_the_preset_says(preset: str, tm
     summary = generate_panel(cfg, out)
     assert summary.people == cfg.people and summary.files == cfg.num_shards == 3
     assert sorted(p.name for p in out.iterdir()) == [
-        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "synth.yaml", "taxonomy.csv"
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+        "synth.yaml",
+        "taxonomy.csv",
     ]
     assert load_synth_config(out) == cfg  # the data carry their generator's exact config
     read = read_panel(out)  # the real reader: schema, allowed values, static columns, one row per person-year

@@ -37,7 +37,9 @@ def test_oracle_is_a_distribution_and_matches_the_dense_computation(preset: str)
     for s, dist in enumerate(careers.next_log_probs):
         act = np.flatnonzero(pop.length > s)
         np.testing.assert_allclose(np.exp(dist).sum(axis=1), 1.0, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(dist[np.arange(len(act)), careers.occ[act, s]], careers.oracle_logp[act, s], atol=1e-10)
+        np.testing.assert_allclose(
+            dist[np.arange(len(act)), careers.occ[act, s]], careers.oracle_logp[act, s], atol=1e-10
+        )
         if not cfg.recording.special_states:
             assert np.all(np.exp(dist[:, market.special]) == 0.0)
 
@@ -80,7 +82,9 @@ def test_monte_carlo_next_state_matches_oracle(prefix_len: int) -> None:
     market = build_market(cfg.dynamics, cfg.market_seed)
     steps = prefix_len + 1
     occ_parts, edu_parts = [], []
-    for chunk in range(prefix_len):  # 20k people per chunk (the 3-step prefix is rarer), [n, K] arrays stay small
+    for chunk in range(
+        prefix_len
+    ):  # 20k people per chunk (the 3-step prefix is rarer), [n, K] arrays stay small
         careers = simulate(market, cfg, _clones(20_000, steps), np.random.default_rng([7, prefix_len, chunk]))
         occ_parts.append(careers.occ)
         edu_parts.append(careers.edu)
@@ -92,8 +96,14 @@ def test_monte_carlo_next_state_matches_oracle(prefix_len: int) -> None:
     match = np.flatnonzero(inverse.ravel() == best)
     assert len(match) > 1_500, f"most common prefix only {len(match)} times"
     # The oracle's whole next-state distribution after that prefix, by teacher forcing one matching person.
-    forced = simulate(market, cfg, _clones(1, steps), np.random.default_rng(0),
-                      observed=(occ[match[:1]], edu[match[:1]]), full=True)
+    forced = simulate(
+        market,
+        cfg,
+        _clones(1, steps),
+        np.random.default_rng(0),
+        observed=(occ[match[:1]], edu[match[:1]]),
+        full=True,
+    )
     assert forced.next_log_probs is not None
     p = np.exp(forced.next_log_probs[prefix_len][0])  # [K]
     freq = np.bincount(occ[match, prefix_len], minlength=market.K) / len(match)
@@ -121,9 +131,16 @@ def test_mixed_next_state_distribution_equals_the_dense_mixture(allow_special: b
         cur[:10] = rng.choice(np.flatnonzero(market.special), 10)
     returns = np.where(rng.random((n, K)) < 0.02, np.exp(market.dyn.return_bonus), 1.0)
     x = StepInputs(
-        year=rng.integers(1980, 2019, n), age=rng.uniform(16, 70, n), gap=np.where(cur >= 0, rng.integers(1, 3, n), 0),
-        edu=rng.integers(0, EDU_MISSING + 1, n), gender=rng.integers(0, 3, n), race=rng.integers(0, 7, n),
-        region=rng.integers(0, 5, n), cur=cur, anchor=anchor, tenure=rng.integers(0, 9, n).astype(np.float64),
+        year=rng.integers(1980, 2019, n),
+        age=rng.uniform(16, 70, n),
+        gap=np.where(cur >= 0, rng.integers(1, 3, n), 0),
+        edu=rng.integers(0, EDU_MISSING + 1, n),
+        gender=rng.integers(0, 3, n),
+        race=rng.integers(0, 7, n),
+        region=rng.integers(0, 5, n),
+        cur=cur,
+        anchor=anchor,
+        tenure=rng.integers(0, 9, n).astype(np.float64),
         returns=returns,
     )
     sm = step_model(market, x, allow_special)

@@ -20,7 +20,9 @@ def test_the_uri_and_the_environment_are_restored(tmp_path: Path, monkeypatch: p
         assert os.environ["MLFLOW_TRACKING_URI"] == inside  # mlflow writes it; subprocesses would inherit it
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert mlflow.get_tracking_uri() == before
-    assert default_uri(tmp_path) == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"  # not the block's server
+    assert (
+        default_uri(tmp_path) == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    )  # not the block's server
 
 
 def test_a_cluster_environment_survives_a_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,10 +15,21 @@ LEAKY_URI = f"https://alice:{SECRET}@mlflow.example.org"
 
 
 def test_rules_drop_tracking_redact_secret_keys_and_url_credentials() -> None:
-    params = {"tracking.tracking_uri": LEAKY_URI, "tracking.experiment": "x", "pretrain.tracking.enabled": True,
-              "hf_token": SECRET, "data.apiKey": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET, "db.password": SECRET,
-              "store": f"s3://key:{SECRET}@bucket/path", "train.lr": 3e-4, "tokenizer_vocab_size": 512,
-              "max_tokens": 1000, "model.name": "career", "empty_token": ""}
+    params = {
+        "tracking.tracking_uri": LEAKY_URI,
+        "tracking.experiment": "x",
+        "pretrain.tracking.enabled": True,
+        "hf_token": SECRET,
+        "data.apiKey": SECRET,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "db.password": SECRET,
+        "store": f"s3://key:{SECRET}@bucket/path",
+        "train.lr": 3e-4,
+        "tokenizer_vocab_size": 512,
+        "max_tokens": 1000,
+        "model.name": "career",
+        "empty_token": "",
+    }
     out = loggable_params(params)
     assert not [k for k in out if "tracking" in k]
     assert {out[k] for k in ("hf_token", "data.apiKey", "AWS_SECRET_ACCESS_KEY", "db.password")} == {REDACTED}
@@ -26,11 +37,21 @@ def test_rules_drop_tracking_redact_secret_keys_and_url_credentials() -> None:
     assert out["train.lr"] == 3e-4 and out["tokenizer_vocab_size"] == 512 and out["max_tokens"] == 1000
     assert out["model.name"] == "career" and out["empty_token"] == ""  # nothing to hide in an empty value
     assert SECRET not in str(out)
-    assert not any(map(is_secret_key, ("tokenizer", "tokens", "train/tokens", "throughput/tokens_per_s", "seed")))
+    assert not any(
+        map(is_secret_key, ("tokenizer", "tokens", "train/tokens", "throughput/tokens_per_s", "seed"))
+    )
 
-    nested = loggable_dict({"tracking": {"tracking_uri": LEAKY_URI}, "model": {"api_key": SECRET, "size": "tiny"},
-                            "paths": [LEAKY_URI.replace("https", "http")]})
-    assert nested == {"model": {"api_key": REDACTED, "size": "tiny"}, "paths": [f"http://{REDACTED}@mlflow.example.org"]}
+    nested = loggable_dict(
+        {
+            "tracking": {"tracking_uri": LEAKY_URI},
+            "model": {"api_key": SECRET, "size": "tiny"},
+            "paths": [LEAKY_URI.replace("https", "http")],
+        }
+    )
+    assert nested == {
+        "model": {"api_key": REDACTED, "size": "tiny"},
+        "paths": [f"http://{REDACTED}@mlflow.example.org"],
+    }
 
 
 def _train_config() -> object:
@@ -49,8 +70,11 @@ def _scan(uri: str, run_ids: list[str], tmp_path: Path) -> None:
         params = client.get_run(run_id).data.params
         assert params, f"run {run_id} logged no params"
         assert "seed" in params or "sweep.trial" in params
-        leaked = {k: v for k, v in params.items() if k.split(".")[0] == "tracking" or ".tracking." in k
-                  or SECRET in v or "alice" in v}
+        leaked = {
+            k: v
+            for k, v in params.items()
+            if k.split(".")[0] == "tracking" or ".tracking." in k or SECRET in v or "alice" in v
+        }
         assert not leaked, f"run {run_id} logged {leaked}"
         assert params.get("hf_token") == REDACTED
         for artifact in client.list_artifacts(run_id):
@@ -76,20 +100,30 @@ def test_every_params_logging_path_keeps_tracking_and_secrets_out_of_mlflow(tmp_
     tracker.log_dict(to_dict(cfg), "config.yaml")
     tracker.finish()
 
-    parent = open_run(tracking, tmp_path, "train-like")  # the driver: a training phase's or a sweep's parent run
+    parent = open_run(
+        tracking, tmp_path, "train-like"
+    )  # the driver: a training phase's or a sweep's parent run
     parent.log_params(params)
     rank0 = AttachedRun(str(parent.tracking_uri), str(parent.run_id))  # rank 0 attaching to the same run
     rank0.log_params({**params, "resolved.world_size": 2})
     rank0.log_dict(to_dict(cfg), "config.yaml")
     trial = open_run(tracking, tmp_path, "trial-like", parent_run_id=parent.run_id)
-    trial.log_params({"sweep.trial": "t0", "sweep.tracking.tracking_uri": LEAKY_URI, "sweep.hf_token": SECRET,
-                      "hf_token": SECRET})
+    trial.log_params(
+        {
+            "sweep.trial": "t0",
+            "sweep.tracking.tracking_uri": LEAKY_URI,
+            "sweep.hf_token": SECRET,
+            "hf_token": SECRET,
+        }
+    )
     for run in (parent, trial):
         run.finish()
 
     _scan(str(tracking.tracking_uri), [str(tracker.run_id), str(parent.run_id), str(trial.run_id)], tmp_path)
 
 
-@pytest.mark.parametrize("key", ["password", "OPENAI_API_KEY", "gitCredentials", "auth.bearer_token", "x/secret"])
+@pytest.mark.parametrize(
+    "key", ["password", "OPENAI_API_KEY", "gitCredentials", "auth.bearer_token", "x/secret"]
+)
 def test_secret_named_keys(key: str) -> None:
     assert is_secret_key(key)

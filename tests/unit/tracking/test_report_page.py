@@ -37,11 +37,20 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     """A valid solid-colour PNG, built by hand (no imaging library needed)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 class Page(HTMLParser):
@@ -104,8 +113,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]
     files = folder / "files"
     (files / "report").mkdir(parents=True)
     (files / "subgroups").mkdir()
-    images = {"report/scaling_data.png": png(3, 2, (200, 30, 30)), "report/scaling_model.png": png(2, 2, (30, 30, 200)),
-              "subgroups/calibration.png": png(4, 4, (30, 160, 30))}
+    images = {
+        "report/scaling_data.png": png(3, 2, (200, 30, 30)),
+        "report/scaling_model.png": png(2, 2, (30, 30, 200)),
+        "subgroups/calibration.png": png(4, 4, (30, 160, 30)),
+    }
     for path, data in images.items():
         (files / path).write_bytes(data)
     (files / "comparison.md").write_text(COMPARISON_MD, encoding="utf-8")
@@ -120,7 +132,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]
         ids[name] = run_id
         return run_id
 
-    bench = run("benchmark-careers-abc123", {}, {mn.TEST_PERPLEXITY: 9.1834, mn.TEST_ORACLE_PERPLEXITY: 7.2801})
+    bench = run(
+        "benchmark-careers-abc123", {}, {mn.TEST_PERPLEXITY: 9.1834, mn.TEST_ORACLE_PERPLEXITY: 7.2801}
+    )
     client.log_artifact(bench, str(files / "comparison.md"))
     client.set_terminated(bench)
     sweep = run("sweep-tiny", {"laborlm.kind": "sweep"}, {mn.TEST_ORACLE_PERPLEXITY: 7.2801})
@@ -130,20 +144,27 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]
     analysis = run("analyze-subgroups-f00d00", {"laborlm.analysis": "subgroups"}, {})
     client.log_artifact(analysis, str(files / "subgroups" / "calibration.png"), "subgroups")
     client.set_terminated(analysis, "FAILED")
-    train = run("train-<script>alert(1)</script>", {"laborlm.kind": "train"},
-                {mn.TRAIN_LOSS: 2.5, mn.VALID_LOSS: 2.75, mn.TEST_PERPLEXITY: 250.79})
+    train = run(
+        "train-<script>alert(1)</script>",
+        {"laborlm.kind": "train"},
+        {mn.TRAIN_LOSS: 2.5, mn.VALID_LOSS: 2.75, mn.TEST_PERPLEXITY: 250.79},
+    )
     client.log_artifact(train, str(files / "comparison.md"), "model")  # a saved model's folder is never read
 
     client.create_registered_model(MODEL, description="the <best> model")
     for run_id in (bench, train):
-        client.create_model_version(MODEL, source=f"{client.get_run(run_id).info.artifact_uri}/model", run_id=run_id)
+        client.create_model_version(
+            MODEL, source=f"{client.get_run(run_id).info.artifact_uri}/model", run_id=run_id
+        )
     client.set_registered_model_alias(MODEL, "champion", "2")
     client.set_registered_model_alias(MODEL, "candidate", "1")
     return uri, ids, images
 
 
 @pytest.fixture(scope="module")
-def page(store: tuple[str, dict[str, str], dict[str, bytes]], tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Page]:
+def page(
+    store: tuple[str, dict[str, str], dict[str, bytes]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Page]:
     uri = store[0]
     path = write_report_page(EXPERIMENT, uri, tmp_path_factory.mktemp("page"))
     assert path.name == "index.html"
@@ -159,16 +180,29 @@ def test_runs_table(page: tuple[str, Page]) -> None:
     # Only metrics some run logged are columns, in the fixed order.
     assert header[5:] == [mn.TEST_PERPLEXITY, mn.TEST_ORACLE_PERPLEXITY, mn.VALID_LOSS, mn.TRAIN_LOSS]
     by_name = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
-    assert set(by_name) == {"benchmark-careers-abc123", "sweep-tiny", "trial-00001", "analyze-subgroups-f00d00",
-                            "train-<script>alert(1)</script>"}
+    assert set(by_name) == {
+        "benchmark-careers-abc123",
+        "sweep-tiny",
+        "trial-00001",
+        "analyze-subgroups-f00d00",
+        "train-<script>alert(1)</script>",
+    }
     bench = by_name["benchmark-careers-abc123"]
-    assert (bench[mn.TEST_PERPLEXITY], bench[mn.TEST_ORACLE_PERPLEXITY], bench["status"]) == ("9.1834", "7.2801", "FINISHED")
+    assert (bench[mn.TEST_PERPLEXITY], bench[mn.TEST_ORACLE_PERPLEXITY], bench["status"]) == (
+        "9.1834",
+        "7.2801",
+        "FINISHED",
+    )
     assert by_name["trial-00001"]["parent"] == "sweep-tiny" and by_name["trial-00001"]["kind"] == "train"
     assert by_name["sweep-tiny"]["kind"] == "sweep"
     assert by_name["analyze-subgroups-f00d00"]["kind"] == "analysis (subgroups)"
     assert by_name["analyze-subgroups-f00d00"]["status"] == "FAILED"
     train = by_name["train-<script>alert(1)</script>"]
-    assert (train[mn.TRAIN_LOSS], train[mn.VALID_LOSS], train[mn.TEST_PERPLEXITY]) == ("2.5", "2.75", "250.79")
+    assert (train[mn.TRAIN_LOSS], train[mn.VALID_LOSS], train[mn.TEST_PERPLEXITY]) == (
+        "2.5",
+        "2.75",
+        "250.79",
+    )
     assert bench["started"].endswith("UTC")
 
 
@@ -184,11 +218,16 @@ def test_comparison_tables(page: tuple[str, Page]) -> None:
     _, parsed = page
     # One comparison.md: the copy under the training run's model/ folder is not read.
     [table] = parsed.tables["comparisons"]
-    assert table == [["model (test/perplexity)", "psid"], ["Oracle (exact DGP)", "7.28 ± 0.00"],
-                     ["CAREER-small <two-stage>", "9.18 ± 0.00"]]
+    assert table == [
+        ["model (test/perplexity)", "psid"],
+        ["Oracle (exact DGP)", "7.28 ± 0.00"],
+        ["CAREER-small <two-stage>", "9.18 ± 0.00"],
+    ]
 
 
-def test_scaling_report_embeds_plots(page: tuple[str, Page], store: tuple[str, dict[str, str], dict[str, bytes]]) -> None:
+def test_scaling_report_embeds_plots(
+    page: tuple[str, Page], store: tuple[str, dict[str, str], dict[str, bytes]]
+) -> None:
     text, parsed = page
     [table] = parsed.tables["scaling"]
     assert table[1] == ["llama-1m", "data (people)", "41.2", "0.412", "0.987"]
@@ -200,28 +239,41 @@ def test_scaling_report_embeds_plots(page: tuple[str, Page], store: tuple[str, d
         assert base64.b64decode(src.split(",", 1)[1]) == images[path]
 
 
-def test_registered_models(page: tuple[str, Page], store: tuple[str, dict[str, str], dict[str, bytes]]) -> None:
+def test_registered_models(
+    page: tuple[str, Page], store: tuple[str, dict[str, str], dict[str, bytes]]
+) -> None:
     text, parsed = page
     assert f'data-model="{MODEL}"' in text
     assert '<code class="alias">@champion</code> &rarr; version 2' in text
     assert '<code class="alias">@candidate</code> &rarr; version 1' in text
     [table] = parsed.tables["models"]
-    assert [r[:3] for r in table] == [["version", "aliases", "kind"], ["2", "champion", ""], ["1", "candidate", ""]]
+    assert [r[:3] for r in table] == [
+        ["version", "aliases", "kind"],
+        ["2", "champion", ""],
+        ["1", "candidate", ""],
+    ]
     assert table[1][5] == "train-<script>alert(1)</script>" and table[2][5] == "benchmark-careers-abc123"
     # A file store has no UI address: the page says how to start one.
     assert "mlflow ui --backend-store-uri sqlite:///" in text
 
 
-def test_cli_prints_the_path(store: tuple[str, dict[str, str], dict[str, bytes]], tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_the_path(
+    store: tuple[str, dict[str, str], dict[str, bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store[0])  # no --tracking-uri: the environment's
     assert main(["-q", "report", "--experiment", EXPERIMENT, "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out.strip()
     assert out == str(tmp_path / "out" / "index.html") and Path(out).is_file()
 
 
-def test_errors(store: tuple[str, dict[str, str], dict[str, bytes]], monkeypatch: pytest.MonkeyPatch,
-                capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors(
+    store: tuple[str, dict[str, str], dict[str, bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(LaborLMError, match="no MLflow tracking URI"):
         write_report_page(EXPERIMENT)
@@ -250,17 +302,22 @@ def test_store_of_a_stopped_server(tmp_path: Path) -> None:
     assert {r[0] for r in parsed.tables["runs"][0][1:]} == {"benchmark-lost", "benchmark-kept"}
     assert parsed.tables["comparisons"][0][2] == ["CAREER-small <two-stage>", "9.18 ± 0.00"]
     [note] = parsed.notes
-    assert note.startswith("Run benchmark-lost: artifacts not read:") and "pass that server's http:// URI" in note
+    assert (
+        note.startswith("Run benchmark-lost: artifacts not read:")
+        and "pass that server's http:// URI" in note
+    )
 
 
 def test_inline_markup_is_added_after_escaping() -> None:
     assert str(_inline("**7.28** `a<b>` _301 s on this machine_ train_loss <i>x</i>")) == (
-        "<strong>7.28</strong> <code>a&lt;b&gt;</code> <em>301 s on this machine</em> train_loss &lt;i&gt;x&lt;/i&gt;")
+        "<strong>7.28</strong> <code>a&lt;b&gt;</code> <em>301 s on this machine</em> train_loss &lt;i&gt;x&lt;/i&gt;"
+    )
 
 
 def test_parse_markdown_and_out_dir() -> None:
-    [heading, para, table] = parse_markdown("## Title\n\nSome **bold** text\non two lines.\n\n"
-                                            "| a | b \\| c |\n|:--|--:|\n| 1 | 2 |\n| 3 |\n")
+    [heading, para, table] = parse_markdown(
+        "## Title\n\nSome **bold** text\non two lines.\n\n| a | b \\| c |\n|:--|--:|\n| 1 | 2 |\n| 3 |\n"
+    )
     assert (heading.kind, heading.text, heading.level) == ("heading", "Title", 4)
     assert (para.kind, para.text) == ("paragraph", "Some **bold** text on two lines.")
     assert (table.header, table.rows, table.align) == (["a", "b | c"], [["1", "2"], ["3"]], ["left", "right"])

@@ -11,8 +11,15 @@ from laborlm.errors import ConfigError
 from laborlm.training.deepspeed import TEMPLATES, fill_deepspeed_config, load_template
 
 JOBS = Path(__file__).resolve().parents[3] / "jobs" / "deepspeed"
-KW = {"micro_batch_size": 4, "grad_accum_steps": 3, "world_size": 2, "max_grad_norm": 1.0,
-      "precision": "bf16", "hidden_size": 64, "torch_optimizer": True}
+KW = {
+    "micro_batch_size": 4,
+    "grad_accum_steps": 3,
+    "world_size": 2,
+    "max_grad_norm": 1.0,
+    "precision": "bf16",
+    "hidden_size": 64,
+    "torch_optimizer": True,
+}
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
@@ -39,8 +46,11 @@ def test_no_clipping_and_fp32() -> None:
 
 
 def test_unknown_auto_and_conflicting_values_are_errors() -> None:
-    bad = {**TEMPLATES["zero2"], "optimizer": {"type": "AdamW", "params": {"lr": "auto"}},
-           "train_micro_batch_size_per_gpu": 16}
+    bad = {
+        **TEMPLATES["zero2"],
+        "optimizer": {"type": "AdamW", "params": {"lr": "auto"}},
+        "train_micro_batch_size_per_gpu": 16,
+    }
     with pytest.raises(ConfigError) as err:
         fill_deepspeed_config(bad, **KW)  # type: ignore[arg-type]
     assert "optimizer.params.lr" in str(err.value) and "train_micro_batch_size_per_gpu: 16" in str(err.value)

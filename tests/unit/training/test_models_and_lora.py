@@ -66,7 +66,9 @@ def test_lora_adapter_saves_non_empty_and_merges_to_the_same_logits(tmp_path: Pa
     tok = _Tokenizer()
     base = build_model(ModelConfig(), tok, block_size=16, seed=0)  # type: ignore[arg-type]
     base.save_pretrained(str(tmp_path / "base"))
-    model = apply_lora(build_model(ModelConfig(), tok, block_size=16, seed=0), LoraConfig(rank=4, dropout=0.0))  # type: ignore[arg-type]
+    model = apply_lora(
+        build_model(ModelConfig(), tok, block_size=16, seed=0), LoraConfig(rank=4, dropout=0.0)
+    )  # type: ignore[arg-type]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     ids = torch.randint(3, 300, (4, 16), generator=torch.Generator().manual_seed(0))
     for _ in range(3):  # lora_B starts at zero: train so the adapter changes the logits

@@ -72,18 +72,23 @@ def _fairseq(updates: int, *, lr: float, warmup: int, warmup_init_lr: float) -> 
     return lr * math.sqrt(warmup) / math.sqrt(updates)
 
 
-@pytest.mark.parametrize(("lr", "warmup", "warmup_init_lr"), [(5e-4, 500, 1e-7), (1e-3, 4, 0.0), (2.0, 1, 0.5)])
+@pytest.mark.parametrize(
+    ("lr", "warmup", "warmup_init_lr"), [(5e-4, 500, 1e-7), (1e-3, 4, 0.0), (2.0, 1, 0.5)]
+)
 def test_inverse_sqrt_is_fairseqs_formula(lr: float, warmup: int, warmup_init_lr: float) -> None:
     for updates in [*range(2 * warmup + 3), 10 * warmup, 1000 * warmup]:
-        assert inverse_sqrt(updates, warmup_steps=warmup, peak=lr, warmup_init=warmup_init_lr) == pytest.approx(
-            _fairseq(updates, lr=lr, warmup=warmup, warmup_init_lr=warmup_init_lr), rel=1e-12)
+        assert inverse_sqrt(
+            updates, warmup_steps=warmup, peak=lr, warmup_init=warmup_init_lr
+        ) == pytest.approx(_fairseq(updates, lr=lr, warmup=warmup, warmup_init_lr=warmup_init_lr), rel=1e-12)
 
 
 def test_inverse_sqrt_without_warmup_decays_from_the_first_update() -> None:
     # models.fitting (fairseq's counting): the update taking step s uses 1 / sqrt(max(s, 1)).
     assert [inverse_sqrt(s, warmup_steps=0, peak=2.0) for s in (0, 1, 4)] == pytest.approx([2.0, 2.0, 1.0])
     # The language-model loop (offset 1): 1 / sqrt(s + 1).
-    assert [inverse_sqrt(s, warmup_steps=0, warmup_offset=1) for s in (0, 1, 3)] == pytest.approx([1, 0.5**0.5, 0.5])
+    assert [inverse_sqrt(s, warmup_steps=0, warmup_offset=1) for s in (0, 1, 3)] == pytest.approx(
+        [1, 0.5**0.5, 0.5]
+    )
 
 
 def test_language_model_factors_are_unchanged_by_the_shared_schedule() -> None:
@@ -95,7 +100,9 @@ def test_language_model_factors_are_unchanged_by_the_shared_schedule() -> None:
                 old = (step + 1) / warmup
             else:
                 old = math.sqrt(warmup / step) if warmup else 1 / math.sqrt(step + 1)
-            assert lr_factor(step, kind="inverse_sqrt", warmup_steps=warmup, max_steps=40) == pytest.approx(old)
+            assert lr_factor(step, kind="inverse_sqrt", warmup_steps=warmup, max_steps=40) == pytest.approx(
+                old
+            )
             # And during warm-up the language-model loop is fairseq's formula one update ahead, from zero.
             if warmup and step < warmup:
                 assert old == pytest.approx(_fairseq(step + 1, lr=1.0, warmup=warmup, warmup_init_lr=0.0))

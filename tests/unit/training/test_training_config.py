@@ -64,7 +64,9 @@ def test_every_problem_is_reported_at_once_with_its_key() -> None:
     assert "lr: must be > 0" in text
 
 
-@pytest.mark.parametrize("name", ["train_tiny.yaml", "train_llama1b_zero3_lora.yaml", "train_llama1b_multinode.yaml"])
+@pytest.mark.parametrize(
+    "name", ["train_tiny.yaml", "train_llama1b_zero3_lora.yaml", "train_llama1b_multinode.yaml"]
+)
 def test_shipped_train_jobs_load_and_name_their_commands(name: str) -> None:
     path = JOBS / name
     cfg = load_config(TrainConfig, path)
@@ -72,6 +74,9 @@ def test_shipped_train_jobs_load_and_name_their_commands(name: str) -> None:
     if "llama1b" in name:
         assert cfg.strategy.kind == "zero3" and cfg.strategy.use_gpu and cfg.strategy.precision == "bf16"
         assert cfg.finetune.lora and cfg.model.size == "llama-1b"
-        assert cfg.strategy.deepspeed_config is not None and (JOBS.parent / cfg.strategy.deepspeed_config).is_file()
+        assert (
+            cfg.strategy.deepspeed_config is not None
+            and (JOBS.parent / cfg.strategy.deepspeed_config).is_file()
+        )
     else:
         assert cfg.strategy.num_workers == 2 and not cfg.strategy.use_gpu

@@ -39,8 +39,18 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(tmp_path: Path, *args: str) -> int:
-    return main(["-q", "benchmark", "careers", *args, f"out_dir={tmp_path / 'out'}", "tracking.enabled=false",
-                 "models=markov1", "seeds=0"])
+    return main(
+        [
+            "-q",
+            "benchmark",
+            "careers",
+            *args,
+            f"out_dir={tmp_path / 'out'}",
+            "tracking.enabled=false",
+            "models=markov1",
+            "seeds=0",
+        ]
+    )
 
 
 def test_user_panels_get_unigram_rows_and_the_oracle_only_where_the_data_carry_one(
@@ -57,13 +67,21 @@ def test_user_panels_get_unigram_rows_and_the_oracle_only_where_the_data_carry_o
     printed = capsys.readouterr().out
     data = json.loads((tmp_path / "out" / "comparison.json").read_text())
     summary = data["table"]["summary"]
-    assert set(summary[UNIGRAM]) == set(summary[MARKOV1]) == {"survey", "psid_small", "exported"}  # no psid column
+    assert (
+        set(summary[UNIGRAM]) == set(summary[MARKOV1]) == {"survey", "psid_small", "exported"}
+    )  # no psid column
     assert set(summary[ORACLE]) == {"psid_small", "exported"}  # a real survey has no oracle
     # The column's oracle agrees with the full oracle model to rounding (same persons, same split).
-    assert summary[ORACLE]["exported"]["mean"] == pytest.approx(summary[ORACLE]["psid_small"]["mean"], rel=1e-6)
+    assert summary[ORACLE]["exported"]["mean"] == pytest.approx(
+        summary[ORACLE]["psid_small"]["mean"], rel=1e-6
+    )
     assert data["metrics"]["exported"]["oracle"][0]["stay_auc"] is None  # needs the whole distribution
     for column in ("psid_small", "exported"):
-        assert summary[ORACLE][column]["mean"] < summary[MARKOV1][column]["mean"] < summary[UNIGRAM][column]["mean"]
+        assert (
+            summary[ORACLE][column]["mean"]
+            < summary[MARKOV1][column]["mean"]
+            < summary[UNIGRAM][column]["mean"]
+        )
     assert summary[MARKOV1]["survey"]["mean"] < summary[UNIGRAM]["survey"]["mean"]
     assert data["table"]["flags"] == []
     assert printed.splitlines()[0] == "| model (test perplexity) | survey | psid_small | exported |"
@@ -74,10 +92,19 @@ def test_user_panels_get_unigram_rows_and_the_oracle_only_where_the_data_carry_o
 def test_pretrained_rows_pretrain_on_the_users_resume_panel(tmp_path: Path) -> None:
     survey = _csv_panel(tmp_path / "survey.csv", ["a", "b", "c", "d"])
     resumes = _csv_panel(tmp_path / "resumes.csv", ["d", "c", "b", "a"], people=90)  # same codes, other order
-    cfg = build(CareersBenchmarkConfig, {
-        "panels": [survey], "resumes": resumes, "models": ["career-tiny-two_stage+pretrain"], "seeds": [0],
-        "fit": {"max_epochs": 1}, "pretrain_epochs": 1, "out_dir": tmp_path / "out", "tracking": {"enabled": False},
-    })
+    cfg = build(
+        CareersBenchmarkConfig,
+        {
+            "panels": [survey],
+            "resumes": resumes,
+            "models": ["career-tiny-two_stage+pretrain"],
+            "seeds": [0],
+            "fit": {"max_epochs": 1},
+            "pretrain_epochs": 1,
+            "out_dir": tmp_path / "out",
+            "tracking": {"enabled": False},
+        },
+    )
     result = run_careers_benchmark(cfg)
     summary = result.table.summary()
     assert set(summary) == {UNIGRAM, label("career-tiny-two_stage+pretrain")}
@@ -91,12 +118,26 @@ def test_pretrained_rows_pretrain_on_the_users_resume_panel(tmp_path: Path) -> N
         (["--panel", "psid"], "'psid' is a synthetic preset name, not a panel folder"),
         (["--preset", "runs/nlsw"], "'runs/nlsw' is a path, not a synthetic preset .* --panel runs/nlsw"),
         (["--preset", "nlsy2000"], "unknown synthetic preset 'nlsy2000'"),
-        (["--resumes", "resumes", "--panel", "{survey}"], "'resumes' is a synthetic preset name, not a resume panel"),
-        (["--panel", "{survey}", "models=career-tiny-two_stage+pretrain"], r"needs a resume panel .*\(--resumes DIR\)"),
+        (
+            ["--resumes", "resumes", "--panel", "{survey}"],
+            "'resumes' is a synthetic preset name, not a resume panel",
+        ),
+        (
+            ["--panel", "{survey}", "models=career-tiny-two_stage+pretrain"],
+            r"needs a resume panel .*\(--resumes DIR\)",
+        ),
         (["--panel", "{survey}", "--panel", "{tmp}/other/survey.csv"], "both be column 'survey'"),
         (["--panel", "{tmp}/nowhere"], "panels: .*/nowhere: no such file or folder"),
-        (["--panel", "{survey}", "--resumes", "{tmp}/resumes.csv", "models=career-tiny-two_stage+pretrain"],
-         "only in panel .*: c; only in resumes .*: z"),
+        (
+            [
+                "--panel",
+                "{survey}",
+                "--resumes",
+                "{tmp}/resumes.csv",
+                "models=career-tiny-two_stage+pretrain",
+            ],
+            "only in panel .*: c; only in resumes .*: z",
+        ),
         (["presets=[]"], "nothing to compare"),
     ],
 )
@@ -122,7 +163,9 @@ def test_datasets_and_rows_resolve_from_the_config() -> None:
     assert CareersBenchmarkConfig().datasets == ("psid",)
     cfg = build(CareersBenchmarkConfig, {"panels": ["runs/nlsw", "x/panel.parquet"], "models": ["markov1"]})
     assert cfg.datasets == ("nlsw", "panel") and cfg.rows == ("unigram", "markov1") and not cfg.generates_data
-    both = build(CareersBenchmarkConfig, {"presets": ["nlsy79"], "panels": ["runs/nlsw"], "models": ["unigram"]})
+    both = build(
+        CareersBenchmarkConfig, {"presets": ["nlsy79"], "panels": ["runs/nlsw"], "models": ["unigram"]}
+    )
     assert both.datasets == ("nlsy79", "nlsw") and both.rows == ("unigram",) and both.generates_data
     with pytest.raises(ConfigError, match="may not be named 'data'"):
         build(CareersBenchmarkConfig, {"panels": ["runs/data"]})

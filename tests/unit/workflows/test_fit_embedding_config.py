@@ -30,7 +30,22 @@ def test_the_embedding_model_needs_a_language_model_and_lm_is_its_alone() -> Non
     assert _config(model="embedding", lm="lm", lm_init="random").lm == Path("lm")
 
 
-def test_the_command_line_refuses_before_reading_the_panel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["-q", "fit", "embedding", "--panel", str(tmp_path / "missing"), "--out", str(tmp_path / "m"),
-                 "--no-mlflow"]) == 2
+def test_the_command_line_refuses_before_reading_the_panel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "-q",
+                "fit",
+                "embedding",
+                "--panel",
+                str(tmp_path / "missing"),
+                "--out",
+                str(tmp_path / "m"),
+                "--no-mlflow",
+            ]
+        )
+        == 2
+    )
     assert "lm=DIR" in capsys.readouterr().err and not (tmp_path / "m").exists()

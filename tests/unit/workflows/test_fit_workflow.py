@@ -44,13 +44,17 @@ def test_fit_unigram_then_every_model_command_takes_the_folder(
 ) -> None:
     out = tmp_path / "models" / "unigram"
     # Overrides after the options, as the README writes them.
-    assert main(["-q", "fit", "unigram", "--panel", str(panels["psid"]), "--out", str(out), "split_seed=0"]) == 0
+    assert (
+        main(["-q", "fit", "unigram", "--panel", str(panels["psid"]), "--out", str(out), "split_seed=0"]) == 0
+    )
     line = capsys.readouterr().out
     assert "unigram fitted on" in line and "valid perplexity" in line
     record = json.loads((out / "fit.json").read_text())
     assert record["model"] == "unigram" and record["train_person_years"] > 0 and record["mlflow_run_id"]
     assert (out / "metrics-valid.json").is_file()
-    assert (tmp_path / "models" / "mlflow.db").is_file() and not (out / "mlflow.db").exists()  # beside, not inside
+    assert (tmp_path / "models" / "mlflow.db").is_file() and not (
+        out / "mlflow.db"
+    ).exists()  # beside, not inside
 
     assert main(["-q", "evaluate", "--model", str(out), "--panel", str(panels["psid"]), "--no-mlflow"]) == 0
     assert "perplexity" in capsys.readouterr().out
@@ -65,11 +69,18 @@ def test_fit_unigram_then_every_model_command_takes_the_folder(
 
 
 def test_fit_career_pretrained_on_resumes(panels: dict[str, Path], tmp_path: Path) -> None:
-    cfg = build(FitJobConfig, {
-        "model": "career-tiny-two_stage", "panel": panels["psid"], "out": tmp_path / "career",
-        "pretrain_panel": panels["resumes"], "fit": {"max_epochs": 1}, "pretrain": {"max_epochs": 1},
-        "tracking": {"enabled": False},
-    })
+    cfg = build(
+        FitJobConfig,
+        {
+            "model": "career-tiny-two_stage",
+            "panel": panels["psid"],
+            "out": tmp_path / "career",
+            "pretrain_panel": panels["resumes"],
+            "fit": {"max_epochs": 1},
+            "pretrain": {"max_epochs": 1},
+            "tracking": {"enabled": False},
+        },
+    )
     result = run_fit(cfg)
     assert result.valid is not None and np.isfinite(result.valid.perplexity)
     assert json.loads((tmp_path / "career" / "fit.json").read_text())["pretrain_person_years"] > 0
@@ -80,7 +91,10 @@ def test_pretraining_on_another_taxonomy_names_the_codes_before_any_run(tmp_path
     survey = _csv_panel(tmp_path / "survey.csv", ["a", "b", "c"])
     resumes = _csv_panel(tmp_path / "resumes.csv", ["a", "b", "d"])
     out = tmp_path / "runs" / "career"
-    cfg = build(FitJobConfig, {"model": "career-tiny-two_stage", "panel": survey, "out": out, "pretrain_panel": resumes})
+    cfg = build(
+        FitJobConfig,
+        {"model": "career-tiny-two_stage", "panel": survey, "out": out, "pretrain_panel": resumes},
+    )
     with pytest.raises(ConfigError, match=r"only in panel .*: c; only in pretrain panel .*: d"):
         run_fit(cfg)
     assert not (tmp_path / "runs").exists()  # no model folder, no MLflow store, no run
@@ -90,8 +104,12 @@ def test_fit_config_errors_are_config_errors(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(ConfigError, match="unknown model 'career-huge'"):
         build(FitJobConfig, {"model": "career-huge", "panel": tmp_path, "out": tmp_path / "m"})
     with pytest.raises(ConfigError, match="counted, not trained"):
-        build(FitJobConfig, {"model": "markov1", "panel": tmp_path, "out": tmp_path / "m", "pretrain_panel": tmp_path})
-    assert main(["fit", "unigram", "--panel", str(tmp_path), "--out", str(tmp_path / "m"), "fit.bogus=1"]) == 2
+        build(
+            FitJobConfig,
+            {"model": "markov1", "panel": tmp_path, "out": tmp_path / "m", "pretrain_panel": tmp_path},
+        )
+    assert (
+        main(["fit", "unigram", "--panel", str(tmp_path), "--out", str(tmp_path / "m"), "fit.bogus=1"]) == 2
+    )
     assert "fit.bogus" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "mlflow.db").exists()
-

@@ -45,11 +45,14 @@ def test_gpu_peaks_by_card_name() -> None:
     assert gpu_peak_flops("Some Future GPU") is None
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"mode": "qlora", "strategies": ("ddp",)}, "QLoRA needs CUDA"),
-    ({"precision": "fp16"}, "fp16 needs CUDA"),
-    ({"optim_impl": "deepspeed", "strategies": ("ddp", "zero2")}, "FusedAdam on zero2"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"mode": "qlora", "strategies": ("ddp",)}, "QLoRA needs CUDA"),
+        ({"precision": "fp16"}, "fp16 needs CUDA"),
+        ({"optim_impl": "deepspeed", "strategies": ("ddp", "zero2")}, "FusedAdam on zero2"),
+    ],
+)
 def test_cuda_only_options_are_refused_on_cpu(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         HardwareBenchmarkConfig(device="cpu", **fields)  # type: ignore[arg-type]

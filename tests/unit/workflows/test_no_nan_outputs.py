@@ -17,6 +17,7 @@ from laborlm.serving.careers import predict_careers
 
 def _strict(text: str) -> Any:
     """json.loads that refuses NaN / Infinity (which Python's json accepts and writes by default)."""
+
     def refuse(token: str) -> None:
         raise AssertionError(f"not JSON: {token}")
 
@@ -25,12 +26,16 @@ def _strict(text: str) -> Any:
 
 def _csv(path: Path, people: int) -> Path:
     rows = ["person_id,year,occupation,source"]
-    rows += [f"p{i:03d},{2000 + t},{('4', '7', '889')[(i + t) % 3]},psid" for i in range(people) for t in range(2)]
+    rows += [
+        f"p{i:03d},{2000 + t},{('4', '7', '889')[(i + t) % 3]},psid" for i in range(people) for t in range(2)
+    ]
     path.write_text("\n".join(rows) + "\n")
     return path
 
 
-def test_stats_json_of_an_empty_panel_has_nulls_not_nan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stats_json_of_an_empty_panel_has_nulls_not_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("person_id,year,occupation,source\n")
     assert main(["-q", "data", "stats", str(empty), "--json"]) == 0
@@ -42,20 +47,68 @@ def test_evaluate_on_an_empty_split_is_an_error_and_logs_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = tmp_path / "unigram"
-    assert main(["-q", "fit", "unigram", "--panel", str(_csv(tmp_path / "big.csv", 60)), "--out", str(model),
-                 "--no-mlflow"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "fit",
+                "unigram",
+                "--panel",
+                str(_csv(tmp_path / "big.csv", 60)),
+                "--out",
+                str(model),
+                "--no-mlflow",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     one = _csv(tmp_path / "one.csv", 1)  # one person: the train split only (split seed 0)
     report = tmp_path / "eval" / "metrics.json"
     report.parent.mkdir()
-    assert main(["-q", "evaluate", "--model", str(model), "--panel", str(one), "--split", "valid",
-                 "--out", str(report)]) == 2
-    assert "the valid split (split seed 0) holds none of the panel's 2 person-years" in capsys.readouterr().err
-    assert not report.exists() and not (report.parent / "mlflow.db").exists()  # nothing written, nothing logged
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                "--model",
+                str(model),
+                "--panel",
+                str(one),
+                "--split",
+                "valid",
+                "--out",
+                str(report),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "the valid split (split seed 0) holds none of the panel's 2 person-years" in capsys.readouterr().err
+    )
+    assert (
+        not report.exists() and not (report.parent / "mlflow.db").exists()
+    )  # nothing written, nothing logged
     # A split with rows but without any stay: its stay AUC is undefined, written as null (strict JSON).
     out = tmp_path / "metrics.json"
-    assert main(["-q", "evaluate", "--model", str(model), "--panel", str(one), "--split", "all", "--out", str(out),
-                 "--no-mlflow"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                "--model",
+                str(model),
+                "--panel",
+                str(one),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+                "--no-mlflow",
+            ]
+        )
+        == 0
+    )
     metrics = _strict(out.read_text())
     assert metrics["person_years"] == 2 and metrics["stay_auc"] is None
 

@@ -40,14 +40,18 @@ def _error(cls: type, overrides: list[str]) -> str:
 
 @pytest.mark.parametrize("cls", CONFIGS)
 def test_a_preset_name_where_a_path_is_meant_and_the_reverse_are_clear_errors(
-        cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # no folder named psid or resumes here
     panel = _panel(tmp_path / "nlsw")
     assert "'psid' is a synthetic preset name, not a panel" in _error(cls, ["survey_panel=psid"])
     assert "survey=NAME" in _error(cls, ["survey_panel=psid"])
     assert "'resumes' is a synthetic preset name" in _error(cls, ["resume_panel=resumes"])
     message = _error(cls, [f"survey={panel}"])
-    assert f"survey: '{panel}' is a path, not a synthetic preset" in message and f"survey_panel={panel}" in message
+    assert (
+        f"survey: '{panel}' is a path, not a synthetic preset" in message
+        and f"survey_panel={panel}" in message
+    )
     assert "unknown synthetic preset 'psdi'" in _error(cls, ["survey=psdi"])
     assert "no such file or folder" in _error(cls, [f"survey_panel={tmp_path / 'missing'}"])
     (tmp_path / "empty").mkdir()
@@ -69,18 +73,27 @@ def test_benchmark_llm_on_a_user_survey_names_the_arms_that_need_resumes() -> No
 
 
 def test_the_command_line_refuses_before_ray_starts_or_anything_is_written(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ray
 
     monkeypatch.chdir(tmp_path)
     started = ray.is_initialized()
-    for args in (["quickstart", "survey_panel=psid"], ["benchmark", "llm", "survey_panel=nlsw"],
-                 ["run", str(Path(__file__).resolve().parents[3] / "jobs" / "sweep_scaling.yaml"),
-                  "resume_panel=resumes"]):
+    for args in (
+        ["quickstart", "survey_panel=psid"],
+        ["benchmark", "llm", "survey_panel=nlsw"],
+        [
+            "run",
+            str(Path(__file__).resolve().parents[3] / "jobs" / "sweep_scaling.yaml"),
+            "resume_panel=resumes",
+        ],
+    ):
         out = tmp_path / "out"
         assert main(["-q", *args, f"out_dir={out}"]) == 2, args
         err = capsys.readouterr().err
-        assert err.startswith("laborlm: error:") and ("synthetic preset name" in err or "no such file" in err), err
+        assert err.startswith("laborlm: error:") and (
+            "synthetic preset name" in err or "no such file" in err
+        ), err
         assert not out.exists()
     assert ray.is_initialized() == started
 
@@ -89,8 +102,16 @@ def test_prepare_panels_checks_splits_and_codes_before_writing(tmp_path: Path) -
     survey = _panel(tmp_path / "survey")
     resumes = _panel(tmp_path / "resumes", codes=("a", "b", "z"))
     out = tmp_path / "out"
-    args: dict[str, Any] = {"survey": "psid", "survey_panel": survey, "survey_people": None, "resumes": True,
-                            "resume_panel": resumes, "resume_people": None, "seed": 0, "out": out}
+    args: dict[str, Any] = {
+        "survey": "psid",
+        "survey_panel": survey,
+        "survey_people": None,
+        "resumes": True,
+        "resume_panel": resumes,
+        "resume_people": None,
+        "seed": 0,
+        "out": out,
+    }
     with pytest.raises(ConfigError, match="only in survey .*: c; only in resumes .*: z"):
         prepare_panels(**args, same_codes=True)
     prepared = prepare_panels(**args)  # other codes are fine where nothing reads the resumes' codes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def test_mlflow_uri_puts_back_explicitly_set_uris(tmp_path: Path, monkeypatch: p
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        # Not monkeypatch.delenv: it would record the value set_tracking_uri wrote and put it back at teardown,
+        # leaking this test's store into every later test's default_uri.
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     # A registry that followed the tracking URI follows it again after a block.
     with mlflow_uri(f"sqlite:///{tmp_path / 'inner.db'}"):
         pass

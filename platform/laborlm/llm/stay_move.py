@@ -95,9 +95,8 @@ class StayMoveLoss:
         ignore_index: int = IGNORE_INDEX,
         **_: Any,
     ) -> torch.Tensor:
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))[
-            :, :-1
-        ]  # [B, T-1, V]: labels[:, 1:]
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        logits = logits[:, :-1]  # [B, T-1, V]: position t predicts labels[:, t + 1]
         prev = previous_labels(labels, self.label_of, self.boundaries)[:, :-1]  # last label up to t
         target = labels[:, 1:]
         target_label = torch.where(target >= 0, self.label_of.to(target.device)[target.clamp(min=0)], -1)

@@ -5,34 +5,21 @@ README "Your own data: the NLS Young Women walkthrough" runs the same commands o
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 
 from laborlm.cli import main
+from nls_slice import IMPORT_MAPS, nls_slice
 
-PANEL_FILE = "nlsyw_young_women_1968_1988_nlswork.csv"
-REPO = Path(__file__).resolve().parents[2]
 PEOPLE = 300
 
 
 @pytest.fixture(scope="module")
 def survey_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 300 women of the file, every row of theirs, exactly as the file has them."""
-    out = tmp_path_factory.mktemp("nlsw") / "nlsw_slice.csv"
-    with (shared_data / PANEL_FILE).open(newline="") as src, out.open("w", newline="") as dst:
-        reader = csv.DictReader(src)
-        writer = csv.DictWriter(dst, fieldnames=reader.fieldnames or [])
-        writer.writeheader()
-        kept: set[str] = set()
-        for row in reader:
-            if row["idcode"] not in kept and len(kept) == PEOPLE:
-                continue
-            kept.add(row["idcode"])
-            writer.writerow(row)
-    return out
+    return nls_slice(shared_data, tmp_path_factory.mktemp("nlsw") / "nlsw_slice.csv", PEOPLE)
 
 
 def test_import_fit_evaluate_benchmark_train_predict_on_a_real_survey(
@@ -56,18 +43,7 @@ def test_import_fit_evaluate_benchmark_train_predict_on_a_real_survey(
                 str(tmp_path / "rejects.jsonl"),
                 "--source",
                 "nlsw",
-                "--taxonomy",
-                str(REPO / "jobs" / "data" / "nlsw_occupations.csv"),
-                "--columns",
-                "person_id=idcode,occupation=occ_code,birth_year=birth_yr,education=grade,wage=ln_wage",
-                "--ignore-columns",
-                "*",
-                "--two-digit-years",
-                "1900",
-                "--map",
-                "race:1=white,2=black,3=other",
-                "--map",
-                "education:0-11=less_than_high_school,12=high_school,13-15=some_college,16=bachelors,17-18=masters",
+                *IMPORT_MAPS,
             ]
         )
         == 0

@@ -98,8 +98,8 @@ class LlmBenchmarkConfig:
         "career-small-two_stage",
         "career-small-two_stage+pretrain",
     )
-    pretrain_steps: int | None = None  # null: the recipe's (500)
-    finetune_steps: int | None = None  # null: the recipe's (up to 1000, early stopping)
+    pretrain_steps: int | None = None  # null: the tiny recipe's (1,500)
+    finetune_steps: int | None = None  # null: the tiny recipe's (up to 600, early stopping)
     block_size: int = (
         256  # covers a whole survey career text, so models are scored on contexts they trained on
     )

@@ -65,7 +65,7 @@ class SizePreset:
 
 
 SIZES: dict[str, SizePreset] = {
-    "tiny": SizePreset(3000, 20000, "llama-1m", "career-small", 150),  # ~15 min on 2 cores
+    "tiny": SizePreset(3000, 20000, "llama-1m", "career-small", 150),  # ~9 min on 2 idle cores
     # small: PSID's size in CAREER's Table 7, five times the resumes; the model stays llama-1m, the size that
     # is compute-optimal for half an hour of 2 CPU cores (~80 GFLOP/s measured: C = 6ND ~ 1.4e14 with
     # D ~ 20N gives N ~ 1M), so data and steps grow and the model does not (llama-10m would need ~4 hours)

@@ -124,7 +124,7 @@ def _recipe(
 
 RECIPES: dict[str, TrainConfig] = {
     "tiny": _recipe("llama-1m", 1500, 600, lr=1e-2, pretrain_eval_every=250, finetune_eval_every=50),
-    "small": _recipe("llama-1m", 8000, 1500, lr=1e-2, pretrain_eval_every=500, finetune_eval_every=100),
+    "small": _recipe("llama-1m", 8000, 3000, lr=1e-2, pretrain_eval_every=500, finetune_eval_every=100),
     "medium": _recipe("llama-50m", 20000, 5000, lr=6e-4, pretrain_eval_every=1000, finetune_eval_every=250),
 }
 

@@ -69,7 +69,7 @@ SIZES: dict[str, SizePreset] = {
     # small: PSID's size in CAREER's Table 7, five times the resumes; the model stays llama-1m, the size that
     # is compute-optimal for half an hour of 2 CPU cores (~80 GFLOP/s measured: C = 6ND ~ 1.4e14 with
     # D ~ 20N gives N ~ 1M), so data and steps grow and the model does not (llama-10m would need ~4 hours)
-    "small": SizePreset(12338, 100000, "llama-1m", "career-small", 1000),  # about an hour on 2 cores
+    "small": SizePreset(12338, 100000, "llama-1m", "career-small", 1000),  # ~36 min on 2 idle cores
     "medium": SizePreset(12338, 1000000, "llama-50m", "career-pretrained", None),  # GPUs
 }
 

@@ -823,7 +823,10 @@ def _add_quickstart_parser(sub: Any) -> None:
     )
     s.add_argument("--config", help="YAML overriding the embedded defaults")
     s.add_argument(
-        "--size", choices=["tiny", "small", "medium"], help="scale data, model and steps (default tiny)"
+        "--size",
+        choices=["tiny", "small", "medium"],
+        help="tiny (default, ~9 min on 2 cores), small (more data and steps, ~36 min), "
+        "medium (a larger model: GPUs)",
     )
     _address_flag(s)
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. survey_people=5000 register_as=null")

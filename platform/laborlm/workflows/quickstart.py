@@ -14,7 +14,8 @@ The whole LaborLM pipeline, small, on local Ray and a loopback MLflow server tha
 6. register the fine-tuned language model in the MLflow model registry (alias ``candidate``, then
    ``champion``) and write the report.
 
-``--size`` scales the data, the language model and its training steps up together.
+``--size`` scales the data and training steps up (``small``, ~36 minutes on 2 cores) and the model too
+(``medium``, GPUs).
 
 On a user's data (``laborlm quickstart survey_panel=DIR [resume_panel=DIR]``) step 1 reads and checks the
 user's canonical panels instead of synthesising (``workflows.panels``), the table's column is the panel's

@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from laborlm.cli import main
+from laborlm.corpus.tokenizer import load_tokenizer
+from laborlm.llm.stay_move import stay_token_id
 from nls_slice import REPO, import_nls, nls_slice
 from torch_threads import one_torch_thread  # noqa: F401  (autouse)
 
@@ -217,31 +219,32 @@ def test_sweep_on_a_user_survey_and_resume_panel(
         "pretrain.occupation_eval_people=10",
         "finetune.occupation_eval_people=10",
     ]
-    assert (
-        main(
-            [
-                "-q",
-                "sweep",
-                str(REPO / "jobs" / "sweep_scaling.yaml"),
-                f"survey_panel={survey}",
-                f"resume_panel={resumes}",
-                f"out_dir={tmp_path}",
-                "name=panels",
-                "data_fractions=1.0",
-                "models=llama-200k",
-                "valid_people=5",
-                "test_people=10",
-                "pretrain_epochs=null",
-                "tokenizer_vocab_size=400",
-                "max_concurrent_trials=1",
-                "tracking.enabled=false",
-                "train_overrides=" + ",".join(overrides),
-            ]
-        )
-        == 0
-    )
+    args = [
+        "-q",
+        "sweep",
+        str(REPO / "jobs" / "sweep_scaling.yaml"),
+        f"survey_panel={survey}",
+        f"resume_panel={resumes}",
+        f"out_dir={tmp_path}",
+        "name=panels",
+        "data_fractions=1.0",
+        "models=llama-200k",
+        "valid_people=5",
+        "test_people=10",
+        "pretrain_epochs=null",
+        "tokenizer_vocab_size=400",
+        "max_concurrent_trials=1",
+        "tracking.enabled=false",
+        "train_overrides=" + ",".join(overrides),
+    ]
+    assert main(args) == 0
     capsys.readouterr()
     folder = tmp_path / "panels"
+    # Trials train stay/move (the default with label tokens): the shared tokenizer has the stay token ...
+    assert stay_token_id(load_tokenizer(folder / "tokenizer")) is not None
+    # ... and asking for plain LMs over that tokenizer is refused, not silently mixed.
+    assert main([*args, "stay_move=false"]) == 2
+    assert "trained with the stay token" in capsys.readouterr().err
     rows = [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["test/perplexity"] > 1 and "test/oracle_perplexity" not in rows[0]
     assert "The survey has no oracle" in (folder / "scaling.md").read_text()

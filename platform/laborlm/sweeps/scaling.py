@@ -125,6 +125,8 @@ class SweepConfig:
     #                                      data volume is tokens seen (Kaplan/Chinchilla); null: train_overrides'
     template: str = "labor-llm"
     tokenizer_vocab_size: int = 4096
+    stay_move: bool = True  # stay/move training (llm.stay_move): the shared tokenizer gets the stay token, so
+    #                         every trial (stay_move: null) trains and is scored two-stage; false: plain LMs
     train_overrides: tuple[
         str, ...
     ] = ()  # dotted TrainConfig overrides for every trial (before the trial's own)
@@ -291,7 +293,8 @@ def train_config_for(cfg: SweepConfig, prepared: Prepared, params: dict[str, Any
 def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     """Data, corpora and the shared tokenizer (each reused when already built) and the MLflow parent run."""
     from laborlm.corpus import CorpusConfig, build_corpus, read_manifest
-    from laborlm.corpus.tokenizer import TokenizerConfig, train_tokenizer
+    from laborlm.corpus.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+    from laborlm.llm.stay_move import stay_token_id
 
     folder = cfg.folder
     # The user's panels are read and checked before the sweep folder is made.
@@ -328,7 +331,17 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     tokenizer = folder / "tokenizer"
     if not (tokenizer / "tokenizer.json").is_file():
         # Resumes and the survey: the survey's dataset tag and special states are absent from resumes.
-        train_tokenizer([pretrain, finetune], tokenizer, TokenizerConfig(vocab_size=cfg.tokenizer_vocab_size))
+        train_tokenizer(
+            [pretrain, finetune],
+            tokenizer,
+            TokenizerConfig(vocab_size=cfg.tokenizer_vocab_size, stay_token=cfg.stay_move),
+        )
+    elif (stay_token_id(load_tokenizer(tokenizer)) is not None) != cfg.stay_move:
+        # A reused tokenizer decides whether trials train stay/move; a silent mismatch would mix the two.
+        raise ConfigError(
+            f"stay_move: {str(cfg.stay_move).lower()}, but the sweep's tokenizer {tokenizer} was trained "
+            f"{'without' if cfg.stay_move else 'with'} the stay token; use another name= or out_dir="
+        )
 
     parent_id, uri = None, None
     if cfg.tracking.enabled:

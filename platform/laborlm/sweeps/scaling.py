@@ -1,6 +1,6 @@
 """Scaling-law sweeps with Ray Tune: pretraining data volume x model size x seed, or an ASHA search.
 
-    laborlm sweep jobs/sweep_scaling.yaml                 # the local 3 x 3 grid (~15 min on 2 cores)
+    laborlm sweep jobs/sweep_scaling.yaml                 # the local 3 x 3 grid (~20 min on 2 idle cores)
     laborlm sweep jobs/sweep_asha.yaml                    # ASHA over fine-tuning lr and LoRA rank
     laborlm sweep report runs/sweeps/scaling-local        # power-law fits, table, plots (also run at the end)
     laborlm sweep jobs/sweep_scaling.yaml survey_panel=runs/nlsw resume_panel=runs/resumes   # users' panels

@@ -197,14 +197,22 @@ def prepare_tokenizer(config: TrainConfig, corpora: Sequence[Path]) -> str:
     if config.tokenizer is not None:  # a folder (made absolute for the workers) or a cached model id
         local = Path(config.tokenizer)
         tokenizer = str(local.resolve()) if local.exists() else config.tokenizer
-        if config.stay_move:  # asked for explicitly (null follows the given tokenizer)
+        if config.stay_move is not None:  # asked for explicitly (null follows the given tokenizer)
             from laborlm.corpus.tokenizer import load_tokenizer
             from laborlm.llm.stay_move import stay_token_id
 
-            if stay_token_id(load_tokenizer(tokenizer)) is None:
+            # The tokenizer's stay token is what makes the model (and its scorer) stay/move, so a request the
+            # tokenizer contradicts would be silently ignored.
+            has_stay = stay_token_id(load_tokenizer(tokenizer)) is not None
+            if config.stay_move and not has_stay:
                 raise ConfigError(
                     f"stay_move: tokenizer {config.tokenizer!r} has no stay token; train it with "
                     "`laborlm corpus tokenizer` (it adds one by default) or set stay_move: null"
+                )
+            if not config.stay_move and has_stay:
+                raise ConfigError(
+                    f"stay_move: false, but tokenizer {config.tokenizer!r} has the stay token; train one "
+                    "with `laborlm corpus tokenizer --no-stay-token` or set stay_move: null"
                 )
         return tokenizer
     if config.model.path is not None and not config.tokenizer_label_tokens:

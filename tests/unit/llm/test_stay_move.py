@@ -147,3 +147,6 @@ def test_stay_move_asked_of_a_tokenizer_without_the_stay_token_is_a_config_error
     assert prepare_tokenizer(TrainConfig(out_dir=tmp_path, tokenizer=str(plain)), [corpus]) == str(
         plain.resolve()
     )
+    stay = train_tokenizer(corpus, tmp_path / "stay", TokenizerConfig(vocab_size=300, stay_token=True))
+    with pytest.raises(ConfigError, match="has the stay token"):
+        prepare_tokenizer(TrainConfig(out_dir=tmp_path, tokenizer=str(stay), stay_move=False), [corpus])

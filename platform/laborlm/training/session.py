@@ -162,8 +162,12 @@ class CheckpointFolder:
         found = self._all()
         index = int(found[-1].name.split("_")[1]) + 1 if found else 0
         final = self.root / f"checkpoint_{index:06d}"
-        # Renamed when complete: a crash never leaves half a checkpoint.
+        # Renamed when complete: a crash never leaves half a checkpoint. A process killed mid-write leaves its
+        # .partial_ folder behind, numbered as the next checkpoint, so the resumed run writes over it.
         partial = self.root / f".partial_{index:06d}"
+        if partial.exists():
+            logger.warning("%s: removing a half-written checkpoint left by a killed run", partial)
+            shutil.rmtree(partial)
         partial.mkdir(parents=True)
         write(partial)
         partial.rename(final)

@@ -59,6 +59,18 @@ def test_checkpoint_folder_numbers_keeps_the_newest_and_the_session_reports(tmp_
     assert session.last_metrics == {"train/step": 3} and session.folder.latest() == session.last_checkpoint
 
 
+def test_a_half_written_checkpoint_left_by_a_killed_run_is_replaced(tmp_path: Path) -> None:
+    folder = CheckpointFolder(tmp_path, keep=2)
+    write_state(folder.write(lambda f: write_state(f, {"step": 0})), {"step": 0})
+    stale = tmp_path / ".partial_000001"  # a SIGKILL during the next write left this
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    written = folder.write(lambda f: write_state(f, {"step": 1}))
+    assert written.name == "checkpoint_000001" and read_state(written, {"step": 1})
+    assert not (written / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
+
+
 def test_metrics_window_means_and_throughput_without_a_process_group() -> None:
     window = MetricsWindow()
     assert window.mean_loss is None

@@ -58,7 +58,6 @@ class LoraConfig:
     alpha: float = 16.0  # the update is scaled by alpha / rank
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # Llama attention projections
-    quantize_4bit: bool = False  # QLoRA: 4-bit NF4 base weights (bitsandbytes, CUDA only; DDP only)
 
     def __post_init__(self) -> None:
         problems = []
@@ -296,8 +295,6 @@ class TrainConfig:
             )
         if self.optim.impl == "deepspeed" and not self.strategy.deepspeed:
             problems.append("optim.impl: 'deepspeed' optimizers need strategy.kind zero2 or zero3")
-        if self.lora.quantize_4bit and (not self.strategy.use_gpu or self.strategy.deepspeed):
-            problems.append("lora.quantize_4bit: QLoRA needs strategy.use_gpu and kind ddp")
         if self.model.max_positions is not None and self.model.max_positions < self.block_size:
             problems.append(f"model.max_positions: must be >= block_size ({self.block_size})")
         if self.stay_move and not self.tokenizer_label_tokens:

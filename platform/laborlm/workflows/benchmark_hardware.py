@@ -708,7 +708,6 @@ def _train_config(
     """The training config of one cell (its own validation runs here: a bad combination is a ConfigError)."""
     from laborlm.training.config import (
         FinetuneConfig,
-        LoraConfig,
         ModelConfig,
         OptimConfig,
         PhaseConfig,
@@ -724,7 +723,6 @@ def _train_config(
         block_size=limits.block_size,
         micro_batch_size=limits.micro_batch_size,
         model=ModelConfig(size=size, gradient_checkpointing=cfg.gradient_checkpointing),
-        lora=LoraConfig(quantize_4bit=cfg.mode == "qlora"),
         optim=OptimConfig(impl="deepspeed" if deepspeed_optim else "torch"),
         strategy=StrategyConfig(
             kind=kind,  # type: ignore[arg-type]

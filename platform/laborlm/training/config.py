@@ -58,9 +58,16 @@ class LoraConfig:
     alpha: float = 16.0  # the update is scaled by alpha / rank
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # Llama attention projections
+    quantize_4bit: bool = False  # always false: training has no QLoRA; the key stays so that the config.yaml
+    #                              of earlier runs (which wrote it) reads back, and true is refused, not ignored
 
     def __post_init__(self) -> None:
         problems = []
+        if self.quantize_4bit:
+            problems.append(
+                "quantize_4bit: QLoRA training is not implemented (LoRA only); "
+                "`laborlm benchmark hardware --qlora` measures a 4-bit base"
+            )
         if self.rank < 1:
             problems.append(f"rank: must be >= 1, got {self.rank}")
         if self.alpha <= 0:

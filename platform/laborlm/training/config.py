@@ -32,6 +32,8 @@ class ModelConfig:
     max_positions: int | None = None  # context length of a config-built model; null: block_size (RoPE has no
     #                                   position parameters, so this never changes the parameter count)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    tie_embeddings: bool = False  # a config-built model's output head shares the input embedding matrix; a
+    #                               loaded model (path) keeps its own choice
 
     def __post_init__(self) -> None:
         problems = []
@@ -41,6 +43,11 @@ class ModelConfig:
             problems.append(f"size: expected one of {', '.join(SIZES)}, got {self.size!r}")
         if self.max_positions is not None and self.max_positions < 2:
             problems.append(f"max_positions: must be >= 2, got {self.max_positions}")
+        if self.tie_embeddings and self.path is not None:
+            problems.append(
+                "tie_embeddings: applies to a model built from a size; a loaded model (path) keeps its own "
+                "config's tie_word_embeddings"
+            )
         if problems:
             raise ConfigError(problems)
 

@@ -1,7 +1,7 @@
 """Causal LMs to train: a named Llama-style size family (no download), or any local HF model; LoRA via peft.
 
-The family keeps one architecture (Llama: RoPE, RMSNorm, SwiGLU, untied embeddings) from ~1M to ~1B
-parameters so scaling runs change one thing at a time. Nominal sizes are for the corpus tokenizer's default
+The family keeps one architecture (Llama: RoPE, RMSNorm, SwiGLU, untied embeddings unless
+``model.tie_embeddings``) from ~1M to ~1B parameters so scaling runs change one thing at a time. Nominal sizes are for the corpus tokenizer's default
 vocabulary (4,096 tokens); a larger vocabulary adds ``2 * vocab * hidden`` (embeddings and output head).
 ``llama-1b`` has TinyLlama-1.1B's shape (grouped-query attention, 4 KV heads); with a 32k vocabulary it is
 1.1B parameters.
@@ -43,8 +43,14 @@ def llama_config(
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
+    tie_embeddings: bool = False,
 ) -> Any:
-    """The ``LlamaConfig`` of a family size, sized to a tokenizer (special token ids inside the vocabulary)."""
+    """The ``LlamaConfig`` of a family size, sized to a tokenizer (special token ids inside the vocabulary).
+
+    ``tie_embeddings`` shares one matrix between the input embeddings and the output head (fewer parameters
+    by ``vocab * hidden``): an attention head that carries an earlier label's embedding forward then raises
+    that label's logit directly, the copy that returns to an earlier occupation need.
+    """
     from transformers import LlamaConfig
 
     if size not in SIZES:
@@ -53,7 +59,7 @@ def llama_config(
     return LlamaConfig(
         vocab_size=vocab_size,
         max_position_embeddings=max_positions,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_embeddings,
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
@@ -111,6 +117,7 @@ def build_model(
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
+            tie_embeddings=config.tie_embeddings,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

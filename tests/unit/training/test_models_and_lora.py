@@ -54,6 +54,32 @@ def test_config_built_model_depends_only_on_the_seed() -> None:
     assert a.config.vocab_size == 300 and a.config.max_position_embeddings == 32
 
 
+def test_tied_embeddings_share_one_matrix_through_training_saving_and_loading(tmp_path: Path) -> None:
+    tied = build_model(ModelConfig(tie_embeddings=True), _Tokenizer(), block_size=16)  # type: ignore[arg-type]
+    untied = build_model(ModelConfig(), _Tokenizer(), block_size=16)  # type: ignore[arg-type]
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight
+    n_tied, n_untied = (sum(p.numel() for p in m.parameters()) for m in (tied, untied))
+    assert n_untied - n_tied == 300 * SIZES["llama-1m"]["hidden_size"]  # one vocab x hidden matrix fewer
+
+    ids = torch.randint(3, 300, (2, 16))
+    torch.optim.SGD(tied.parameters(), lr=0.1).zero_grad()
+    tied(input_ids=ids, labels=ids).loss.backward()
+    torch.optim.SGD(tied.parameters(), lr=0.1).step()
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight  # still one matrix after an update
+
+    tied.save_pretrained(tmp_path / "m")
+    loaded = build_model(ModelConfig(), _Tokenizer(), block_size=16, init_path=tmp_path / "m")  # type: ignore[arg-type]
+    assert loaded.config.tie_word_embeddings
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
+    with torch.no_grad():
+        assert torch.allclose(tied(input_ids=ids).logits, loaded(input_ids=ids).logits, atol=1e-6)
+
+
+def test_tie_embeddings_is_refused_for_a_loaded_model() -> None:
+    with pytest.raises(ConfigError, match="tie_embeddings: applies to a model built from a size"):
+        ModelConfig(size=None, path="some/model", tie_embeddings=True)
+
+
 def test_missing_model_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a local causal LM"):
         build_model(ModelConfig(size=None, path=str(tmp_path / "none")), _Tokenizer(), block_size=8)  # type: ignore[arg-type]

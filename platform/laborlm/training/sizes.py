@@ -12,11 +12,12 @@ attention, 4 KV heads).
 from __future__ import annotations
 
 # name -> LlamaConfig shape.
-# Parameter counts (vocab 4,096): 0.22M, 0.43M, 0.92M, 10.0M, 48.5M, 163M, 407M, 986M.
+# Parameter counts (vocab 4,096): 0.22M, 0.43M, 0.92M, 1.67M, 10.0M, 48.5M, 163M, 407M, 986M.
 _SHAPES = {  # name: (hidden, layers, attention heads, key/value heads, MLP width)
     "llama-200k": (24, 2, 2, 2, 96),  # the two smallest exist for local scaling sweeps (embeddings dominate)
     "llama-400k": (40, 4, 4, 4, 160),
     "llama-1m": (64, 6, 4, 4, 256),
+    "llama-2m": (96, 6, 4, 4, 384),  # llama-1m 1.5x as wide: ~2x its FLOPs per token
     "llama-10m": (256, 10, 4, 4, 688),
     "llama-50m": (512, 14, 8, 8, 1376),
     "llama-150m": (1024, 12, 16, 16, 2816),
@@ -37,6 +38,7 @@ NOMINAL_PARAMS = {
     "llama-200k": 2e5,
     "llama-400k": 4e5,
     "llama-1m": 1e6,
+    "llama-2m": 2e6,
     "llama-10m": 10e6,
     "llama-50m": 50e6,
     "llama-150m": 150e6,

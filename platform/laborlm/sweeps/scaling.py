@@ -295,6 +295,7 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     from laborlm.corpus import CorpusConfig, build_corpus, read_manifest
     from laborlm.corpus.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
     from laborlm.llm.stay_move import stay_token_id
+    from laborlm.splits import SplitConfig
 
     folder = cfg.folder
     # The user's panels are read and checked before the sweep folder is made.
@@ -322,7 +323,14 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
         target = folder / "corpus" / name
         if read_manifest(target) is None:
             build_corpus(
-                CorpusConfig(inputs=tuple(inputs), out_dir=target, template=cfg.template), num_workers=workers
+                # split as the scored test persons are (SplitConfig(seed=data_seed))
+                CorpusConfig(
+                    inputs=tuple(inputs),
+                    out_dir=target,
+                    template=cfg.template,
+                    split=SplitConfig(seed=cfg.data_seed),
+                ),
+                num_workers=workers,
             )
         return target
 

@@ -224,6 +224,7 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, panels: PreparedPanels, folder: Pa
 
     from laborlm.config import apply_overrides, build, to_dict
     from laborlm.corpus import CorpusConfig, build_corpus
+    from laborlm.splits import SplitConfig
     from laborlm.training import TrainConfig
     from laborlm.training.workflow import run_training
     from laborlm.workflows.quickstart import RECIPES
@@ -233,7 +234,11 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, panels: PreparedPanels, folder: Pa
     def corpus(inputs: list[Path], tag: str) -> Path:
         target = out / "corpus" / f"{arm.template}-{tag}"
         build_corpus(
-            CorpusConfig(inputs=tuple(inputs), out_dir=target, template=arm.template), num_workers=cfg.workers
+            # split as benchmark careers' rows and the scored test persons are (data_seed=cfg.seed)
+            CorpusConfig(
+                inputs=tuple(inputs), out_dir=target, template=arm.template, split=SplitConfig(seed=cfg.seed)
+            ),
+            num_workers=cfg.workers,
         )
         return target
 

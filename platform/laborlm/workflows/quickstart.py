@@ -316,6 +316,7 @@ def describe_data(panels: PreparedPanels, out: Path) -> QuickstartData:
 def build_corpora(cfg: QuickstartConfig, data: QuickstartData, out: Path) -> dict[str, Path]:
     """Step 2: LABOR-LLM resume-like texts of each panel, keyed ``survey`` and (when pretraining) ``resumes``."""
     from laborlm.corpus import CorpusConfig, build_corpus
+    from laborlm.splits import SplitConfig
 
     inputs = {"survey": (data.survey, data.panels.survey)}
     if data.panels.resumes is not None:
@@ -324,7 +325,12 @@ def build_corpora(cfg: QuickstartConfig, data: QuickstartData, out: Path) -> dic
     for key, (name, panel) in inputs.items():
         logger.info("[2/%d] resume-like texts of %s (labor-llm template)", STEPS, name)
         corpora[key] = out / "corpus" / name
-        build_corpus(CorpusConfig(inputs=(panel,), out_dir=corpora[key]), num_workers=cfg.workers)
+        # The split the baselines and the scored test persons use (benchmark careers' data_seed): a corpus
+        # split by another seed would train the LM on persons it is then tested on.
+        split = SplitConfig(seed=cfg.seed)
+        build_corpus(
+            CorpusConfig(inputs=(panel,), out_dir=corpora[key], split=split), num_workers=cfg.workers
+        )
     return corpora
 
 

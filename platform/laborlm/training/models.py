@@ -1,8 +1,9 @@
 """Causal LMs to train: a named Llama-style size family (no download), or any local HF model; LoRA via peft.
 
 The family keeps one architecture (Llama: RoPE, RMSNorm, SwiGLU, untied embeddings unless
-``model.tie_embeddings``) from ~1M to ~1B parameters so scaling runs change one thing at a time. Nominal sizes are for the corpus tokenizer's default
-vocabulary (4,096 tokens); a larger vocabulary adds ``2 * vocab * hidden`` (embeddings and output head).
+``model.tie_embeddings``) from ~1M to ~1B parameters so scaling runs change one thing at a time. Nominal
+sizes are for the corpus tokenizer's default vocabulary (4,096 tokens); a larger vocabulary adds
+``2 * vocab * hidden`` (embeddings and output head).
 ``llama-1b`` has TinyLlama-1.1B's shape (grouped-query attention, 4 KV heads); with a 32k vocabulary it is
 1.1B parameters.
 
@@ -48,8 +49,9 @@ def llama_config(
     """The ``LlamaConfig`` of a family size, sized to a tokenizer (special token ids inside the vocabulary).
 
     ``tie_embeddings`` shares one matrix between the input embeddings and the output head (fewer parameters
-    by ``vocab * hidden``): an attention head that carries an earlier label's embedding forward then raises
-    that label's logit directly, the copy that returns to an earlier occupation need.
+    by ``vocab * hidden``), so an attention head that carries an earlier label's embedding forward raises that
+    label's logit directly. It was tried for returns to an earlier occupation and measured worse at size small
+    (docs/language-models.md), so it is off by default.
     """
     from transformers import LlamaConfig
 

@@ -62,9 +62,9 @@ def test_tied_embeddings_share_one_matrix_through_training_saving_and_loading(tm
     assert n_untied - n_tied == 300 * SIZES["llama-1m"]["hidden_size"]  # one vocab x hidden matrix fewer
 
     ids = torch.randint(3, 300, (2, 16))
-    torch.optim.SGD(tied.parameters(), lr=0.1).zero_grad()
+    optimizer = torch.optim.SGD(tied.parameters(), lr=0.1)
     tied(input_ids=ids, labels=ids).loss.backward()
-    torch.optim.SGD(tied.parameters(), lr=0.1).step()
+    optimizer.step()
     assert tied.lm_head.weight is tied.model.embed_tokens.weight  # still one matrix after an update
 
     tied.save_pretrained(tmp_path / "m")

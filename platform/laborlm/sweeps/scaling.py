@@ -292,7 +292,7 @@ def train_config_for(cfg: SweepConfig, prepared: Prepared, params: dict[str, Any
 
 def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     """Data, corpora and the shared tokenizer (each reused when already built) and the MLflow parent run."""
-    from laborlm.corpus import CorpusConfig, build_corpus, read_manifest
+    from laborlm.corpus import CorpusConfig, build_corpus
     from laborlm.corpus.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
     from laborlm.llm.stay_move import stay_token_id
     from laborlm.splits import SplitConfig
@@ -321,17 +321,17 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
 
     def corpus(inputs: list[Path], name: str) -> Path:
         target = folder / "corpus" / name
-        if read_manifest(target) is None:
-            build_corpus(
-                # split as the scored test persons are (SplitConfig(seed=data_seed))
-                CorpusConfig(
-                    inputs=tuple(inputs),
-                    out_dir=target,
-                    template=cfg.template,
-                    split=SplitConfig(seed=cfg.data_seed),
-                ),
-                num_workers=workers,
-            )
+        # build_corpus reuses a corpus whose manifest matches this config and its inputs, else rebuilds it (a
+        # folder from before the split followed data_seed is rebuilt). Split as the scored test persons are.
+        build_corpus(
+            CorpusConfig(
+                inputs=tuple(inputs),
+                out_dir=target,
+                template=cfg.template,
+                split=SplitConfig(seed=cfg.data_seed),
+            ),
+            num_workers=workers,
+        )
         return target
 
     pretrain = corpus(pretrain_inputs, "pretrain")

@@ -191,6 +191,7 @@ class Prepared:
     tracking_uri: str | None
     experiment: str
     volumes: dict[str, dict[str, int]]  # str(data fraction) -> train-split people and tokens it keeps
+    split_seed: int  # the person split of the corpora, which score_trial's valid and test persons follow
 
 
 def model_override(model: str) -> str:
@@ -295,7 +296,6 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     from laborlm.corpus import CorpusConfig, build_corpus
     from laborlm.corpus.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
     from laborlm.llm.stay_move import stay_token_id
-    from laborlm.splits import SplitConfig
 
     folder = cfg.folder
     # The user's panels are read and checked before the sweep folder is made.
@@ -322,14 +322,9 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
     def corpus(inputs: list[Path], name: str) -> Path:
         target = folder / "corpus" / name
         # build_corpus reuses a corpus whose manifest matches this config and its inputs, else rebuilds it (a
-        # folder from before the split followed data_seed is rebuilt). Split as the scored test persons are.
+        # folder from before the split followed data_seed is rebuilt).
         build_corpus(
-            CorpusConfig(
-                inputs=tuple(inputs),
-                out_dir=target,
-                template=cfg.template,
-                split=SplitConfig(seed=cfg.data_seed),
-            ),
+            CorpusConfig(inputs=tuple(inputs), out_dir=target, template=cfg.template, split=panels.split),
             num_workers=workers,
         )
         return target
@@ -369,6 +364,7 @@ def prepare(cfg: SweepConfig, workers: int = 2) -> Prepared:
         uri,
         cfg.tracking.experiment,
         volumes,
+        panels.split.seed,
     )
     (folder / PREPARED_FILE).write_text(json.dumps(prepared.__dict__, indent=2))
     return prepared
@@ -589,7 +585,7 @@ def score_trial(sweep: SweepConfig, prepared: Prepared, model_dir: Path) -> dict
     from laborlm.splits import SplitConfig, select_split
 
     read = read_panel(Path(prepared.survey_panel))
-    split = SplitConfig(seed=sweep.data_seed)
+    split = SplitConfig(seed=prepared.split_seed)
     model = LlmOccupationModel.from_pretrained(
         model_dir, prepared.tokenizer, sweep.template, read.taxonomy, name="trial"
     )

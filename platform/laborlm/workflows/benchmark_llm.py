@@ -203,7 +203,7 @@ def run_llm_benchmark(cfg: LlmBenchmarkConfig) -> Any:
         resumes=panels.resumes if panels.user_resumes else None,
         survey_people=cfg.survey_people,
         resume_people=cfg.resume_people,
-        data_seed=cfg.seed,
+        data_seed=panels.split.seed,  # the split the arms' corpora were built with
         seeds=(cfg.seed,),
         models=cfg.careers_models,
         out_dir=out,
@@ -224,7 +224,6 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, panels: PreparedPanels, folder: Pa
 
     from laborlm.config import apply_overrides, build, to_dict
     from laborlm.corpus import CorpusConfig, build_corpus
-    from laborlm.splits import SplitConfig
     from laborlm.training import TrainConfig
     from laborlm.training.workflow import run_training
     from laborlm.workflows.quickstart import RECIPES
@@ -234,10 +233,7 @@ def _train(cfg: LlmBenchmarkConfig, arm: Arm, panels: PreparedPanels, folder: Pa
     def corpus(inputs: list[Path], tag: str) -> Path:
         target = out / "corpus" / f"{arm.template}-{tag}"
         build_corpus(
-            # split as benchmark careers' rows and the scored test persons are (data_seed=cfg.seed)
-            CorpusConfig(
-                inputs=tuple(inputs), out_dir=target, template=arm.template, split=SplitConfig(seed=cfg.seed)
-            ),
+            CorpusConfig(inputs=tuple(inputs), out_dir=target, template=arm.template, split=panels.split),
             num_workers=cfg.workers,
         )
         return target

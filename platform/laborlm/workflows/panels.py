@@ -150,7 +150,12 @@ def panel_problems(key: str, path: Path | None, *, preset_hint: str) -> list[str
 
 @dataclass(frozen=True)
 class PreparedPanels:
-    """A workflow's data: the survey it fine-tunes and scores on, and the resume panel it pretrains on."""
+    """A workflow's data: the survey it fine-tunes and scores on, and the resume panel it pretrains on.
+
+    ``split`` is the one person split of the workflow, for persons whose panel has no split column: its
+    corpora, its baselines and the test persons it scores all read it, so no step can train on a person
+    another step tests on.
+    """
 
     survey: Path  # a synthetic panel folder, or the user's panel
     survey_name: str  # the preset, or ``panel_name`` of the user's panel (table column, corpus folder name)
@@ -158,6 +163,7 @@ class PreparedPanels:
     resumes: Path | None  # None: no resume panel (nothing is pretrained)
     user_survey: bool  # the survey is the user's (its oracle row only where it carries oracle_logp)
     user_resumes: bool
+    split: SplitConfig
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -175,13 +181,12 @@ def prepare_panels(
     seed: int,
     out: Path,
     workers: int = 0,
-    split_seed: int | None = None,
     same_codes: bool = False,
 ) -> PreparedPanels:
     """The survey and resume panels of a workflow, from the user's paths where given, else from the presets.
 
     A user's panels are read and checked before the caller writes or logs anything: the survey must have
-    persons in its train and test splits (the split of ``split_seed``, default ``seed``), the resume panel
+    persons in its train and test splits (the split of ``seed``, returned as ``split``), the resume panel
     persons in its train split, and with ``same_codes`` the resume panel's codes must be the survey's (CAREER
     reads codes, so a model pretrained on the resumes indexes occupations as the fine-tuned one does).
 
@@ -192,7 +197,7 @@ def prepare_panels(
         ConfigError: a missing path, or resumes in other codes while ``same_codes``.
         InputDataError: an unreadable panel, or one without persons in a split the workflow needs.
     """
-    split = SplitConfig(seed=seed if split_seed is None else split_seed)
+    split = SplitConfig(seed=seed)
     missing = [
         f"{key}: {p}: no such file or folder"
         for key, p in (("survey_panel", survey_panel), ("resume_panel", resume_panel))
@@ -243,4 +248,6 @@ def prepare_panels(
                     f"resume corpus is not: {diff}; give resume_panel=DIR or leave pretraining out"
                 )
         resume_path = generate_preset_panel(RESUMES, resume_people, seed, out, workers)
-    return PreparedPanels(path, name, read, resume_path, survey_panel is not None, resume_panel is not None)
+    return PreparedPanels(
+        path, name, read, resume_path, survey_panel is not None, resume_panel is not None, split
+    )

@@ -249,12 +249,7 @@ def _run(
     corpora = build_corpora(cfg, data, out)
     trained, train_cfg = train_language_model(cfg, data, corpora, out, tracking_uri)
     llms = language_model_rows(
-        cfg,
-        trained.phases["finetune"].init_dir,
-        out / "train" / "tokenizer",
-        data.panels.survey_read,
-        train_cfg,
-        survey=data.survey,
+        cfg, trained.phases["finetune"].init_dir, out / "train" / "tokenizer", panels, train_cfg
     )
     result, test_people = compare_models(cfg, data, llms, out, tracking_uri)
     finetuned = llms[finetuned_row(train_cfg.model.size or cfg.preset.model, data.survey)]
@@ -328,7 +323,6 @@ def describe_data(panels: PreparedPanels, out: Path) -> QuickstartData:
 def build_corpora(cfg: QuickstartConfig, data: QuickstartData, out: Path) -> dict[str, Path]:
     """Step 2: LABOR-LLM resume-like texts of each panel, keyed ``survey`` and (when pretraining) ``resumes``."""
     from laborlm.corpus import CorpusConfig, build_corpus
-    from laborlm.splits import SplitConfig
 
     inputs = {"survey": (data.survey, data.panels.survey)}
     if data.panels.resumes is not None:
@@ -337,11 +331,9 @@ def build_corpora(cfg: QuickstartConfig, data: QuickstartData, out: Path) -> dic
     for key, (name, panel) in inputs.items():
         logger.info("[2/%d] resume-like texts of %s (labor-llm template)", STEPS, name)
         corpora[key] = out / "corpus" / name
-        # The split the baselines and the scored test persons use (benchmark careers' data_seed): a corpus
-        # split by another seed would train the LM on persons it is then tested on.
-        split = SplitConfig(seed=cfg.seed)
         build_corpus(
-            CorpusConfig(inputs=(panel,), out_dir=corpora[key], split=split), num_workers=cfg.workers
+            CorpusConfig(inputs=(panel,), out_dir=corpora[key], split=data.panels.split),
+            num_workers=cfg.workers,
         )
     return corpora
 
@@ -409,7 +401,7 @@ def compare_models(
         resumes=panels.resumes if panels.user_resumes else None,
         survey_people=cfg.survey_people or size.survey_people,
         resume_people=cfg.resume_people or size.resume_people,
-        data_seed=cfg.seed,
+        data_seed=panels.split.seed,  # the split the corpora were built with
         seeds=(cfg.seed,),
         models=models,
         out_dir=out,
@@ -505,9 +497,8 @@ def language_model_rows(
     cfg: QuickstartConfig,
     finetuned: Path,
     tokenizer: Path,
-    read: Any,
+    panels: PreparedPanels,
     train_cfg: TrainConfig,
-    survey: str | None = None,
 ) -> dict[str, NextOccupationModel]:
     """The language-model rows: direct scoring of the fine-tuned LM, and (``embedding_rows``) the embedding
     model on its hidden states beside the same head on a randomly initialised LM of the same shape, the
@@ -517,10 +508,10 @@ def language_model_rows(
     """
     from laborlm.llm import EmbeddingOccupationModel, LlmOccupationModel
     from laborlm.llm.distributed import on_ray_data
-    from laborlm.splits import SplitConfig, select_split
+    from laborlm.splits import select_split
     from laborlm.workflows.fit import random_lm_like
 
-    model, survey = train_cfg.model.size or cfg.preset.model, survey or cfg.survey
+    model, survey, read = train_cfg.model.size or cfg.preset.model, panels.survey_name, panels.survey_read
     direct = LlmOccupationModel.from_pretrained(
         finetuned, tokenizer, "labor-llm", read.taxonomy, name=f"{model}-finetuned"
     )
@@ -529,8 +520,7 @@ def language_model_rows(
     }
     if not cfg.embedding_rows:
         return rows
-    split = SplitConfig(seed=cfg.seed)
-    train, valid = (select_split(read.table, s, split) for s in ("train", "valid"))
+    train, valid = (select_split(read.table, s, panels.split) for s in ("train", "valid"))
     random_lm = random_lm_like(
         direct.lm, train_cfg.seed
     )  # `laborlm fit embedding ... lm_init=random`'s control

@@ -37,6 +37,7 @@ def _prepared(tokens: int = 10_000) -> Prepared:
         None,
         "laborlm",
         {"0.5": {"people": 50, "tokens": tokens}, "1.0": {"people": 100, "tokens": 2 * tokens}},
+        0,
     )
 
 

@@ -1,4 +1,4 @@
-"""The quickstart's corpus is split by the seed its baselines and scored test persons use.
+"""The quickstart's corpus is split by the seed its baselines and scored test persons use (``panels.split``).
 
 With ``seed=1`` the corpus was once split by seed 0 while CAREER, the Markov chains and the test persons used
 seed 1: the LM trained on ~70% of the persons it was then scored on (measured at size small: 8.46 on the
@@ -14,10 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from laborlm.readers import read_panel
 from laborlm.splits import SplitConfig, split_array
-from laborlm.workflows.panels import PreparedPanels
-from laborlm.workflows.quickstart import QuickstartConfig, QuickstartData, build_corpora
+from laborlm.workflows.quickstart import QuickstartConfig, QuickstartData, build_corpora, prepare_data
 
 
 def _panel(folder: Path, people: int = 60) -> Path:
@@ -38,9 +36,11 @@ def _panel(folder: Path, people: int = 60) -> Path:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_corpus_splits_follow_the_quickstart_seed(seed: int, tmp_path: Path, ray_session: object) -> None:
-    panel = _panel(tmp_path / "survey")
-    panels = PreparedPanels(panel, "survey", read_panel(panel), None, user_survey=True, user_resumes=False)
-    cfg = QuickstartConfig(seed=seed, workers=1, out_dir=tmp_path / "out")
+    cfg = QuickstartConfig(
+        seed=seed, workers=1, out_dir=tmp_path / "out", survey_panel=_panel(tmp_path / "survey")
+    )
+    panels = prepare_data(cfg, tmp_path / "out")
+    assert panels.split == SplitConfig(seed=seed)  # what the baselines and the scored test persons read
     corpus = build_corpora(cfg, QuickstartData(panels, {}), tmp_path / "out")["survey"]
 
     table = pa.concat_tables(

@@ -29,6 +29,7 @@ from laborlm.corpus import (
     token_spans,
     train_tokenizer,
 )
+from laborlm.corpus.packing import pack_texts
 from laborlm.errors import InputDataError
 from laborlm.occupations.taxonomy import Taxonomy
 from laborlm.readers import read_panel, write_panel
@@ -259,6 +260,34 @@ def test_packed_blocks(corpus: Path, tokenizer_dir: Path) -> None:
     tok = load_tokenizer(tokenizer_dir)
     train = [r["text"] for r in shard_rows(corpus) if r["split"] == "train"]
     assert real == sum(len(ids) + 1 for ids in tok(train)["input_ids"])  # each document + its EOS
+
+
+@pytest.mark.parametrize("longest_share", [1.0, 0.5])
+def test_whole_document_packing_never_cuts_a_career_that_fits(
+    corpus: Path, tokenizer_dir: Path, longest_share: float
+) -> None:
+    """``whole_documents``: the same tokens in the same order, but a document that fits a block sits in one."""
+    tok = load_tokenizer(tokenizer_dir)
+    texts = [r["text"] for r in shard_rows(corpus) if r["split"] == "train"]
+    sizes = np.array([len(ids) + 1 for ids in tok(texts)["input_ids"]])  # with EOS
+    block = int(sizes.max() * longest_share) + 3  # 0.5: the longer documents must still continue
+    whole = pack_texts(texts, tok, block, whole_documents=True)
+    stream = pack_texts(texts, tok, block)
+    mask = whole["attention_mask"] == 1
+    assert (whole["input_ids"][mask] == stream["input_ids"][stream["attention_mask"] == 1]).all()
+    assert (whole["labels"][~mask] == -100).all() and (
+        whole["labels"][mask] == whole["input_ids"][mask]
+    ).all()
+    ends = np.cumsum(sizes)
+    block_of = np.flatnonzero(mask.reshape(-1)) // block  # the block of every real token, in order
+    first, last = block_of[ends - sizes], block_of[ends - 1]
+    fits = sizes <= block
+    assert (first[fits] == last[fits]).all()
+    assert (~fits).any() == (longest_share < 1.0) and (first[~fits] < last[~fits]).all()
+    # padding only where the next document did not fit: never more than that document needs
+    pad = (~mask).sum(axis=1)[first[1:][first[1:] > last[:-1]] - 1]
+    assert (pad < sizes[1:][first[1:] > last[:-1]]).all()
+    assert len(whole["input_ids"]) > len(stream["input_ids"])
 
 
 def test_synthetic_presets_mix_into_one_corpus(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ class PackConfig:
     block_size: int = 512  # tokens per training example; a 40-year career is about 600 tokens with titles
     documents_per_batch: int = 512  # documents tokenized and packed together; one padded block per batch
     fraction: float = 1.0  # share of the split's people used (nested subsets: see corpus.build.iter_texts)
+    whole_documents: bool = False  # no document shorter than a block is cut across two (pack_texts)
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,9 +79,18 @@ def packed_dataset(corpus_dir: str | Path, config: PackConfig, *, split: str = "
 
 
 def pack_texts(
-    texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, block_size: int
+    texts: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    *,
+    whole_documents: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Tokenize documents and pack them, each followed by EOS, into blocks (``[n_blocks, block_size]``)."""
+    """Tokenize documents and pack them, each followed by EOS, into blocks (``[n_blocks, block_size]``).
+
+    ``whole_documents``: a document that fits in a block but not in the rest of the current one starts the
+    next block (the rest is padding), so every career is trained with its whole history, as it is scored;
+    only a document longer than ``block_size`` still continues into the next block.
+    """
     empty = np.zeros((0, block_size), dtype=np.int64)
     if not texts:
         return {"input_ids": empty, "attention_mask": empty, "labels": empty}
@@ -90,11 +100,16 @@ def pack_texts(
     lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))  # [docs]
     flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64, count=int(lengths.sum()))
     stream = np.insert(flat, np.cumsum(lengths), eos)  # EOS after every document
-    n_real = len(stream)
-    n_blocks = -(-n_real // block_size)
+    sizes = lengths + 1  # with its EOS
+    starts = _document_starts(sizes, block_size) if whole_documents else np.cumsum(sizes) - sizes
+    end = int(starts[-1] + sizes[-1])
+    n_blocks = -(-end // block_size)
+    # position in the blocks of every token of ``stream``: its document's start plus its offset in it
+    where = np.repeat(starts, sizes) + np.arange(len(stream)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     input_ids = np.full(n_blocks * block_size, pad, dtype=np.int64)
-    input_ids[:n_real] = stream
-    mask = (np.arange(n_blocks * block_size) < n_real).astype(np.int64)
+    input_ids[where] = stream
+    mask = np.zeros(n_blocks * block_size, dtype=np.int64)
+    mask[where] = 1
     labels = np.where(mask == 1, input_ids, IGNORE_INDEX)
     shape = (n_blocks, block_size)
     return {
@@ -104,6 +119,19 @@ def pack_texts(
     }
 
 
+def _document_starts(sizes: np.ndarray, block_size: int) -> np.ndarray:
+    """Greedy in order: each document's first position, moved to the next block when it would straddle one."""
+    starts = np.empty(len(sizes), dtype=np.int64)
+    pos = 0
+    for i, size in enumerate(sizes.tolist()):
+        room = block_size - pos % block_size
+        if room < size <= block_size:
+            pos += room
+        starts[i] = pos
+        pos += size
+    return starts
+
+
 def _pack_files(
     batch: dict[str, np.ndarray], config: PackConfig, split: str
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -111,4 +139,4 @@ def _pack_files(
     for texts in iter_texts(
         [Path(p) for p in batch["path"]], split, config.documents_per_batch, config.fraction
     ):
-        yield pack_texts(texts, tokenizer, config.block_size)
+        yield pack_texts(texts, tokenizer, config.block_size, whole_documents=config.whole_documents)

@@ -282,6 +282,8 @@ class TrainConfig:
     stay_move: bool | None = None  # two-stage training: a stay token competes with the other labels
     #   (llm.stay_move); null: on exactly when tokenizer_label_tokens is (it needs single-token labels)
     block_size: int = 64  # tokens per packed training block
+    pack_whole_documents: bool = False  # a career shorter than a block is never cut across two (its later
+    #   years would be trained without their history, which scoring always has); the rest is padding
     micro_batch_size: int = 8  # blocks per worker per forward pass
     grad_accum_steps: int = 1  # micro-batches per optimiser step; global batch = micro * accum * workers
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -333,7 +333,9 @@ def _phase_datasets(
     from laborlm.corpus import PackConfig, packed_dataset
 
     phase: PhaseConfig = getattr(config, name)
-    pack = PackConfig(tokenizer=tokenizer, block_size=config.block_size)
+    pack = PackConfig(
+        tokenizer=tokenizer, block_size=config.block_size, whole_documents=config.pack_whole_documents
+    )
     train_pack = dataclasses.replace(pack, fraction=phase.data_fraction)  # validation always whole
     datasets: dict[str, Any] = {"train": packed_dataset(corpus, train_pack, split="train")}
     if has_valid:

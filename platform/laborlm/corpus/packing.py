@@ -2,7 +2,9 @@
 
 Each document is tokenized with the tokenizer's own special tokens (BOS first, for ours and Llama's),
 followed by EOS, and the documents of a batch are concatenated and cut into ``block_size`` blocks, as HF's
-``run_clm`` groups texts. A document may continue into the next block; attention is not masked at document
+``run_clm`` groups texts. A document may continue into the next block, where its later years are trained
+without the history before them; ``whole_documents`` moves a document that fits a block but not the rest of
+the current one to the next block instead (padding the rest). Attention is not masked at document
 boundaries (the EOS/BOS pair tells the model a new career starts). The last block of each batch is padded:
 ``attention_mask`` is 0 and ``labels`` are -100 there, so padding never counts in the loss, and
 ``documents_per_batch`` large enough keeps that waste below one block per batch.
